@@ -1,0 +1,137 @@
+"""Compiled vector core of chroma (C++ / pybind11).
+
+SIMD kernels (AVX-512, AVX2 or portable C++, chosen at run time), exact top-k
+search over a float32 matrix, and ``FlatIndex``, an exact index that owns its
+vectors. Distances:
+
+* ``"l2"``: squared Euclidean distance, summed as ``sum((x - q) ** 2)`` so an
+  identical vector is at exactly ``0.0``.
+* ``"ip"``: ``1 - dot(x, q)``.
+* ``"cosine"``: ``1 - dot(x, q) / (|x| |q|)``; a zero vector has similarity 0
+  (distance 1) to everything.
+
+Results are ordered nearest first; equal distances are ordered by lower row
+index (``exact_search``) or lower internal row (``FlatIndex``). Every
+computation releases the GIL.
+"""
+
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+def simd_path() -> str:
+    """The SIMD path in use: ``"avx512"``, ``"avx2"`` or ``"portable"``.
+
+    At import it is taken from the ``CHROMA_SIMD`` environment variable if set
+    (an invalid value makes the import fail with ValueError), otherwise the
+    best path the CPU supports.
+    """
+
+def available_simd_paths() -> list[str]:
+    """Paths this CPU can run, slowest first, e.g. ``["portable", "avx2", "avx512"]``."""
+
+def set_simd_path(name: str) -> None:
+    """Force a SIMD path for every later call, process-wide.
+
+    Raises ValueError naming the value and the allowed paths if ``name`` is
+    unknown or not supported by this CPU.
+    """
+
+def distances(
+    space: str, x: npt.ArrayLike, y: npt.ArrayLike
+) -> npt.NDArray[np.float32]:
+    """Pairwise distances: ``out[i, j] = dist(x[i], y[j])``, shape ``(n, m)``.
+
+    ``x`` is ``(n, d)`` (or ``(d,)`` for one vector) and ``y`` is ``(m, d)``;
+    both are converted to float32 if needed. ``space`` is ``"l2"``, ``"ip"`` or
+    ``"cosine"`` (anything else: ValueError).
+    """
+
+def exact_search(
+    data: npt.NDArray[np.float32],
+    queries: npt.ArrayLike,
+    k: int,
+    space: str,
+    allowed: Optional[npt.ArrayLike] = None,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Exact k nearest rows of ``data`` for each query.
+
+    Args:
+        data: ``(n, d)`` float32, C-contiguous. It is scanned in place and never
+            copied: another dtype raises TypeError, a non-contiguous or non-2-D
+            array raises ValueError.
+        queries: ``(m, d)`` (or ``(d,)`` for one query); converted to float32.
+        k: number of neighbours, > 0 (else ValueError).
+        space: ``"l2"``, ``"ip"`` or ``"cosine"``.
+        allowed: optional row indices to restrict the search to, any order;
+            duplicates are ignored, an index outside ``[0, n)`` raises ValueError.
+        num_threads: worker threads; 0 means all hardware threads. Small
+            searches run on the calling thread regardless.
+
+    Returns:
+        ``(ids, distances)``, both of shape ``(m, k')`` with
+        ``k' = min(k, number of candidate rows)``, nearest first, ties broken
+        by lower row index. ``n == 0`` or an empty ``allowed`` gives ``(m, 0)``.
+    """
+
+class FlatIndex:
+    """An exact (brute-force) index that owns its vectors, keyed by int64 labels.
+
+    Thread-safe: searches run concurrently under a shared lock; ``add`` and
+    ``remove`` take an exclusive lock. For ``"cosine"`` the vectors are stored
+    normalized. A vector of the wrong dimension raises ValueError naming the
+    expected and received dimension.
+    """
+
+    def __init__(self, dim: int, space: str) -> None:
+        """Create an empty index for ``dim``-dimensional vectors (``dim`` > 0)."""
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+
+    @property
+    def space(self) -> str:
+        """``"l2"``, ``"ip"`` or ``"cosine"``."""
+
+    def __len__(self) -> int:
+        """Number of stored vectors."""
+
+    def __contains__(self, label: int) -> bool: ...
+    def add(self, labels: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Insert or overwrite vectors.
+
+        ``labels`` is ``(n,)`` int64 (safely castable input is accepted, e.g.
+        int32 or a list of ints; floats raise TypeError), ``vectors`` is
+        ``(n, dim)`` and converted to float32. A label already present has its
+        vector replaced in place; if a label repeats within one call the last
+        occurrence wins.
+        """
+
+    def remove(self, labels: npt.ArrayLike) -> None:
+        """Remove vectors by label; unknown labels are ignored. O(1) each
+        (the last row is moved into the hole, so row order is not stable)."""
+
+    def contains(self, label: int) -> bool:
+        """Whether ``label`` is stored."""
+
+    def labels(self) -> npt.NDArray[np.int64]:
+        """All stored labels, in internal row order (arbitrary)."""
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        allowed: Optional[npt.ArrayLike] = None,
+        num_threads: int = 0,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Exact k nearest stored vectors per query, like :func:`exact_search`
+        but returning labels.
+
+        ``allowed`` is an optional list of labels to restrict the search to
+        (unknown labels and duplicates are ignored). Returns
+        ``(labels, distances)`` of shape ``(m, k')`` with
+        ``k' = min(k, number of candidates)``, nearest first.
+        """

@@ -1,0 +1,118 @@
+"""``chroma.API``: the user-facing client interface, the same in every mode.
+
+The public methods manage collections; a :class:`chroma.Collection` calls the
+underscored per-collection methods, which a remote client implements over its
+wire. Implementations (imported on first use by ``chroma.get_api()``):
+``chroma.api.Local``. Where ``../shared/API.md`` is silent, the choices made
+are listed in ``docs/api-choices.md`` and tested by the conformance suite.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from chroma import registry
+from chroma.types import EmbeddingFunction, GetResult, QueryResult
+
+if TYPE_CHECKING:
+    from chroma.collection import Collection
+
+
+class API(abc.ABC):
+    """A client of a chroma store (in this process or on a server)."""
+
+    @abc.abstractmethod
+    def heartbeat(self) -> int:
+        """The store's clock in nanoseconds; raises if the store cannot answer."""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The store's chroma version."""
+
+    @abc.abstractmethod
+    def list_collections(self) -> list["Collection"]:
+        """Every collection, sorted by name."""
+
+    @abc.abstractmethod
+    def create_collection(
+        self,
+        name: str,
+        metadata: Optional[dict] = None,
+        get_or_create: bool = False,
+        embedding_function: Optional[EmbeddingFunction] = None,
+    ) -> "Collection":
+        """Creates a collection.
+
+        Raises:
+            InvalidArgument: a bad name or metadata.
+            CollectionExists: the name is taken and ``get_or_create`` is false.
+        """
+
+    @abc.abstractmethod
+    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> "Collection":
+        """The collection named ``name``. Raises CollectionNotFound."""
+
+    def get_or_create_collection(
+        self, name: str, metadata: Optional[dict] = None, embedding_function: Optional[EmbeddingFunction] = None
+    ) -> "Collection":
+        """The collection named ``name``, created with ``metadata`` if missing (an existing one is unchanged)."""
+        return self.create_collection(name, metadata, get_or_create=True, embedding_function=embedding_function)
+
+    @abc.abstractmethod
+    def delete_collection(self, name: str) -> None:
+        """Deletes a collection and its items. Raises CollectionNotFound."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Deletes everything. Raises ResetDisabled unless ``allow_reset`` is set."""
+
+    # Per-collection operations, called by Collection.
+    @abc.abstractmethod
+    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
+        """Renames and/or replaces metadata; returns the new ``(name, metadata)``."""
+
+    @abc.abstractmethod
+    def _count(self, collection_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None: ...
+
+    @abc.abstractmethod
+    def _get(
+        self,
+        collection_id: str,
+        ids: Any,
+        where: Any,
+        where_document: Any,
+        limit: Any,
+        offset: Any,
+        include: Sequence[str],
+    ) -> GetResult: ...
+
+    @abc.abstractmethod
+    def _query(
+        self,
+        collection_id: str,
+        query_embeddings: Any,
+        n_results: Any,
+        where: Any,
+        where_document: Any,
+        include: Sequence[str],
+    ) -> QueryResult: ...
+
+    def close(self) -> None:
+        """Releases what the client holds; called when the configuration changes."""
+
+
+# chroma.api.<ClassName> imports its implementation on first access only.
+__getattr__ = registry.lazy_attributes("api_impl", "chroma.api")

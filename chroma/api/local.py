@@ -1,0 +1,275 @@
+"""``chroma.api.Local``: the API by direct calls into the DB and the index.
+
+The DB is the truth; each collection's vector index is derived from it,
+loaded on the first query and kept current by every write made through this
+client afterwards. Writes hold one lock across the DB transaction and the
+index update, so the index sees them in commit order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+import chroma
+from chroma import errors, factory, registry, validation
+from chroma.api import API
+from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
+from chroma.config import Settings
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, WriteResult
+from chroma.filters import combine, parse_where, parse_where_document
+from chroma.index import Index
+from chroma.types import GET_INCLUDE, QUERY_INCLUDE, EmbeddingFunction, GetResult, QueryResult
+
+
+def load_embedding_function(path: str) -> EmbeddingFunction:
+    """The callable named by ``module:name`` (a class is instantiated with no arguments)."""
+    module_name, _, attr = path.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise errors.ConfigurationError(f"setting embedding_function={path!r} cannot be loaded: {exc}") from None
+    return target() if isinstance(target, type) else target
+
+
+class Local(API):
+    """The whole API in this process, over the configured ``chroma.DB``."""
+
+    def __init__(self, settings: Settings, db: Optional[DB] = None) -> None:
+        self._settings = settings
+        self._db = db if db is not None else factory.get_db()
+        self._index_class = registry.lookup("index_impl", settings.index_impl)
+        self._indexes: dict[str, Index] = {}
+        self._write_lock = threading.RLock()
+        self._default_embedding_function = (
+            load_embedding_function(settings.embedding_function) if settings.embedding_function else None
+        )
+
+    # collections
+    def _collection(self, record: CollectionRecord, embedding_function: Optional[EmbeddingFunction]) -> Collection:
+        return Collection(self, record.id, record.name, record.metadata,
+                          embedding_function or self._default_embedding_function)
+
+    def heartbeat(self) -> int:
+        return time.time_ns()
+
+    def version(self) -> str:
+        return chroma.__version__
+
+    def list_collections(self) -> list[Collection]:
+        return [self._collection(record, None) for record in self._db.list_collections()]
+
+    def create_collection(
+        self,
+        name: str,
+        metadata: Optional[dict] = None,
+        get_or_create: bool = False,
+        embedding_function: Optional[EmbeddingFunction] = None,
+    ) -> Collection:
+        validation.collection_name(name)
+        metadata = validation.collection_metadata(metadata)
+        try:
+            record = self._db.create_collection(name, metadata)
+        except errors.CollectionExists:
+            if not get_or_create:
+                raise
+            record = self._db.get_collection(name)
+        return self._collection(record, embedding_function)
+
+    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
+        if not isinstance(name, str):
+            raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
+        return self._collection(self._db.get_collection(name), embedding_function)
+
+    def delete_collection(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
+        with self._write_lock:
+            collection_id = self._db.delete_collection(name)
+            self._indexes.pop(collection_id, None)
+
+    def reset(self) -> None:
+        if not self._settings.allow_reset:
+            raise errors.ResetDisabled("reset() is disabled; enable it with chroma.configure(allow_reset=True) "
+                                       "or CHROMA_ALLOW_RESET=1")
+        with self._write_lock:
+            self._db.reset()
+            self._indexes.clear()
+
+    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
+        new_name = UNCHANGED if name is None else validation.collection_name(name)
+        new_metadata = UNCHANGED
+        if metadata is not None:
+            new_metadata = validation.collection_metadata(metadata)
+            stored = self._db.get_collection_by_id(collection_id).metadata or {}
+            space = validation.space_of(stored)
+            if new_metadata.get("hnsw:space", space) != space:
+                raise errors.InvalidArgument(
+                    f"hnsw:space cannot change after creation (it is {space!r}, got {new_metadata['hnsw:space']!r})"
+                )
+            if "hnsw:space" in stored:
+                new_metadata.setdefault("hnsw:space", space)
+        record = self._db.update_collection(collection_id, name=new_name, metadata=new_metadata)
+        return record.name, record.metadata
+
+    def _count(self, collection_id: str) -> int:
+        return self._db.count(collection_id)
+
+    # index upkeep
+    def _index(self, record: CollectionRecord) -> Optional[Index]:
+        index = self._indexes.get(record.id)
+        if index is not None or record.dimension is None:
+            return index
+        with self._write_lock:  # no write may land between the load and the caching
+            index = self._indexes.get(record.id)
+            if index is None:
+                labels, vectors = self._db.load_vectors(record.id)
+                if not len(labels):
+                    return None
+                metadata = record.metadata or {}
+                params = {k: v for k, v in metadata.items() if k.startswith("hnsw:")}
+                index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
+                index.add(labels, vectors)
+                self._indexes[record.id] = index
+        return index
+
+    def _apply(self, collection_id: str, result: WriteResult) -> None:
+        index = self._indexes.get(collection_id)
+        if index is None:
+            # Loading now (the new batch included) spares the first query the wait.
+            self._index(self._db.get_collection_by_id(collection_id))
+        elif result.embeddings is not None and len(result.labels):
+            index.add(result.labels, result.embeddings)
+
+    def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
+        with self._write_lock:
+            result = getattr(self._db, operation)(collection_id, batch)
+            try:
+                self._apply(collection_id, result)
+            except BaseException:
+                self._indexes.pop(collection_id, None)  # rebuilt from the DB on next use
+                raise
+
+    # writes
+    def _batch(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> Batch:
+        ids = validation.ids(ids)
+        vectors, missing = validation.embeddings_with_gaps(embeddings, len(ids))
+        return Batch(
+            ids=ids,
+            embeddings=vectors,
+            metadatas=validation.per_item(metadatas, len(ids), "metadatas", validation.item_metadata),
+            documents=validation.per_item(documents, len(ids), "documents", validation.document),
+            missing=missing,
+        )
+
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        batch = self._batch(ids, embeddings, metadatas, documents)
+        if batch.embeddings is None:
+            raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
+        self._write("add", collection_id, batch)
+
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write("update", collection_id, self._batch(ids, embeddings, metadatas, documents))
+
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write("upsert", collection_id, self._batch(ids, embeddings, metadatas, documents))
+
+    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
+        ids = validation.id_filter(ids)
+        clause = combine(parse_where(where), parse_where_document(where_document))
+        if ids is None and clause is None:
+            raise errors.InvalidArgument("delete needs ids, where or where_document (refusing to delete everything)")
+        with self._write_lock:
+            if ids == []:
+                self._db.count(collection_id)  # still report a missing collection
+                return
+            labels = self._db.delete(collection_id, ids, clause)
+            index = self._indexes.get(collection_id)
+            if index is not None and len(labels):
+                index.remove(labels)
+
+    # reads
+    def _get(
+        self,
+        collection_id: str,
+        ids: Any,
+        where: Any,
+        where_document: Any,
+        limit: Any,
+        offset: Any,
+        include: Sequence[str],
+    ) -> GetResult:
+        include = validation.include(include, GET_INCLUDE)
+        ids = validation.id_filter(ids)
+        clause = combine(parse_where(where), parse_where_document(where_document))
+        limit = validation.count_argument(limit, "limit", 0, optional=True)
+        offset = validation.count_argument(offset, "offset", 0, optional=True)
+        records = self._db.get(collection_id, ids, clause, limit, offset, include)
+        return GetResult(
+            ids=records.ids,
+            embeddings=records.embeddings,
+            metadatas=records.metadatas,
+            documents=records.documents,
+        )
+
+    def _query(
+        self,
+        collection_id: str,
+        query_embeddings: Any,
+        n_results: Any,
+        where: Any,
+        where_document: Any,
+        include: Sequence[str],
+    ) -> QueryResult:
+        include = validation.include(include, QUERY_INCLUDE)
+        n_results = validation.count_argument(n_results, "n_results", 1, optional=False)
+        queries = validation.embeddings(query_embeddings, what="query_embeddings")
+        clause = combine(parse_where(where), parse_where_document(where_document))
+        # A cached index answers for its collection: every write and delete of
+        # the collection goes through this client and keeps it current.
+        index = self._indexes.get(collection_id)
+        dimension = index.dim if index is not None else self._db.get_collection_by_id(collection_id).dimension
+        if dimension is not None and queries.shape[1] != dimension:
+            raise errors.InvalidDimensionError(
+                f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
+            )
+        if index is None and dimension is not None:
+            index = self._index(self._db.get_collection_by_id(collection_id))
+        if index is None:
+            empty = [np.empty(0)] * len(queries)
+            return _query_result(empty, empty, None, include, dimension or 0)
+        allowed = self._db.select_labels(collection_id, clause) if clause is not None else None
+        labels, distances = index.search(queries, n_results, allowed, self._settings.num_threads)
+        # equal distances come back in insertion order, i.e. by label
+        order = np.lexsort((labels, distances), axis=-1)
+        labels = np.take_along_axis(labels, order, axis=-1)
+        distances = np.take_along_axis(distances, order, axis=-1)
+        fetch = [name for name in include if name != "distances"]
+        records = self._db.get_by_labels(collection_id, np.unique(labels), fetch)
+        return _query_result(list(labels), list(distances), records, include, dimension)
+
+
+def _query_result(labels: list, distances: list, records: Any, include: Sequence[str], dimension: int) -> QueryResult:
+    """Per query lists from ``(labels, distances)`` rows and the fetched records."""
+    position = {} if records is None else {int(label): i for i, label in enumerate(records.labels)}
+    result: QueryResult = {"ids": [], "embeddings": None, "metadatas": None, "documents": None, "distances": None}
+    for name in include:
+        result[name] = []
+    for row_labels, row_distances in zip(labels, distances):
+        # a label whose row a concurrent delete removed is dropped
+        keep = [(position[int(l)], float(d)) for l, d in zip(row_labels, row_distances) if int(l) in position]
+        rows = [k for k, _ in keep]
+        result["ids"].append([records.ids[r] for r in rows])
+        if "embeddings" in include:
+            result["embeddings"].append(records.embeddings[rows] if rows else np.empty((0, dimension), np.float32))
+        if "metadatas" in include:
+            result["metadatas"].append([records.metadatas[r] for r in rows])
+        if "documents" in include:
+            result["documents"].append([records.documents[r] for r in rows])
+        if "distances" in include:
+            result["distances"].append([d for _, d in keep])
+    return result

@@ -1,0 +1,112 @@
+"""Settings: from ``chroma.configure(...)``, else ``CHROMA_<SETTING>``, else defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Any, Optional
+
+from chroma.errors import ConfigurationError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """One complete, validated configuration. Frozen, so it can key a cache."""
+
+    api_impl: str = "local"
+    db_impl: str = "duckdb"
+    index_impl: str = "flat"
+    server_impl: str = "fastapi"
+    persist_directory: str = "./chroma_data"
+    clickhouse_host: str = "127.0.0.1"
+    clickhouse_port: int = 8123
+    server_host: str = "127.0.0.1"
+    server_http_port: int = 8000
+    server_flight_port: int = 8815
+    celery_broker_url: Optional[str] = None
+    celery_result_backend: Optional[str] = None
+    auth_token: Optional[str] = None
+    allow_reset: bool = False
+    embedding_function: Optional[str] = None
+    """Dotted path ``package.module:name`` of the default embedding function
+    (a callable, or a class instantiated without arguments)."""
+    num_threads: int = 0
+    """Threads for index search; 0 means every core."""
+
+
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
+_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+_overrides: dict[str, Any] = {}
+_overrides_lock = threading.Lock()
+
+
+def configure(**settings: Any) -> None:
+    """Set settings for this process, on top of earlier ``configure`` calls.
+
+    A value of ``None`` removes that override, so the environment variable or
+    the default applies again. The next ``get_api()``/``get_db()`` returns a
+    new singleton when the resulting settings differ.
+
+    Raises:
+        ConfigurationError: a setting name is unknown or a value is malformed.
+    """
+    for name, value in settings.items():
+        if name not in _TYPES:
+            raise ConfigurationError(
+                f"unknown setting {name!r}; known settings: {', '.join(SETTING_NAMES)}"
+            )
+        if value is not None:
+            _coerce(name, value)
+    with _overrides_lock:
+        for name, value in settings.items():
+            if value is None:
+                _overrides.pop(name, None)
+            else:
+                _overrides[name] = value
+
+
+def current_settings() -> Settings:
+    """The settings in force now: overrides, then environment, then defaults."""
+    values: dict[str, Any] = {}
+    with _overrides_lock:
+        overrides = dict(_overrides)
+    for name in SETTING_NAMES:
+        if name in overrides:
+            values[name] = _coerce(name, overrides[name])
+            continue
+        env = os.environ.get(f"CHROMA_{name.upper()}")
+        if env is not None:
+            values[name] = _coerce(name, env, from_env=True)
+    return Settings(**values)
+
+
+def _coerce(name: str, value: Any, from_env: bool = False) -> Any:
+    kind = _TYPES[name]
+    source = f"CHROMA_{name.upper()}" if from_env else name
+    if kind in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigurationError(f"setting {source} must be a boolean, got {value!r}")
+    if kind in ("int", int):
+        if isinstance(value, bool):
+            raise ConfigurationError(f"setting {source} must be an integer, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"setting {source} must be an integer, got {value!r}") from None
+        if number < 0:
+            raise ConfigurationError(f"setting {source} must be >= 0, got {value!r}")
+        return number
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(f"setting {source} must be a string, got {value!r}")
+    text = os.fspath(value)
+    if from_env and text == "" and "Optional" in str(kind):
+        return None
+    return text

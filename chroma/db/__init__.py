@@ -1,0 +1,186 @@
+"""``chroma.DB``: storage and persistence of collections and their items.
+
+A DB stores each item's id, embedding, metadata and document, and gives each
+item an int64 *label*, unique in the DB and increasing in insertion order, by
+which the vector index knows it. Every write method is atomic: it applies the
+whole batch or, on any error, nothing. Implementations (imported on first use
+by ``chroma.get_db()``): ``chroma.db.DuckDB``, ``chroma.db.PersistentDuckDB``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+
+from chroma import registry
+
+if TYPE_CHECKING:
+    from chroma.filters import Clause
+
+UNCHANGED: Any = object()
+"""Marks an argument of ``update_collection`` that keeps its stored value."""
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    id: str
+    name: str
+    metadata: Optional[dict]
+    dimension: Optional[int]
+
+
+@dataclass
+class Records:
+    """Rows of one collection; a field not asked for is ``None``."""
+
+    ids: list[str]
+    labels: np.ndarray
+    embeddings: Optional[np.ndarray] = None
+    metadatas: Optional[list[Optional[dict]]] = None
+    documents: Optional[list[Optional[str]]] = None
+
+
+@dataclass
+class Batch:
+    """A validated write: one entry per id; ``None`` for a field not given.
+
+    Inside ``metadatas``/``documents`` a ``None`` entry means "no value" for a
+    new item and "leave as is" for an existing one; rows of ``embeddings``
+    flagged in ``missing`` likewise carry no vector.
+    """
+
+    ids: list[str]
+    embeddings: Optional[np.ndarray]
+    metadatas: Optional[list[Optional[dict]]]
+    documents: Optional[list[Optional[str]]]
+    missing: Optional[np.ndarray] = None
+    """Boolean mask over ``embeddings`` rows that carry no vector; None: all carry one."""
+
+    def take(self, positions: Sequence[int]) -> "Batch":
+        pick = list(positions)
+        return Batch(
+            ids=[self.ids[i] for i in pick],
+            embeddings=None if self.embeddings is None else self.embeddings[pick],
+            metadatas=None if self.metadatas is None else [self.metadatas[i] for i in pick],
+            documents=None if self.documents is None else [self.documents[i] for i in pick],
+            missing=None if self.missing is None else self.missing[pick],
+        )
+
+    def without_embedding(self) -> list[str]:
+        """The ids that carry no vector."""
+        if self.embeddings is None:
+            return list(self.ids)
+        if self.missing is None:
+            return []
+        return [i for i, gap in zip(self.ids, self.missing) if gap]
+
+    def embedded_rows(self) -> np.ndarray:
+        """Positions of the ids that carry a vector."""
+        if self.embeddings is None:
+            return np.empty(0, dtype=np.int64)
+        if self.missing is None:
+            return np.arange(len(self.ids))
+        return np.flatnonzero(~self.missing)
+
+
+@dataclass
+class WriteResult:
+    """What a write changed, for keeping the vector index current."""
+
+    labels: np.ndarray
+    """Labels whose vectors are now ``embeddings`` (added or replaced)."""
+    embeddings: Optional[np.ndarray]
+
+
+class DB(abc.ABC):
+    """Storage of collections and items. Thread-safe."""
+
+    # collections
+    @abc.abstractmethod
+    def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:
+        """Raises CollectionExists."""
+
+    @abc.abstractmethod
+    def get_collection(self, name: str) -> CollectionRecord:
+        """Raises CollectionNotFound."""
+
+    @abc.abstractmethod
+    def get_collection_by_id(self, collection_id: str) -> CollectionRecord:
+        """Raises CollectionNotFound."""
+
+    @abc.abstractmethod
+    def list_collections(self) -> list[CollectionRecord]:
+        """Sorted by name."""
+
+    @abc.abstractmethod
+    def update_collection(self, collection_id: str, name: Any = UNCHANGED, metadata: Any = UNCHANGED) -> CollectionRecord:
+        """Raises CollectionNotFound, CollectionExists (a rename onto a taken name)."""
+
+    @abc.abstractmethod
+    def delete_collection(self, name: str) -> str:
+        """Deletes the collection and its items; returns its id. Raises CollectionNotFound."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Deletes everything."""
+
+    # items
+    @abc.abstractmethod
+    def add(self, collection_id: str, batch: Batch) -> WriteResult:
+        """Adds new items (``batch.embeddings`` required).
+
+        Raises DuplicateIDError (an id exists), InvalidDimensionError.
+        """
+
+    @abc.abstractmethod
+    def update(self, collection_id: str, batch: Batch) -> WriteResult:
+        """Changes existing items. Raises IDNotFoundError, InvalidDimensionError."""
+
+    @abc.abstractmethod
+    def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
+        """Adds the new ids and updates the others in one transaction.
+
+        Raises InvalidArgument (a new id without embedding), InvalidDimensionError.
+        """
+
+    @abc.abstractmethod
+    def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional["Clause"]) -> np.ndarray:
+        """Deletes the items matching both ``ids`` and ``where``; returns their labels."""
+
+    @abc.abstractmethod
+    def get(
+        self,
+        collection_id: str,
+        ids: Optional[list[str]],
+        where: Optional["Clause"],
+        limit: Optional[int],
+        offset: Optional[int],
+        include: Sequence[str],
+    ) -> Records:
+        """Items in the order of ``ids``, else in insertion order."""
+
+    @abc.abstractmethod
+    def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
+        """Items with these labels, in the order given; missing labels are left out."""
+
+    @abc.abstractmethod
+    def select_labels(self, collection_id: str, where: "Clause") -> np.ndarray:
+        """Labels of the items matching ``where`` (an index allow-list)."""
+
+    @abc.abstractmethod
+    def count(self, collection_id: str) -> int:
+        """Number of items. Raises CollectionNotFound."""
+
+    @abc.abstractmethod
+    def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, embeddings)`` of every item, to build an index from."""
+
+    def close(self) -> None:
+        """Releases files and connections; the instance is unusable afterwards."""
+
+
+# chroma.db.<ClassName> imports its implementation on first access only.
+__getattr__ = registry.lazy_attributes("db_impl", "chroma.db")

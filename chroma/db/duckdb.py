@@ -1,0 +1,499 @@
+"""``chroma.db.DuckDB`` (in memory) and ``chroma.db.PersistentDuckDB`` (a directory).
+
+Items live in one ``embeddings`` table (vector as ``FLOAT[]``, document, and
+the metadata as JSON for returning it as given); metadata is also stored typed,
+one row per key in ``metadata``, which is what filters run on. Batches move in
+and out as Arrow tables, the fast path DuckDB offers. Writes are serialized by
+a lock and each runs in one transaction; reads use a cursor per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from chroma import errors
+from chroma.config import Settings
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, WriteResult
+from chroma.db.sql import compile_clause
+from chroma.filters import Clause
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS collections (
+        id VARCHAR NOT NULL, name VARCHAR NOT NULL, metadata VARCHAR, dimension INTEGER)""",
+    "CREATE TABLE IF NOT EXISTS counters (name VARCHAR NOT NULL, value BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS embeddings (
+        label BIGINT NOT NULL, collection_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
+        embedding FLOAT[] NOT NULL, document VARCHAR, metadata VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS metadata (
+        label BIGINT NOT NULL, key VARCHAR NOT NULL, string_value VARCHAR,
+        int_value BIGINT, float_value DOUBLE, bool_value BOOLEAN)""",
+    # Point lookups by label (query results) would otherwise scan the table.
+    "CREATE INDEX IF NOT EXISTS embeddings_label ON embeddings (label)",
+]
+_TABLES = ("collections", "counters", "embeddings", "metadata")
+_COLUMN = {"embeddings": "e.embedding", "documents": "e.document", "metadatas": "e.metadata"}
+
+
+def _metadata_json(metadata: Optional[dict]) -> Optional[str]:
+    return None if metadata is None else json.dumps(metadata, separators=(",", ":"))
+
+
+def _metadata_from_json(text: Optional[str]) -> Optional[dict]:
+    return None if text is None else json.loads(text)
+
+
+def _some(ids: Sequence[str], shown: int = 10) -> str:
+    """The first ids of a list, for an error message."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(repr(i) for i in ids[:shown]) + more
+
+
+def _first(rows: list) -> Optional[tuple]:
+    return rows[0] if rows else None
+
+
+def _record(row: Sequence[Any]) -> CollectionRecord:
+    return CollectionRecord(id=row[0], name=row[1], metadata=_metadata_from_json(row[2]), dimension=row[3])
+
+
+def _vector_column(embeddings: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1])
+
+
+def _vectors_from_arrow(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
+    if len(column) == 0:
+        return np.empty((0, dimension), dtype=np.float32)
+    values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(-1, dimension)
+
+
+def _metadata_rows(labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
+    label_col, keys, strings, ints, floats, bools = [], [], [], [], [], []
+    for label, metadata in zip(labels.tolist(), metadatas):
+        for key, value in (metadata or {}).items():
+            label_col.append(label)
+            keys.append(key)
+            strings.append(value if isinstance(value, str) else None)
+            bools.append(value if isinstance(value, bool) else None)
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            ints.append(value if is_int else None)
+            floats.append(value if isinstance(value, float) else None)
+    return pa.table(
+        {
+            "label": pa.array(label_col, pa.int64()),
+            "key": pa.array(keys, pa.string()),
+            "string_value": pa.array(strings, pa.string()),
+            "int_value": pa.array(ints, pa.int64()),
+            "float_value": pa.array(floats, pa.float64()),
+            "bool_value": pa.array(bools, pa.bool_()),
+        }
+    )
+
+
+class DuckDB(DB):
+    """Everything in memory: the embedded default, gone when the process ends."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._con = self._connect()
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._closed = False
+        for statement in _SCHEMA:
+            self._con.execute(statement)
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(":memory:")
+
+    # plumbing
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._con.cursor()
+        return cursor
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._write_lock:
+            cursor = self._cursor()
+            cursor.begin()
+            try:
+                yield cursor
+            except BaseException:
+                cursor.rollback()
+                raise
+            cursor.commit()
+
+    @contextmanager
+    def _registered(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[str]:
+        name = f"batch_{uuid.uuid4().hex}"
+        cursor.register(name, table)
+        try:
+            yield name
+        finally:
+            cursor.unregister(name)
+
+    def _collection(self, cursor: duckdb.DuckDBPyConnection, collection_id: str) -> CollectionRecord:
+        row = _first(cursor.execute(
+            "SELECT id, name, metadata, dimension FROM collections WHERE id = ?", [collection_id]
+        ).fetchall())
+        if row is None:
+            raise errors.CollectionNotFound(f"collection {collection_id!r} does not exist")
+        return _record(row)
+
+    def _next_labels(self, cursor: duckdb.DuckDBPyConnection, count: int) -> np.ndarray:
+        row = _first(cursor.execute("SELECT value FROM counters WHERE name = 'label'").fetchall())
+        start = 0 if row is None else row[0]
+        if row is None:
+            cursor.execute("INSERT INTO counters VALUES ('label', ?)", [start + count])
+        else:
+            cursor.execute("UPDATE counters SET value = ? WHERE name = 'label'", [start + count])
+        return np.arange(start, start + count, dtype=np.int64)
+
+    def _fix_dimension(self, cursor: duckdb.DuckDBPyConnection, record: CollectionRecord, embeddings: Optional[np.ndarray]) -> None:
+        if embeddings is None:
+            return
+        dimension = embeddings.shape[1]
+        if record.dimension is None:
+            cursor.execute("UPDATE collections SET dimension = ? WHERE id = ?", [dimension, record.id])
+        elif record.dimension != dimension:
+            raise errors.InvalidDimensionError(
+                f"embedding dimension {dimension} does not match the collection's dimension {record.dimension}"
+            )
+
+    def _existing(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, ids: list[str]) -> dict[str, int]:
+        """id -> label for the ids of ``ids`` that are stored."""
+        asked = pa.table({"id": pa.array(ids, pa.string())})
+        with self._registered(cursor, asked) as name:
+            rows = cursor.execute(
+                f"SELECT e.id, e.label FROM embeddings e JOIN {name} a ON a.id = e.id WHERE e.collection_id = ?",
+                [collection_id],
+            ).fetchall()
+        return dict(rows)
+
+    # collections
+    def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:
+        with self._transaction() as cursor:
+            if cursor.execute("SELECT 1 FROM collections WHERE name = ?", [name]).fetchall():
+                raise errors.CollectionExists(f"collection {name!r} already exists")
+            record = CollectionRecord(id=str(uuid.uuid4()), name=name, metadata=metadata, dimension=None)
+            cursor.execute(
+                "INSERT INTO collections VALUES (?, ?, ?, NULL)", [record.id, name, _metadata_json(metadata)]
+            )
+        return record
+
+    def get_collection(self, name: str) -> CollectionRecord:
+        row = _first(self._cursor().execute(
+            "SELECT id, name, metadata, dimension FROM collections WHERE name = ?", [name]
+        ).fetchall())
+        if row is None:
+            raise errors.CollectionNotFound(f"collection {name!r} does not exist")
+        return _record(row)
+
+    def get_collection_by_id(self, collection_id: str) -> CollectionRecord:
+        return self._collection(self._cursor(), collection_id)
+
+    def list_collections(self) -> list[CollectionRecord]:
+        rows = self._cursor().execute("SELECT id, name, metadata, dimension FROM collections ORDER BY name").fetchall()
+        return [_record(row) for row in rows]
+
+    def update_collection(self, collection_id: str, name: Any = UNCHANGED, metadata: Any = UNCHANGED) -> CollectionRecord:
+        with self._transaction() as cursor:
+            record = self._collection(cursor, collection_id)
+            if name is not UNCHANGED and name != record.name:
+                if cursor.execute("SELECT 1 FROM collections WHERE name = ?", [name]).fetchall():
+                    raise errors.CollectionExists(f"collection {name!r} already exists")
+                cursor.execute("UPDATE collections SET name = ? WHERE id = ?", [name, collection_id])
+            if metadata is not UNCHANGED:
+                cursor.execute(
+                    "UPDATE collections SET metadata = ? WHERE id = ?", [_metadata_json(metadata), collection_id]
+                )
+            return self._collection(cursor, collection_id)
+
+    def delete_collection(self, name: str) -> str:
+        with self._transaction() as cursor:
+            row = _first(cursor.execute("SELECT id FROM collections WHERE name = ?", [name]).fetchall())
+            if row is None:
+                raise errors.CollectionNotFound(f"collection {name!r} does not exist")
+            collection_id = row[0]
+            cursor.execute(
+                "DELETE FROM metadata WHERE label IN (SELECT label FROM embeddings WHERE collection_id = ?)",
+                [collection_id],
+            )
+            cursor.execute("DELETE FROM embeddings WHERE collection_id = ?", [collection_id])
+            cursor.execute("DELETE FROM collections WHERE id = ?", [collection_id])
+        return collection_id
+
+    def reset(self) -> None:
+        with self._transaction() as cursor:
+            for table in _TABLES:
+                cursor.execute(f"DELETE FROM {table}")
+
+    # writes
+    def add(self, collection_id: str, batch: Batch) -> WriteResult:
+        if batch.without_embedding():
+            raise errors.InvalidArgument(f"add needs an embedding for every id; none for: {_some(batch.without_embedding())}")
+        with self._transaction() as cursor:
+            record = self._collection(cursor, collection_id)
+            self._fix_dimension(cursor, record, batch.embeddings)
+            existing = self._existing(cursor, collection_id, batch.ids)
+            if existing:
+                taken = [i for i in batch.ids if i in existing]
+                raise errors.DuplicateIDError(f"ids already in the collection: {_some(taken)}")
+            labels = self._insert(cursor, collection_id, batch)
+        return WriteResult(labels=labels, embeddings=batch.embeddings)
+
+    def _insert(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> np.ndarray:
+        count = len(batch.ids)
+        labels = self._next_labels(cursor, count)
+        metadatas = batch.metadatas or [None] * count
+        table = pa.table(
+            {
+                "label": pa.array(labels),
+                "id": pa.array(batch.ids, pa.string()),
+                "embedding": _vector_column(batch.embeddings),
+                "document": pa.array(batch.documents or [None] * count, pa.string()),
+                "metadata": pa.array([_metadata_json(m) for m in metadatas], pa.string()),
+            }
+        )
+        with self._registered(cursor, table) as name:
+            cursor.execute(
+                f"INSERT INTO embeddings SELECT label, ?, id, embedding::FLOAT[], document, metadata FROM {name}",
+                [collection_id],
+            )
+        self._insert_metadata(cursor, labels, metadatas)
+        return labels
+
+    def _insert_metadata(self, cursor: duckdb.DuckDBPyConnection, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> None:
+        rows = _metadata_rows(labels, metadatas)
+        if rows.num_rows:
+            with self._registered(cursor, rows) as name:
+                cursor.execute(f"INSERT INTO metadata SELECT * FROM {name}")
+
+    def update(self, collection_id: str, batch: Batch) -> WriteResult:
+        with self._transaction() as cursor:
+            return self._update(cursor, collection_id, batch)
+
+    def _update(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> WriteResult:
+        record = self._collection(cursor, collection_id)
+        self._fix_dimension(cursor, record, batch.embeddings)
+        existing = self._existing(cursor, collection_id, batch.ids)
+        missing = [i for i in batch.ids if i not in existing]
+        if missing:
+            raise errors.IDNotFoundError(f"ids not in the collection: {_some(missing)}")
+        labels = np.array([existing[i] for i in batch.ids], dtype=np.int64)
+        rows = batch.embedded_rows()
+        if len(rows):
+            table = pa.table({"label": pa.array(labels[rows]), "embedding": _vector_column(batch.embeddings[rows])})
+            with self._registered(cursor, table) as name:
+                cursor.execute(
+                    f"UPDATE embeddings SET embedding = b.embedding::FLOAT[] FROM {name} b WHERE embeddings.label = b.label"
+                )
+        if batch.documents is not None:
+            given = [(int(label), doc) for label, doc in zip(labels, batch.documents) if doc is not None]
+            if given:
+                table = pa.table({"label": pa.array([g[0] for g in given], pa.int64()),
+                                  "document": pa.array([g[1] for g in given], pa.string())})
+                with self._registered(cursor, table) as name:
+                    cursor.execute(f"UPDATE embeddings SET document = b.document FROM {name} b WHERE embeddings.label = b.label")
+        if batch.metadatas is not None:
+            given = [(int(label), md) for label, md in zip(labels, batch.metadatas) if md is not None]
+            if given:
+                given_labels = np.array([g[0] for g in given], dtype=np.int64)
+                given_metadatas = [g[1] for g in given]
+                table = pa.table({"label": pa.array(given_labels),
+                                  "metadata": pa.array([_metadata_json(m) for m in given_metadatas], pa.string())})
+                with self._registered(cursor, table) as name:
+                    cursor.execute(f"UPDATE embeddings SET metadata = b.metadata FROM {name} b WHERE embeddings.label = b.label")
+                    cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
+                self._insert_metadata(cursor, given_labels, given_metadatas)
+        if not len(rows):
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None)
+        return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows])
+
+    def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
+        with self._transaction() as cursor:
+            self._collection(cursor, collection_id)
+            existing = self._existing(cursor, collection_id, batch.ids)
+            old = [p for p, i in enumerate(batch.ids) if i in existing]
+            new = [p for p, i in enumerate(batch.ids) if i not in existing]
+            unembedded = batch.take(new).without_embedding()
+            if unembedded:
+                raise errors.InvalidArgument(
+                    f"upsert: new ids need embeddings: {_some(unembedded)}; pass embeddings=..., or give the "
+                    "collection an embedding_function to compute them from documents"
+                )
+            parts = []
+            if old:
+                parts.append(self._update(cursor, collection_id, batch.take(old)))
+            if new:
+                added = batch.take(new)
+                self._fix_dimension(cursor, self._collection(cursor, collection_id), added.embeddings)
+                parts.append(WriteResult(self._insert(cursor, collection_id, added), added.embeddings))
+        with_vectors = [p for p in parts if p.embeddings is not None and len(p.labels)]
+        if not with_vectors:
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None)
+        return WriteResult(
+            labels=np.concatenate([p.labels for p in with_vectors]),
+            embeddings=np.concatenate([p.embeddings for p in with_vectors]),
+        )
+
+    def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause]) -> np.ndarray:
+        with self._transaction() as cursor:
+            self._collection(cursor, collection_id)
+            labels = self._select(cursor, collection_id, ids, where, ["e.label"], None, None)["label"]
+            labels = labels.to_numpy().astype(np.int64)
+            if len(labels):
+                table = pa.table({"label": pa.array(labels)})
+                with self._registered(cursor, table) as name:
+                    cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
+                    cursor.execute(f"DELETE FROM embeddings WHERE label IN (SELECT label FROM {name})")
+        return labels
+
+    # reads
+    def _select(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        collection_id: str,
+        ids: Optional[list[str]],
+        where: Optional[Clause],
+        columns: list[str],
+        limit: Optional[int],
+        offset: Optional[int],
+    ) -> pa.Table:
+        params: list[Any] = []
+        join = ""
+        order = "e.label"
+        asked_name = None
+        if ids is not None:
+            asked_name = f"asked_{uuid.uuid4().hex}"
+            cursor.register(asked_name, pa.table({"id": pa.array(ids, pa.string()),
+                                                  "pos": pa.array(np.arange(len(ids), dtype=np.int64))}))
+            join = f"JOIN {asked_name} a ON a.id = e.id"
+            order = "a.pos"
+        sql = f"SELECT {', '.join(columns)} FROM embeddings e {join} WHERE e.collection_id = ?"
+        params.append(collection_id)
+        if where is not None:
+            condition, args = compile_clause(where)
+            sql += f" AND {condition}"
+            params.extend(args)
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        if offset:
+            sql += " OFFSET ?"
+            params.append(offset)
+        try:
+            return cursor.sql(sql, params=params).to_arrow_table()
+        finally:
+            if asked_name is not None:
+                cursor.unregister(asked_name)
+
+    def _records(self, table: pa.Table, include: Sequence[str], dimension: Optional[int]) -> Records:
+        return Records(
+            ids=table["id"].to_pylist(),
+            labels=table["label"].to_numpy().astype(np.int64),
+            embeddings=_vectors_from_arrow(table["embedding"], dimension or 0) if "embeddings" in include else None,
+            metadatas=[_metadata_from_json(m) for m in table["metadata"].to_pylist()] if "metadatas" in include else None,
+            documents=table["document"].to_pylist() if "documents" in include else None,
+        )
+
+    def _columns(self, include: Sequence[str]) -> list[str]:
+        return ["e.label", "e.id"] + [_COLUMN[name] for name in include if name in _COLUMN]
+
+    def get(
+        self,
+        collection_id: str,
+        ids: Optional[list[str]],
+        where: Optional[Clause],
+        limit: Optional[int],
+        offset: Optional[int],
+        include: Sequence[str],
+    ) -> Records:
+        cursor = self._cursor()
+        record = self._collection(cursor, collection_id)
+        table = self._select(cursor, collection_id, ids, where, self._columns(include), limit, offset)
+        return self._records(table, include, record.dimension)
+
+    def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
+        cursor = self._cursor()
+        asked = np.asarray(labels, dtype=np.int64).tolist()
+        table = cursor.sql(
+            f"SELECT {', '.join(self._columns(include))} FROM embeddings e "
+            "WHERE e.label = ANY($labels::BIGINT[]) AND e.collection_id = $collection "
+            "ORDER BY list_position($labels::BIGINT[], e.label)",
+            params={"labels": asked, "collection": collection_id},
+        ).to_arrow_table()
+        dimension = len(table["embedding"][0]) if "embeddings" in include and table.num_rows else 0
+        return self._records(table, include, dimension)
+
+    def select_labels(self, collection_id: str, where: Clause) -> np.ndarray:
+        condition, params = compile_clause(where)
+        table = self._cursor().sql(
+            f"SELECT e.label FROM embeddings e WHERE e.collection_id = ? AND {condition}", params=[collection_id, *params]
+        ).to_arrow_table()
+        return table["label"].to_numpy().astype(np.int64)
+
+    def count(self, collection_id: str) -> int:
+        cursor = self._cursor()
+        self._collection(cursor, collection_id)
+        return cursor.execute("SELECT count(*) FROM embeddings WHERE collection_id = ?", [collection_id]).fetchall()[0][0]
+
+    def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
+        cursor = self._cursor()
+        record = self._collection(cursor, collection_id)
+        table = cursor.sql(
+            "SELECT label, embedding FROM embeddings WHERE collection_id = ?", params=[collection_id]
+        ).to_arrow_table()
+        labels = table["label"].to_numpy().astype(np.int64)
+        return labels, _vectors_from_arrow(table["embedding"], record.dimension or 0)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._con.close()
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+class PersistentDuckDB(DuckDB):
+    """A DuckDB file in ``persist_directory``: durable once a call returns.
+
+    DuckDB writes each committed transaction to its write-ahead log before the
+    commit returns, so a process killed right after a call loses nothing. One
+    process at a time may open a directory.
+    """
+
+    FILE_NAME = "chroma.duckdb"
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        directory = os.path.abspath(self._settings.persist_directory)
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, self.FILE_NAME)
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            holder = _LOCK_HOLDER.search(str(exc))
+            if holder is None and "lock" not in str(exc).lower():
+                raise
+            who = f"process {holder['pid']} ({holder['program']})" if holder else "another process"
+            raise errors.PersistentDirectoryLocked(
+                f"persist_directory {directory!r} is in use by {who}; one process at a time can open it. "
+                "To share it between processes, run a server on it (chroma run --path DIR) "
+                "and connect with api_impl='fastapi'"
+            ) from None

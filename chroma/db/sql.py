@@ -1,0 +1,79 @@
+"""Compile a validated filter tree to a SQL condition with bound parameters.
+
+The schema it targets: items in ``embeddings e`` (``e.label``, ``e.document``)
+and typed metadata rows in ``metadata`` (``label, key, string_value,
+int_value, float_value, bool_value``), one row per item and key. Values never
+enter the SQL text: every value is a ``?`` parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chroma.filters import Clause, Compare, Contains, Logical
+
+_SQL_OP = {"$eq": "=", "$ne": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQL engines for filters."""
+
+    contains: str = "contains(COALESCE(e.document, ''), ?)"
+    int_as_double: str = "CAST(int_value AS DOUBLE)"
+
+
+DUCKDB = Dialect()
+
+
+def _value_match(op: str, value: Any, dialect: Dialect) -> tuple[str, list]:
+    """A condition on one metadata row's typed columns."""
+    sql_op = _SQL_OP[op]
+    if isinstance(value, bool):
+        return f"bool_value {sql_op} ?", [value]
+    if isinstance(value, str):
+        return f"string_value {sql_op} ?", [value]
+    if isinstance(value, int):
+        # exact on the int column; the float column compares as a double
+        return f"(int_value {sql_op} ? OR float_value {sql_op} ?)", [value, float(value)]
+    return f"({dialect.int_as_double} {sql_op} ? OR float_value {sql_op} ?)", [value, value]
+
+
+def _any_match(values: tuple, dialect: Dialect) -> tuple[str, list]:
+    if not values:
+        return "FALSE", []
+    parts, params = [], []
+    for value in values:
+        sql, args = _value_match("$eq", value, dialect)
+        parts.append(sql)
+        params.extend(args)
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def _compare(clause: Compare, dialect: Dialect) -> tuple[str, list]:
+    if clause.op in ("$in", "$nin"):
+        match, params = _any_match(clause.value, dialect)
+    else:
+        match, params = _value_match(clause.op, clause.value, dialect)
+    if clause.op in ("$ne", "$nin"):
+        # The complement among items that have the key: a missing key never matches.
+        match = f"NOT COALESCE({match}, FALSE)"
+    return f"e.label IN (SELECT label FROM metadata WHERE key = ? AND {match})", [clause.key, *params]
+
+
+def compile_clause(clause: Clause, dialect: Dialect = DUCKDB) -> tuple[str, list]:
+    """``(sql, params)`` for a condition over ``embeddings e``."""
+    if isinstance(clause, Compare):
+        return _compare(clause, dialect)
+    if isinstance(clause, Contains):
+        sql = dialect.contains
+        return (f"NOT {sql}" if clause.negate else sql), [clause.text]
+    assert isinstance(clause, Logical)
+    parts, params = [], []
+    for child in clause.clauses:
+        sql, args = compile_clause(child, dialect)
+        parts.append(sql)
+        params.extend(args)
+    joiner = " AND " if clause.op == "$and" else " OR "
+    return "(" + joiner.join(parts) + ")", params

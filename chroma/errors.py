@@ -1,0 +1,119 @@
+"""Every exception chroma raises on purpose.
+
+All derive from :class:`ChromaError`. Input errors also derive from
+:class:`ValueError`, missing things from :class:`KeyError` (through
+:class:`NotFoundError`), so ``except ValueError`` keeps working for callers who
+do not know chroma's classes. Each class carries the HTTP status a server
+answers with, and :func:`from_name` rebuilds an exception that crossed the
+wire, so a remote client raises the same class with the same message as Local.
+"""
+
+from __future__ import annotations
+
+
+class ChromaError(Exception):
+    """Base class of every chroma error."""
+
+    status_code = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; chroma messages are prose, shown as is.
+        return self.message
+
+
+class InvalidArgument(ChromaError, ValueError):
+    """A call's argument is malformed or out of range; nothing was changed."""
+
+    status_code = 400
+
+
+class ConfigurationError(ChromaError, ValueError):
+    """A setting has an unknown name or a bad value."""
+
+    status_code = 400
+
+
+class InvalidDimensionError(InvalidArgument):
+    """An embedding's dimension differs from the collection's."""
+
+
+class DuplicateIDError(InvalidArgument):
+    """An id is repeated in a batch, or added when it already exists."""
+
+    status_code = 409
+
+
+class CollectionExists(ChromaError, ValueError):
+    """A collection of that name exists already."""
+
+    status_code = 409
+
+
+class NotFoundError(ChromaError, KeyError):
+    """Something named by the caller does not exist."""
+
+    status_code = 404
+
+
+class CollectionNotFound(NotFoundError):
+    """No collection has that name (or id)."""
+
+
+class IDNotFoundError(NotFoundError):
+    """An id given to ``update`` is not in the collection."""
+
+
+class ResetDisabled(ChromaError, PermissionError):
+    """``reset()`` was called while the ``allow_reset`` setting is false."""
+
+    status_code = 403
+
+
+class PersistentDirectoryLocked(ChromaError):
+    """Another process holds the persistent directory open for writing."""
+
+    status_code = 409
+
+
+class MissingDependency(ChromaError, ImportError):
+    """An implementation was chosen whose optional dependency is not installed."""
+
+    status_code = 500
+
+
+class Unauthorized(ChromaError):
+    """A server refused the request for lack of a valid token."""
+
+    status_code = 401
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A request exceeds a server's size or batch limits."""
+
+    status_code = 413
+
+
+def _all_error_classes() -> dict[str, type[ChromaError]]:
+    found: dict[str, type[ChromaError]] = {}
+    stack: list[type[ChromaError]] = [ChromaError]
+    while stack:
+        cls = stack.pop()
+        found[cls.__name__] = cls
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def from_name(name: str, message: str) -> ChromaError:
+    """Rebuild the exception named ``name`` (a class of this module).
+
+    An unknown name gives a plain :class:`ChromaError` that keeps the name in
+    its message, so nothing a server said is lost.
+    """
+    cls = _all_error_classes().get(name)
+    if cls is None:
+        return ChromaError(f"{name}: {message}")
+    return cls(message)

@@ -1,0 +1,134 @@
+"""``where`` and ``where_document`` filters: validation into a small tree.
+
+Storage backends compile the tree (:class:`Clause`) to their query language;
+nothing here knows SQL. Validation names the bad part of a filter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Union
+
+from chroma.errors import InvalidArgument
+from chroma.validation import int64_or_not_int
+
+COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+MEMBERSHIP = ("$in", "$nin")
+LOGICAL = ("$and", "$or")
+DOCUMENT_OPS = ("$contains", "$not_contains")
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``key op value`` on item metadata; ``value`` is a tuple for $in/$nin."""
+
+    key: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Contains:
+    """Substring test on the document (a missing document is "")."""
+
+    text: str
+    negate: bool
+
+
+@dataclass(frozen=True)
+class Logical:
+    op: str  # "$and" | "$or"
+    clauses: tuple["Clause", ...]
+
+
+Clause = Union[Compare, Contains, Logical]
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, (str, int, bool)) and int64_or_not_int(value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and _scalar(value)
+
+
+def _clauses(op: str, value: Any, parse, path: str) -> Logical:
+    if not isinstance(value, list) or not value:
+        raise InvalidArgument(f"{path}: {op} takes a non-empty list of filters, got {value!r}")
+    return Logical(op, tuple(parse(v, f"{path}.{op}[{i}]") for i, v in enumerate(value)))
+
+
+def _join(clauses: list[Clause]) -> Clause:
+    return clauses[0] if len(clauses) == 1 else Logical("$and", tuple(clauses))
+
+
+def parse_where(where: Optional[Mapping], path: str = "where") -> Optional[Clause]:
+    """Validate a metadata filter; ``None`` or ``{}`` means no filter."""
+    if where is None or (isinstance(where, Mapping) and not where and path == "where"):
+        return None
+    if not isinstance(where, Mapping) or not where:
+        raise InvalidArgument(f"{path} must be a non-empty dict, got {where!r}")
+    clauses: list[Clause] = []
+    for key, value in where.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgument(f"{path}: keys must be non-empty strings, got {key!r}")
+        if key in LOGICAL:
+            clauses.append(_clauses(key, value, parse_where, path))
+        elif key.startswith("$"):
+            raise InvalidArgument(f"{path}: unknown operator {key!r}; logical operators are $and, $or")
+        else:
+            clauses.append(_compare(key, value, f"{path}.{key}"))
+    return _join(clauses)
+
+
+def _compare(key: str, value: Any, path: str) -> Compare:
+    if not isinstance(value, Mapping):
+        if not _scalar(value):
+            raise InvalidArgument(f"{path}: expected a str, int, float or bool, or an operator dict, got {value!r}")
+        return Compare(key, "$eq", value)
+    if len(value) != 1:
+        raise InvalidArgument(f"{path}: an operator dict holds exactly one operator, got {dict(value)!r}")
+    ((op, operand),) = value.items()
+    if op in ("$eq", "$ne"):
+        if not _scalar(operand):
+            raise InvalidArgument(f"{path}.{op}: expected a str, int, float or bool, got {operand!r}")
+    elif op in COMPARISONS:
+        if not _number(operand):
+            raise InvalidArgument(f"{path}.{op}: expected an int or float, got {operand!r}")
+    elif op in MEMBERSHIP:
+        if not isinstance(operand, list) or not all(_scalar(v) for v in operand):
+            raise InvalidArgument(f"{path}.{op}: expected a list of str, int, float or bool, got {operand!r}")
+        operand = tuple(operand)
+    else:
+        allowed = ", ".join(COMPARISONS + MEMBERSHIP)
+        raise InvalidArgument(f"{path}: unknown operator {op!r}; allowed: {allowed}")
+    return Compare(key, op, operand)
+
+
+def parse_where_document(where: Optional[Mapping], path: str = "where_document") -> Optional[Clause]:
+    """Validate a document filter; ``None`` or ``{}`` means no filter."""
+    if where is None or (isinstance(where, Mapping) and not where and path == "where_document"):
+        return None
+    if not isinstance(where, Mapping) or not where:
+        raise InvalidArgument(f"{path} must be a non-empty dict, got {where!r}")
+    clauses: list[Clause] = []
+    for op, value in where.items():
+        if op in LOGICAL:
+            clauses.append(_clauses(op, value, parse_where_document, path))
+        elif op in DOCUMENT_OPS:
+            if not isinstance(value, str):
+                raise InvalidArgument(f"{path}.{op}: expected a string, got {value!r}")
+            clauses.append(Contains(value, negate=op == "$not_contains"))
+        else:
+            allowed = ", ".join(DOCUMENT_OPS + LOGICAL)
+            raise InvalidArgument(f"{path}: unknown operator {op!r}; allowed: {allowed}")
+    return _join(clauses)
+
+
+def combine(*clauses: Optional[Clause]) -> Optional[Clause]:
+    """All given clauses joined by $and; None when none is given."""
+    present = [c for c in clauses if c is not None]
+    return _join(present) if present else None

@@ -1,0 +1,44 @@
+"""The vector index interface: what ``chroma.api.Local`` searches with.
+
+An index is derived state: it holds each item's vector under the item's int64
+label and can always be rebuilt from the DB. Implementations are chosen by the
+``index_impl`` setting: ``flat`` (exact search in the compiled core).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Optional
+
+import numpy as np
+
+
+class Index(abc.ABC):
+    """Vectors by label, searchable by distance. Thread-safe."""
+
+    def __init__(self, dim: int, space: str, params: dict[str, Any]) -> None:
+        self.dim = dim
+        self.space = space
+        self.params = params
+
+    @abc.abstractmethod
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Adds vectors; a label already present gets its vector replaced."""
+
+    @abc.abstractmethod
+    def remove(self, labels: np.ndarray) -> None:
+        """Removes labels; unknown ones are ignored."""
+
+    @abc.abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int, allowed: Optional[np.ndarray] = None, num_threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, distances)``, each (m, k'), nearest first.
+
+        ``allowed`` restricts the search to those labels. ``k'`` is the smaller
+        of ``k`` and the number of candidates: a filter never makes a result
+        shorter than the candidates allow.
+        """
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...

@@ -1,0 +1,23 @@
+"""``chroma.Server``: exposes a ``chroma.API`` to remote clients.
+
+Implementations are registered in ``chroma.registry.SERVER_IMPLS`` and
+imported on first use by ``chroma.get_server()``.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from chroma import registry
+
+
+class Server(abc.ABC):
+    """A network front end of the configured API."""
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Serves until stopped (SIGTERM/SIGINT), then shuts down cleanly."""
+
+
+# chroma.server.<ClassName> imports its implementation on first access only.
+__getattr__ = registry.lazy_attributes("server_impl", "chroma.server")

@@ -1,0 +1,34 @@
+"""Types of the user-facing API's values."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypedDict, Union
+
+import numpy as np
+import numpy.typing as npt
+
+MetadataValue = Union[str, int, float, bool]
+Metadata = Mapping[str, MetadataValue]
+Where = Dict[str, Any]
+WhereDocument = Dict[str, Any]
+Embeddings = Union[npt.ArrayLike, Sequence[Sequence[float]]]
+EmbeddingFunction = Callable[[List[str]], Any]
+"""Any callable from a list of texts to one vector per text (list of lists or 2-D array)."""
+
+GET_INCLUDE = ("embeddings", "metadatas", "documents")
+QUERY_INCLUDE = GET_INCLUDE + ("distances",)
+
+
+class GetResult(TypedDict):
+    ids: List[str]
+    embeddings: Optional[np.ndarray]
+    metadatas: Optional[List[Optional[Dict[str, MetadataValue]]]]
+    documents: Optional[List[Optional[str]]]
+
+
+class QueryResult(TypedDict):
+    ids: List[List[str]]
+    embeddings: Optional[List[np.ndarray]]
+    metadatas: Optional[List[List[Optional[Dict[str, MetadataValue]]]]]
+    documents: Optional[List[List[Optional[str]]]]
+    distances: Optional[List[List[float]]]

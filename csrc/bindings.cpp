@@ -1,0 +1,286 @@
+// Python bindings for the vector core (module chroma._core).
+//
+// Argument checking happens here, with the GIL held; everything after that
+// runs on raw pointers with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "distances.h"
+#include "exact_search.h"
+#include "flat_index.h"
+
+namespace py = pybind11;
+using namespace chroma;
+
+namespace {
+
+std::atomic<const KernelTable*> g_kernels{nullptr};
+
+const KernelTable& kernels() { return *g_kernels.load(std::memory_order_acquire); }
+
+void set_simd_path(const std::string& name) {
+    g_kernels.store(&find_kernels(name), std::memory_order_release);
+}
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IdArray = py::array_t<int64_t, py::array::c_style>;
+
+// The table is scanned in place, so anything that would need a conversion copy
+// is refused instead of silently copied (a copy of a large table per query
+// would dominate the search).
+py::array borrow_table(const py::object& obj, const char* what) {
+    if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(what) + " must be a numpy.ndarray of float32, got " +
+                             std::string(py::str(py::type::of(obj).attr("__name__"))));
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    if (!py::array_t<float>::check_(arr))
+        throw py::type_error(std::string(what) + " must have dtype float32, got " +
+                             std::string(py::str(arr.dtype())));
+    if (arr.ndim() != 2)
+        throw std::invalid_argument(std::string(what) + " must be 2-dimensional, got " +
+                                    std::to_string(arr.ndim()) + " dimensions");
+    if (!py::array_t<float, py::array::c_style>::check_(arr))
+        throw std::invalid_argument(std::string(what) +
+                                    " must be C-contiguous (use numpy.ascontiguousarray)");
+    return arr;
+}
+
+// Queries may be converted (they are small); a 1-D array is one query.
+FloatArray as_queries(const py::object& obj, size_t d, const char* what) {
+    FloatArray q = FloatArray::ensure(obj);
+    if (!q) throw py::type_error(std::string(what) + " must be convertible to a float32 array");
+    if (q.ndim() == 1) q = FloatArray::ensure(q.reshape({py::ssize_t(1), q.shape(0)}));
+    if (q.ndim() != 2)
+        throw std::invalid_argument(std::string(what) + " must be 2-dimensional, got " +
+                                    std::to_string(q.ndim()) + " dimensions");
+    if (size_t(q.shape(1)) != d)
+        throw std::invalid_argument(std::string(what) + " has dimension " +
+                                    std::to_string(q.shape(1)) + ", expected " + std::to_string(d));
+    return q;
+}
+
+// Integer input only: numpy would otherwise truncate float labels silently.
+// An empty array of any dtype is accepted (np.array([]) is float64).
+IdArray as_ids(const py::object& obj, const char* what) {
+    py::array raw = py::array::ensure(obj);
+    if (!raw) throw py::type_error(std::string(what) + " must be convertible to an int64 array");
+    const char kind = raw.dtype().kind();
+    if (raw.size() == 0 && kind != 'i' && kind != 'u') raw = py::array_t<int64_t>(0);
+    else if (kind != 'i' && kind != 'u')
+        throw py::type_error(std::string(what) + " must be integers, got dtype " +
+                             std::string(py::str(raw.dtype())));
+    IdArray a = IdArray::ensure(raw);
+    if (!a) throw py::type_error(std::string(what) + " must be convertible to an int64 array");
+    if (a.ndim() != 1)
+        throw std::invalid_argument(std::string(what) + " must be 1-dimensional, got " +
+                                    std::to_string(a.ndim()) + " dimensions");
+    return a;
+}
+
+void check_k(int64_t k) {
+    if (k <= 0) throw std::invalid_argument("k must be positive, got " + std::to_string(k));
+}
+
+py::tuple make_result(size_t m, size_t k, const int64_t* ids, const float* dist) {
+    py::array_t<int64_t> I({py::ssize_t(m), py::ssize_t(k)});
+    py::array_t<float> D({py::ssize_t(m), py::ssize_t(k)});
+    std::copy(ids, ids + m * k, I.mutable_data());
+    std::copy(dist, dist + m * k, D.mutable_data());
+    return py::make_tuple(I, D);
+}
+
+py::tuple py_exact_search(const py::object& data_obj, const py::object& queries_obj, int64_t k,
+                          const std::string& space, const std::optional<py::object>& allowed_obj,
+                          int num_threads) {
+    const Metric metric = parse_metric(space);
+    check_k(k);
+    py::array data = borrow_table(data_obj, "data");
+    const size_t n = size_t(data.shape(0)), d = size_t(data.shape(1));
+    FloatArray queries = as_queries(queries_obj, d, "queries");
+    const size_t m = size_t(queries.shape(0));
+
+    std::vector<int64_t> cand;
+    const bool restricted = allowed_obj.has_value() && !allowed_obj->is_none();
+    if (restricted) {
+        IdArray allowed = as_ids(*allowed_obj, "allowed");
+        const int64_t* a = allowed.data();
+        cand.assign(a, a + allowed.shape(0));
+        for (int64_t v : cand)
+            if (v < 0 || uint64_t(v) >= n)
+                throw std::invalid_argument("allowed contains row " + std::to_string(v) +
+                                            ", out of range for data with " + std::to_string(n) +
+                                            " rows");
+    }
+    const KernelTable& K = kernels();
+    const float* dp = static_cast<const float*>(data.data());
+    const float* qp = queries.data();
+    std::vector<int64_t> ids;
+    std::vector<float> dist;
+    size_t kk;
+    {
+        py::gil_scoped_release nogil;
+        if (restricted) {
+            std::sort(cand.begin(), cand.end());
+            cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+        }
+        const size_t ncand = restricted ? cand.size() : n;
+        kk = std::min(size_t(k), ncand);
+        ids.resize(m * kk);
+        dist.resize(m * kk);
+        exact_search(K, metric, dp, d, restricted ? cand.data() : nullptr, ncand, qp, m, kk,
+                     num_threads, ids.data(), dist.data());
+    }
+    return make_result(m, kk, ids.data(), dist.data());
+}
+
+py::array_t<float> py_distances(const std::string& space, const py::object& x_obj,
+                                const py::object& y_obj) {
+    const Metric metric = parse_metric(space);
+    FloatArray y = FloatArray::ensure(y_obj);
+    if (!y) throw py::type_error("y must be convertible to a float32 array");
+    if (y.ndim() != 2)
+        throw std::invalid_argument("y must be 2-dimensional, got " + std::to_string(y.ndim()) +
+                                    " dimensions");
+    const size_t m = size_t(y.shape(0)), d = size_t(y.shape(1));
+    FloatArray x = as_queries(x_obj, d, "x");
+    const size_t n = size_t(x.shape(0));
+    py::array_t<float> out({py::ssize_t(n), py::ssize_t(m)});
+    const KernelTable& K = kernels();
+    const float* xp = x.data();
+    const float* yp = y.data();
+    float* op = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        pairwise_distances(K, metric, xp, n, yp, m, d, 0, op);
+    }
+    return out;
+}
+
+py::tuple py_index_search(const FlatIndex& index, const py::object& queries_obj, int64_t k,
+                          const std::optional<py::object>& allowed_obj, int num_threads) {
+    check_k(k);
+    FloatArray queries = as_queries(queries_obj, index.dim(), "queries");
+    const size_t m = size_t(queries.shape(0));
+    const bool restricted = allowed_obj.has_value() && !allowed_obj->is_none();
+    IdArray allowed;
+    if (restricted) allowed = as_ids(*allowed_obj, "allowed");
+    const int64_t* ap = restricted ? allowed.data() : nullptr;
+    const size_t na = restricted ? size_t(allowed.shape(0)) : 0;
+    const KernelTable& K = kernels();
+    const float* qp = queries.data();
+    std::vector<int64_t> labels;
+    std::vector<float> dist;
+    size_t kk;
+    {
+        py::gil_scoped_release nogil;
+        kk = index.search(K, qp, m, size_t(k), ap, na, num_threads, labels, dist);
+    }
+    return make_result(m, kk, labels.data(), dist.data());
+}
+
+void py_index_add(FlatIndex& index, const py::object& labels_obj, const py::object& vectors_obj) {
+    IdArray labels = as_ids(labels_obj, "labels");
+    const size_t n = size_t(labels.shape(0));
+    FloatArray vectors = FloatArray::ensure(vectors_obj);
+    if (!vectors) throw py::type_error("vectors must be convertible to a float32 array");
+    if (vectors.ndim() == 1 && n == 1)
+        vectors = FloatArray::ensure(vectors.reshape({py::ssize_t(1), vectors.shape(0)}));
+    if (vectors.ndim() == 1 && vectors.shape(0) == 0 && n == 0) return;
+    if (vectors.ndim() != 2)
+        throw std::invalid_argument("vectors must be 2-dimensional, got " +
+                                    std::to_string(vectors.ndim()) + " dimensions");
+    if (size_t(vectors.shape(1)) != index.dim())
+        throw std::invalid_argument("vectors have dimension " + std::to_string(vectors.shape(1)) +
+                                    ", expected " + std::to_string(index.dim()));
+    if (size_t(vectors.shape(0)) != n)
+        throw std::invalid_argument("got " + std::to_string(n) + " labels but " +
+                                    std::to_string(vectors.shape(0)) + " vectors");
+    const int64_t* lp = labels.data();
+    const float* vp = vectors.data();
+    py::gil_scoped_release nogil;
+    index.add(lp, vp, n);
+}
+
+void py_index_remove(FlatIndex& index, const py::object& labels_obj) {
+    IdArray labels = as_ids(labels_obj, "labels");
+    const int64_t* lp = labels.data();
+    const size_t n = size_t(labels.shape(0));
+    py::gil_scoped_release nogil;
+    index.remove(lp, n);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "Compiled vector core of chroma: SIMD distance kernels, exact top-k search, FlatIndex.";
+
+    // Best path by default; CHROMA_SIMD pins one (an invalid value fails the import
+    // loudly rather than silently running something else).
+    const char* env = std::getenv("CHROMA_SIMD");
+    if (env && *env)
+        set_simd_path(env);
+    else
+        g_kernels.store(available_kernels().back());
+
+    m.def("simd_path", [] { return std::string(kernels().name); },
+          "Name of the SIMD path in use: 'avx512', 'avx2' or 'portable'.");
+    m.def("available_simd_paths",
+          [] {
+              std::vector<std::string> names;
+              for (const KernelTable* k : available_kernels()) names.emplace_back(k->name);
+              return names;
+          },
+          "SIMD paths this CPU can run, slowest first.");
+    m.def("set_simd_path", &set_simd_path, py::arg("name"),
+          "Force a SIMD path for all later calls (ValueError if unknown or unsupported).");
+
+    m.def("distances", &py_distances, py::arg("space"), py::arg("x"), py::arg("y"),
+          "Pairwise distances, out[i, j] = dist(x[i], y[j]).");
+    m.def("exact_search", &py_exact_search, py::arg("data"), py::arg("queries"), py::arg("k"),
+          py::arg("space"), py::arg("allowed") = py::none(), py::arg("num_threads") = 0,
+          "Exact top-k rows of data per query: (ids int64[m, k'], distances float32[m, k']).");
+
+    py::class_<FlatIndex>(m, "FlatIndex", "Exact index owning its vectors, keyed by int64 labels.")
+        .def(py::init([](int64_t dim, const std::string& space) {
+                 if (dim <= 0)
+                     throw std::invalid_argument("dim must be positive, got " + std::to_string(dim));
+                 return new FlatIndex(size_t(dim), parse_metric(space));
+             }),
+             py::arg("dim"), py::arg("space"))
+        .def_property_readonly("dim", [](const FlatIndex& i) { return i.dim(); })
+        .def_property_readonly("space",
+                               [](const FlatIndex& i) { return std::string(metric_name(i.metric())); })
+        .def("__len__", &FlatIndex::size, py::call_guard<py::gil_scoped_release>())
+        .def("__repr__",
+             [](const FlatIndex& i) {
+                 return "FlatIndex(dim=" + std::to_string(i.dim()) + ", space='" +
+                        metric_name(i.metric()) + "', size=" + std::to_string(i.size()) + ")";
+             })
+        .def("add", &py_index_add, py::arg("labels"), py::arg("vectors"))
+        .def("remove", &py_index_remove, py::arg("labels"))
+        .def("contains", &FlatIndex::contains, py::arg("label"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("__contains__", &FlatIndex::contains, py::arg("label"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("labels",
+             [](const FlatIndex& i) {
+                 std::vector<int64_t> v;
+                 {
+                     py::gil_scoped_release nogil;
+                     v = i.labels();
+                 }
+                 py::array_t<int64_t> out(py::ssize_t(v.size()));
+                 std::copy(v.begin(), v.end(), out.mutable_data());
+                 return out;
+             })
+        .def("search", &py_index_search, py::arg("queries"), py::arg("k"),
+             py::arg("allowed") = py::none(), py::arg("num_threads") = 0);
+}

@@ -1,0 +1,592 @@
+// Distance kernels, one set per SIMD path, selected at run time.
+//
+// Every path is compiled into the same binary. The x86 paths carry
+// __attribute__((target(...))) instead of global -m flags, so the module still
+// loads on a CPU without AVX2; only the selected path's code ever executes.
+//
+// Two kernel shapes cover all query counts:
+//  * vertical:   W queries packed transposed (one per SIMD lane); rows are
+//                streamed and each row element is broadcast against the lane
+//                group. Every lane does useful work and no horizontal reduction
+//                is needed, so this is the batch kernel.
+//  * horizontal: one query against several rows, vectorized along d, reduced at
+//                the end. Used when there are too few queries to fill the lanes.
+// Rows come in as pointers so the same kernels serve a contiguous table and a
+// filtered (allowed-list) subset without gathering copies.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CHROMA_X86 1
+#include <immintrin.h>
+#endif
+
+#if defined(CHROMA_X86) && (defined(__GNUC__) || defined(__clang__))
+#define CHROMA_HAVE_AVX2 1
+#define CHROMA_HAVE_AVX512 1
+#define CHROMA_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define CHROMA_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#endif
+
+namespace chroma {
+
+enum class Metric { L2, IP, Cosine };
+
+inline Metric parse_metric(const std::string& s) {
+    if (s == "l2") return Metric::L2;
+    if (s == "ip") return Metric::IP;
+    if (s == "cosine") return Metric::Cosine;
+    throw std::invalid_argument("unknown space '" + s + "'; expected one of 'l2', 'ip', 'cosine'");
+}
+
+inline const char* metric_name(Metric m) {
+    switch (m) {
+        case Metric::L2: return "l2";
+        case Metric::IP: return "ip";
+        default: return "cosine";
+    }
+}
+
+// A vertical call covers `nrows` rows against one group of `lanes` queries.
+//   xp     : the rows packed in tiles of `tile_rows` (see pack_panel); a tile
+//            is read strictly sequentially, which keeps the hardware
+//            prefetchers effective where 8+ separate row streams were not
+//   qt     : d x lanes, qt[j*lanes + l] = query_l[j] (padding lanes are zero)
+//   qscale : per lane 1/|q| (cosine only)
+//   xscale : per row 1/|x| (cosine only)
+//   thr    : per lane admission threshold; a candidate survives unless
+//            dist >= thr, so NaN means "accept anything" (heap not full yet)
+//   out    : nrows x lanes distances; mask[r] has bit l set for survivors.
+using VerticalFn = void (*)(Metric, const float* xp, size_t nrows, size_t d,
+                            const float* qt, const float* qscale, const float* xscale,
+                            const float* thr, float* out, uint32_t* mask);
+// One query against nrows rows; out[r] is the distance.
+using HorizontalFn = void (*)(Metric, const float* const* rows, size_t nrows, size_t d,
+                              const float* q, float qscale, const float* xscale, float* out);
+// out[r] = 1/|row r|, or 0 for a zero row (its cosine similarity is then 0).
+using InvNormsFn = void (*)(const float* const* rows, size_t nrows, size_t d, float* out);
+
+struct KernelTable {
+    const char* name;
+    size_t lanes;
+    size_t tile_rows;
+    VerticalFn vertical;
+    HorizontalFn horizontal;
+    InvNormsFn inv_norms;
+};
+
+// Packs rows into tiles of R: tile t holds rows [tR, tR+R) interleaved,
+// panel[(t*d + j)*R + i] = row_{tR+i}[j]. A short last tile repeats its last
+// row so kernels never branch on the row count inside the d loop.
+inline void pack_panel(const float* const* rows, size_t nrows, size_t d, size_t R, float* panel) {
+    for (size_t t = 0; t * R < nrows; ++t)
+        for (size_t i = 0; i < R; ++i) {
+            const size_t r = t * R + i < nrows ? t * R + i : nrows - 1;
+            const float* src = rows[r];
+            float* dst = panel + t * d * R + i;
+            for (size_t j = 0; j < d; ++j) dst[j * R] = src[j];
+        }
+}
+
+inline float inv_norm_from_sumsq(float s) { return s > 0.f ? 1.f / std::sqrt(s) : 0.f; }
+
+// Turns an accumulator into a distance. For l2 the accumulator already is the
+// squared distance (summed directly, so identical vectors give exactly 0).
+inline float finish_scalar(Metric m, float acc, float qs, float xs) {
+    if (m == Metric::L2) return acc;
+    if (m == Metric::IP) return 1.f - acc;
+    return 1.f - acc * (qs * xs);
+}
+
+// ---------------------------------------------------------------------------
+// portable: plain loops written so that -O3 vectorizes them for the baseline
+// ISA (SSE2 on x86-64, NEON on aarch64).
+namespace portable {
+
+constexpr size_t W = 8;
+constexpr size_t R = 4;
+
+template <bool IsL2>
+inline void vertical_impl(Metric metric, const float* xp, size_t nrows, size_t d,
+                          const float* qt, const float* qscale, const float* xscale,
+                          const float* thr, float* out, uint32_t* mask) {
+    for (size_t r0 = 0; r0 < nrows; r0 += R) {
+        const size_t nr = nrows - r0 < R ? nrows - r0 : R;
+        const float* x = xp + r0 * d;
+        float acc[R][W] = {};
+        for (size_t j = 0; j < d; ++j) {
+            const float* qv = qt + j * W;
+            for (size_t i = 0; i < R; ++i) {
+                const float xi = x[j * R + i];
+                for (size_t l = 0; l < W; ++l) {
+                    if (IsL2) {
+                        const float t = qv[l] - xi;
+                        acc[i][l] += t * t;
+                    } else {
+                        acc[i][l] += qv[l] * xi;
+                    }
+                }
+            }
+        }
+        for (size_t i = 0; i < nr; ++i) {
+            const float xs = xscale ? xscale[r0 + i] : 1.f;
+            float* o = out + (r0 + i) * W;
+            uint32_t mk = 0;
+            for (size_t l = 0; l < W; ++l) {
+                const float dist = finish_scalar(metric, acc[i][l], qscale ? qscale[l] : 1.f, xs);
+                o[l] = dist;
+                mk |= uint32_t(!(dist >= thr[l])) << l;
+            }
+            mask[r0 + i] = mk;
+        }
+    }
+}
+
+inline void vertical(Metric metric, const float* xp, size_t nrows, size_t d,
+                     const float* qt, const float* qscale, const float* xscale, const float* thr,
+                     float* out, uint32_t* mask) {
+    if (metric == Metric::L2)
+        vertical_impl<true>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+    else
+        vertical_impl<false>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+}
+
+// 8 independent partial sums: without -ffast-math the compiler may not
+// reassociate a single running sum, so the lanes have to be spelled out.
+template <bool IsL2>
+inline float reduce_row(const float* x, const float* q, size_t d) {
+    float s[8] = {};
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (size_t l = 0; l < 8; ++l) {
+            if (IsL2) {
+                const float t = x[j + l] - q[j + l];
+                s[l] += t * t;
+            } else {
+                s[l] += x[j + l] * q[j + l];
+            }
+        }
+    for (size_t l = 0; j < d; ++j, ++l) {
+        if (IsL2) {
+            const float t = x[j] - q[j];
+            s[l] += t * t;
+        } else {
+            s[l] += x[j] * q[j];
+        }
+    }
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+inline void horizontal(Metric metric, const float* const* rows, size_t nrows, size_t d,
+                       const float* q, float qscale, const float* xscale, float* out) {
+    if (metric == Metric::L2) {
+        for (size_t r = 0; r < nrows; ++r) out[r] = reduce_row<true>(rows[r], q, d);
+    } else {
+        for (size_t r = 0; r < nrows; ++r)
+            out[r] = finish_scalar(metric, reduce_row<false>(rows[r], q, d), qscale,
+                                   xscale ? xscale[r] : 1.f);
+    }
+}
+
+inline void inv_norms(const float* const* rows, size_t nrows, size_t d, float* out) {
+    for (size_t r = 0; r < nrows; ++r)
+        out[r] = inv_norm_from_sumsq(reduce_row<false>(rows[r], rows[r], d));
+}
+
+}  // namespace portable
+
+#ifdef CHROMA_HAVE_AVX2
+// ---------------------------------------------------------------------------
+namespace avx2 {
+
+// Same shape as the AVX-512 kernel: 2 groups of 8 queries x 4 rows keeps
+// 8 accumulators + 2 query vectors + temporaries within the 16 ymm registers.
+constexpr size_t G = 2;
+constexpr size_t R = 4;
+constexpr size_t W = 8 * G;
+
+template <bool IsL2>
+CHROMA_TARGET_AVX2 inline void vertical_impl(Metric metric, const float* xp,
+                                             size_t nrows, size_t d, const float* qt,
+                                             const float* qscale, const float* xscale,
+                                             const float* thr, float* out, uint32_t* mask) {
+    const __m256 ones = _mm256_set1_ps(1.f);
+    for (size_t r0 = 0; r0 < nrows; r0 += R) {
+        const size_t nr = nrows - r0 < R ? nrows - r0 : R;
+        const float* x = xp + r0 * d;
+        __m256 acc[R][G];
+#pragma GCC unroll 4
+        for (size_t i = 0; i < R; ++i)
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) acc[i][g] = _mm256_setzero_ps();
+        for (size_t j = 0; j < d; ++j) {
+            __m256 qv[G];
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) qv[g] = _mm256_loadu_ps(qt + j * W + 8 * g);
+#pragma GCC unroll 4
+            for (size_t i = 0; i < R; ++i) {
+                const __m256 xv = _mm256_broadcast_ss(x + j * R + i);
+#pragma GCC unroll 2
+                for (size_t g = 0; g < G; ++g) {
+                    if (IsL2) {
+                        const __m256 t = _mm256_sub_ps(qv[g], xv);
+                        acc[i][g] = _mm256_fmadd_ps(t, t, acc[i][g]);
+                    } else {
+                        acc[i][g] = _mm256_fmadd_ps(qv[g], xv, acc[i][g]);
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (size_t i = 0; i < R; ++i) {
+            if (i >= nr) break;
+            uint32_t mk = 0;
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) {
+                __m256 dist = acc[i][g];
+                if (metric == Metric::IP) {
+                    dist = _mm256_sub_ps(ones, dist);
+                } else if (metric == Metric::Cosine) {
+                    const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(qscale + 8 * g),
+                                                   _mm256_set1_ps(xscale[r0 + i]));
+                    dist = _mm256_sub_ps(ones, _mm256_mul_ps(dist, s));
+                }
+                _mm256_storeu_ps(out + (r0 + i) * W + 8 * g, dist);
+                const __m256 c = _mm256_cmp_ps(dist, _mm256_loadu_ps(thr + 8 * g), _CMP_NGE_UQ);
+                mk |= uint32_t(_mm256_movemask_ps(c)) << (8 * g);
+            }
+            mask[r0 + i] = mk;
+        }
+    }
+}
+
+CHROMA_TARGET_AVX2 inline void vertical(Metric metric, const float* xp, size_t nrows,
+                                        size_t d, const float* qt, const float* qscale,
+                                        const float* xscale, const float* thr, float* out,
+                                        uint32_t* mask) {
+    if (metric == Metric::L2)
+        vertical_impl<true>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+    else
+        vertical_impl<false>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+}
+
+CHROMA_TARGET_AVX2 inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Tail mask for maskload: lanes [0, rem) active.
+CHROMA_TARGET_AVX2 inline __m256i tail_mask(size_t rem) {
+    alignas(32) static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + 8 - rem));
+}
+
+// Lambdas do not inherit the enclosing target attribute, hence a helper.
+template <bool IsL2>
+CHROMA_TARGET_AVX2 inline void step4(__m256& a0, __m256& a1, __m256& a2, __m256& a3, __m256 qv, __m256 x0, __m256 x1,
+                            __m256 x2, __m256 x3) {
+    if (IsL2) {
+        x0 = _mm256_sub_ps(x0, qv);
+        x1 = _mm256_sub_ps(x1, qv);
+        x2 = _mm256_sub_ps(x2, qv);
+        x3 = _mm256_sub_ps(x3, qv);
+        a0 = _mm256_fmadd_ps(x0, x0, a0);
+        a1 = _mm256_fmadd_ps(x1, x1, a1);
+        a2 = _mm256_fmadd_ps(x2, x2, a2);
+        a3 = _mm256_fmadd_ps(x3, x3, a3);
+    } else {
+        a0 = _mm256_fmadd_ps(x0, qv, a0);
+        a1 = _mm256_fmadd_ps(x1, qv, a1);
+        a2 = _mm256_fmadd_ps(x2, qv, a2);
+        a3 = _mm256_fmadd_ps(x3, qv, a3);
+    }
+}
+
+// Four rows at a time so each query load feeds four FMAs.
+template <bool IsL2>
+CHROMA_TARGET_AVX2 inline void rows4(const float* const* p, const float* q, size_t d, float* res) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+        step4<IsL2>(a0, a1, a2, a3, _mm256_loadu_ps(q + j), _mm256_loadu_ps(p[0] + j), _mm256_loadu_ps(p[1] + j),
+             _mm256_loadu_ps(p[2] + j), _mm256_loadu_ps(p[3] + j));
+    if (j < d) {
+        const __m256i m = tail_mask(d - j);
+        step4<IsL2>(a0, a1, a2, a3, _mm256_maskload_ps(q + j, m), _mm256_maskload_ps(p[0] + j, m),
+             _mm256_maskload_ps(p[1] + j, m), _mm256_maskload_ps(p[2] + j, m),
+             _mm256_maskload_ps(p[3] + j, m));
+    }
+    res[0] = hsum(a0);
+    res[1] = hsum(a1);
+    res[2] = hsum(a2);
+    res[3] = hsum(a3);
+}
+
+template <bool IsL2>
+CHROMA_TARGET_AVX2 inline void horizontal_impl(Metric metric, const float* const* rows,
+                                               size_t nrows, size_t d, const float* q,
+                                               float qscale, const float* xscale, float* out) {
+    for (size_t r0 = 0; r0 < nrows; r0 += 4) {
+        const size_t nr = nrows - r0 < 4 ? nrows - r0 : 4;
+        const float* p[4];
+        for (size_t i = 0; i < 4; ++i) p[i] = rows[r0 + (i < nr ? i : nr - 1)];
+        float res[4];
+        rows4<IsL2>(p, q, d, res);
+        for (size_t i = 0; i < nr; ++i)
+            out[r0 + i] = finish_scalar(metric, res[i], qscale, xscale ? xscale[r0 + i] : 1.f);
+    }
+}
+
+CHROMA_TARGET_AVX2 inline void horizontal(Metric metric, const float* const* rows, size_t nrows,
+                                          size_t d, const float* q, float qscale,
+                                          const float* xscale, float* out) {
+    if (metric == Metric::L2)
+        horizontal_impl<true>(metric, rows, nrows, d, q, qscale, xscale, out);
+    else
+        horizontal_impl<false>(metric, rows, nrows, d, q, qscale, xscale, out);
+}
+
+CHROMA_TARGET_AVX2 inline void inv_norms(const float* const* rows, size_t nrows, size_t d,
+                                         float* out) {
+    for (size_t r = 0; r < nrows; ++r) {
+        __m256 a = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 8 <= d; j += 8) {
+            const __m256 x = _mm256_loadu_ps(rows[r] + j);
+            a = _mm256_fmadd_ps(x, x, a);
+        }
+        if (j < d) {
+            const __m256 x = _mm256_maskload_ps(rows[r] + j, tail_mask(d - j));
+            a = _mm256_fmadd_ps(x, x, a);
+        }
+        out[r] = inv_norm_from_sumsq(hsum(a));
+    }
+}
+
+}  // namespace avx2
+#endif  // CHROMA_HAVE_AVX2
+
+#ifdef CHROMA_HAVE_AVX512
+// ---------------------------------------------------------------------------
+namespace avx512 {
+
+// One call covers G groups of 16 queries against R rows at a time. Each
+// broadcast row element then feeds G FMAs; with G = 1 the kernel is bound by
+// broadcast loads and reaches only about half the FMA peak. 16 accumulators +
+// 2 query vectors + temporaries fit the 32 zmm registers.
+constexpr size_t G = 2;
+constexpr size_t R = 8;
+constexpr size_t W = 16 * G;
+
+template <bool IsL2>
+CHROMA_TARGET_AVX512 inline void vertical_impl(Metric metric, const float* xp,
+                                               size_t nrows, size_t d, const float* qt,
+                                               const float* qscale, const float* xscale,
+                                               const float* thr, float* out, uint32_t* mask) {
+    const __m512 ones = _mm512_set1_ps(1.f);
+    __m512 vthr[G], vqs[G];
+    for (size_t g = 0; g < G; ++g) {
+        vthr[g] = _mm512_loadu_ps(thr + 16 * g);
+        vqs[g] = qscale ? _mm512_loadu_ps(qscale + 16 * g) : ones;
+    }
+    for (size_t r0 = 0; r0 < nrows; r0 += R) {
+        const size_t nr = nrows - r0 < R ? nrows - r0 : R;
+        const float* x = xp + r0 * d;
+        __m512 acc[R][G];
+#pragma GCC unroll 8
+        for (size_t i = 0; i < R; ++i)
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) acc[i][g] = _mm512_setzero_ps();
+        for (size_t j = 0; j < d; ++j) {
+            __m512 qv[G];
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) qv[g] = _mm512_loadu_ps(qt + j * W + 16 * g);
+#pragma GCC unroll 8
+            for (size_t i = 0; i < R; ++i) {
+                const __m512 xv = _mm512_set1_ps(x[j * R + i]);
+#pragma GCC unroll 2
+                for (size_t g = 0; g < G; ++g) {
+                    if (IsL2) {
+                        const __m512 t = _mm512_sub_ps(qv[g], xv);
+                        acc[i][g] = _mm512_fmadd_ps(t, t, acc[i][g]);
+                    } else {
+                        acc[i][g] = _mm512_fmadd_ps(qv[g], xv, acc[i][g]);
+                    }
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (size_t i = 0; i < R; ++i) {
+            if (i >= nr) break;
+            uint32_t mk = 0;
+#pragma GCC unroll 2
+            for (size_t g = 0; g < G; ++g) {
+                __m512 dist = acc[i][g];
+                if (metric == Metric::IP) {
+                    dist = _mm512_sub_ps(ones, dist);
+                } else if (metric == Metric::Cosine) {
+                    const __m512 s = _mm512_mul_ps(vqs[g], _mm512_set1_ps(xscale[r0 + i]));
+                    dist = _mm512_sub_ps(ones, _mm512_mul_ps(dist, s));
+                }
+                _mm512_storeu_ps(out + (r0 + i) * W + 16 * g, dist);
+                mk |= uint32_t(_mm512_cmp_ps_mask(dist, vthr[g], _CMP_NGE_UQ)) << (16 * g);
+            }
+            mask[r0 + i] = mk;
+        }
+    }
+}
+
+CHROMA_TARGET_AVX512 inline void vertical(Metric metric, const float* xp, size_t nrows,
+                                          size_t d, const float* qt, const float* qscale,
+                                          const float* xscale, const float* thr, float* out,
+                                          uint32_t* mask) {
+    if (metric == Metric::L2)
+        vertical_impl<true>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+    else
+        vertical_impl<false>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
+}
+
+// Lambdas do not inherit the enclosing target attribute, hence a helper.
+template <bool IsL2>
+CHROMA_TARGET_AVX512 inline void step4(__m512& a0, __m512& a1, __m512& a2, __m512& a3, __m512 qv, __m512 x0, __m512 x1,
+                            __m512 x2, __m512 x3) {
+    if (IsL2) {
+        x0 = _mm512_sub_ps(x0, qv);
+        x1 = _mm512_sub_ps(x1, qv);
+        x2 = _mm512_sub_ps(x2, qv);
+        x3 = _mm512_sub_ps(x3, qv);
+        a0 = _mm512_fmadd_ps(x0, x0, a0);
+        a1 = _mm512_fmadd_ps(x1, x1, a1);
+        a2 = _mm512_fmadd_ps(x2, x2, a2);
+        a3 = _mm512_fmadd_ps(x3, x3, a3);
+    } else {
+        a0 = _mm512_fmadd_ps(x0, qv, a0);
+        a1 = _mm512_fmadd_ps(x1, qv, a1);
+        a2 = _mm512_fmadd_ps(x2, qv, a2);
+        a3 = _mm512_fmadd_ps(x3, qv, a3);
+    }
+}
+
+// Four rows at a time so each query load feeds four FMAs.
+template <bool IsL2>
+CHROMA_TARGET_AVX512 inline void rows4(const float* const* p, const float* q, size_t d,
+                                       float* res) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t j = 0;
+    for (; j + 16 <= d; j += 16)
+        step4<IsL2>(a0, a1, a2, a3, _mm512_loadu_ps(q + j), _mm512_loadu_ps(p[0] + j), _mm512_loadu_ps(p[1] + j),
+             _mm512_loadu_ps(p[2] + j), _mm512_loadu_ps(p[3] + j));
+    if (j < d) {
+        const __mmask16 m = __mmask16((1u << (d - j)) - 1);
+        step4<IsL2>(a0, a1, a2, a3, _mm512_maskz_loadu_ps(m, q + j), _mm512_maskz_loadu_ps(m, p[0] + j),
+             _mm512_maskz_loadu_ps(m, p[1] + j), _mm512_maskz_loadu_ps(m, p[2] + j),
+             _mm512_maskz_loadu_ps(m, p[3] + j));
+    }
+    res[0] = _mm512_reduce_add_ps(a0);
+    res[1] = _mm512_reduce_add_ps(a1);
+    res[2] = _mm512_reduce_add_ps(a2);
+    res[3] = _mm512_reduce_add_ps(a3);
+}
+
+template <bool IsL2>
+CHROMA_TARGET_AVX512 inline void horizontal_impl(Metric metric, const float* const* rows,
+                                                 size_t nrows, size_t d, const float* q,
+                                                 float qscale, const float* xscale, float* out) {
+    for (size_t r0 = 0; r0 < nrows; r0 += 4) {
+        const size_t nr = nrows - r0 < 4 ? nrows - r0 : 4;
+        const float* p[4];
+        for (size_t i = 0; i < 4; ++i) p[i] = rows[r0 + (i < nr ? i : nr - 1)];
+        float res[4];
+        rows4<IsL2>(p, q, d, res);
+        for (size_t i = 0; i < nr; ++i)
+            out[r0 + i] = finish_scalar(metric, res[i], qscale, xscale ? xscale[r0 + i] : 1.f);
+    }
+}
+
+CHROMA_TARGET_AVX512 inline void horizontal(Metric metric, const float* const* rows,
+                                            size_t nrows, size_t d, const float* q, float qscale,
+                                            const float* xscale, float* out) {
+    if (metric == Metric::L2)
+        horizontal_impl<true>(metric, rows, nrows, d, q, qscale, xscale, out);
+    else
+        horizontal_impl<false>(metric, rows, nrows, d, q, qscale, xscale, out);
+}
+
+CHROMA_TARGET_AVX512 inline void inv_norms(const float* const* rows, size_t nrows, size_t d,
+                                           float* out) {
+    for (size_t r = 0; r < nrows; ++r) {
+        __m512 a = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+            const __m512 x = _mm512_loadu_ps(rows[r] + j);
+            a = _mm512_fmadd_ps(x, x, a);
+        }
+        if (j < d) {
+            const __m512 x = _mm512_maskz_loadu_ps(__mmask16((1u << (d - j)) - 1), rows[r] + j);
+            a = _mm512_fmadd_ps(x, x, a);
+        }
+        out[r] = inv_norm_from_sumsq(_mm512_reduce_add_ps(a));
+    }
+}
+
+}  // namespace avx512
+#endif  // CHROMA_HAVE_AVX512
+
+// ---------------------------------------------------------------------------
+// Dispatch
+
+inline const KernelTable& portable_kernels() {
+    static const KernelTable t{"portable", portable::W, portable::R, portable::vertical, portable::horizontal,
+                               portable::inv_norms};
+    return t;
+}
+
+// Paths this CPU can run, slowest first.
+inline std::vector<const KernelTable*> available_kernels() {
+    std::vector<const KernelTable*> out{&portable_kernels()};
+#ifdef CHROMA_HAVE_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
+                                   avx2::inv_norms};
+        out.push_back(&t);
+    }
+#endif
+#ifdef CHROMA_HAVE_AVX512
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
+                                   avx512::inv_norms};
+        out.push_back(&t);
+    }
+#endif
+    return out;
+}
+
+inline const KernelTable& find_kernels(const std::string& name) {
+    const auto avail = available_kernels();
+    std::string names;
+    for (const KernelTable* k : avail) {
+        if (name == k->name) return *k;
+        names += names.empty() ? "" : ", ";
+        names += k->name;
+    }
+    const bool known = name == "portable" || name == "avx2" || name == "avx512";
+    throw std::invalid_argument(
+        (known ? "SIMD path '" + name + "' is not supported by this CPU"
+               : "unknown SIMD path '" + name + "'") +
+        "; allowed: " + names);
+}
+
+}  // namespace chroma

@@ -1,0 +1,56 @@
+"""The (API, DB) combinations the conformance suite runs against.
+
+Every test that takes the ``client`` fixture runs once per registered
+combination. A new combination (say a FastAPI server over ClickHouse) is added
+by registering it here; no test is copied. Its ``setup`` context manager may
+start and stop whatever the combination needs (a server process, a scratch
+directory) around the yielded settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ContextManager
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One way of running chroma: ``setup(tmp_path)`` yields ``chroma.configure`` settings."""
+
+    name: str
+    setup: Callable[[pathlib.Path], ContextManager[dict]]
+
+
+COMBINATIONS: list[Combination] = []
+
+
+def register(combination: Combination) -> Combination:
+    """Add ``combination`` to the suite; names must be unique."""
+    if any(existing.name == combination.name for existing in COMBINATIONS):
+        raise ValueError(f"combination {combination.name!r} is registered already")
+    COMBINATIONS.append(combination)
+    return combination
+
+
+@contextlib.contextmanager
+def _local_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    yield {"api_impl": "local", "db_impl": "duckdb", "allow_reset": True}
+
+
+@contextlib.contextmanager
+def _local_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    persist_directory = tmp_path / "chroma-persist"
+    persist_directory.mkdir()
+    yield {
+        "api_impl": "local",
+        "db_impl": "persistent_duckdb",
+        "persist_directory": str(persist_directory),
+        "allow_reset": True,
+    }
+
+
+register(Combination("local-duckdb", _local_duckdb))
+register(Combination("local-persistent_duckdb", _local_persistent_duckdb))

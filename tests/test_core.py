@@ -1,0 +1,508 @@
+"""Tests of the compiled core (chroma._core) against numpy references."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+_core = pytest.importorskip("chroma._core")
+
+SPACES = ("l2", "ip", "cosine")
+PATHS = _core.available_simd_paths()
+
+
+@pytest.fixture(autouse=True)
+def _restore_simd_path():
+    before = _core.simd_path()
+    yield
+    _core.set_simd_path(before)
+
+
+@pytest.fixture(params=PATHS)
+def simd_path(request):
+    _core.set_simd_path(request.param)
+    return request.param
+
+
+def ref_distances(space: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    if space == "l2":
+        return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    dot = x @ y.T
+    if space == "ip":
+        return 1.0 - dot
+    nx = np.linalg.norm(x, axis=1)[:, None]
+    ny = np.linalg.norm(y, axis=1)[None, :]
+    denom = nx * ny
+    sim = np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 0)
+    return 1.0 - sim
+
+
+def ref_topk(space, data, queries, k, rows=None):
+    """Brute-force top-k: (ids, dists) ordered by (distance, id)."""
+    rows = np.arange(len(data)) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+    dist = ref_distances(space, queries, data[rows])
+    kk = min(k, len(rows))
+    ids = np.empty((len(queries), kk), dtype=np.int64)
+    out = np.empty((len(queries), kk))
+    for i, row in enumerate(dist):
+        order = np.lexsort((rows, row))[:kk]
+        ids[i] = rows[order]
+        out[i] = row[order]
+    return ids, out
+
+
+def check_topk(space, data, queries, k, ids, dists, rows=None, atol=1e-3):
+    """Distances must match the reference; ids must match wherever the k-th
+    boundary is not a near-tie (float32 summation order may swap those)."""
+    ref_ids, ref_d = ref_topk(space, data, queries, k, rows)
+    assert ids.shape == ref_ids.shape and dists.shape == ref_ids.shape
+    assert ids.dtype == np.int64 and dists.dtype == np.float32
+    np.testing.assert_allclose(dists, ref_d, rtol=1e-4, atol=atol)
+    # Returned rows really are at the reported distance.
+    if ids.size:
+        recomputed = np.take_along_axis(ref_distances(space, queries, data), ids, axis=1)
+        np.testing.assert_allclose(dists, recomputed, rtol=1e-4, atol=atol)
+    all_rows = np.arange(len(data)) if rows is None else np.unique(rows)
+    full = ref_distances(space, queries, data[all_rows])
+    for i in range(len(queries)):
+        srt = np.sort(full[i])
+        kk = ids.shape[1]
+        if kk < len(srt) and srt[kk] - srt[kk - 1] < 10 * atol:
+            continue
+        assert set(ids[i]) == set(ref_ids[i])
+
+
+def gaussian(n, d, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def small_ints(n, d, seed=0):
+    # Small integers make every l2/ip sum exact in float32 in any order, so all
+    # SIMD paths must agree bit for bit and ties are real ties.
+    return np.random.default_rng(seed).integers(-3, 4, size=(n, d)).astype(np.float32)
+
+
+# --------------------------------------------------------------------- dispatch
+
+
+def test_simd_paths_reported():
+    assert PATHS[0] == "portable"
+    assert set(PATHS) <= {"portable", "avx2", "avx512"}
+    assert _core.simd_path() in PATHS
+
+
+def test_set_simd_path_rejects_unknown():
+    with pytest.raises(ValueError, match="nope.*portable"):
+        _core.set_simd_path("nope")
+
+
+def test_set_simd_path_switches():
+    for p in PATHS:
+        _core.set_simd_path(p)
+        assert _core.simd_path() == p
+
+
+def test_env_var_selects_path():
+    import subprocess
+    import sys
+
+    code = "import chroma._core as c; print(c.simd_path())"
+    env = {**__import__("os").environ, "CHROMA_SIMD": "portable"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "portable"
+    env["CHROMA_SIMD"] = "bogus"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "bogus" in out.stderr
+
+
+# -------------------------------------------------------------------- distances
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("d", [1, 3, 17, 100, 384])
+@pytest.mark.parametrize("nq", [1, 5, 40])
+def test_distances_match_numpy(simd_path, space, d, nq):
+    x = gaussian(nq, d, seed=d)
+    y = gaussian(301, d, seed=d + 1)
+    got = _core.distances(space, x, y)
+    assert got.shape == (nq, 301) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref_distances(space, x, y), rtol=1e-4, atol=1e-4 * d)
+
+
+def test_distances_zero_vectors_cosine(simd_path):
+    x = np.zeros((2, 8), np.float32)
+    x[1, 0] = 1
+    y = np.zeros((3, 8), np.float32)
+    y[1, 0] = 2
+    y[2, 1] = -1
+    got = _core.distances("cosine", x, y)
+    np.testing.assert_allclose(got, [[1, 1, 1], [1, 0, 1]], atol=1e-6)
+
+
+@pytest.mark.parametrize("nq", [1, 64])
+def test_identical_vector_l2_is_exactly_zero(simd_path, nq):
+    data = gaussian(500, 77, seed=3) * 1000
+    q = data[[7] * nq]
+    assert np.all(_core.distances("l2", q, data)[:, 7] == 0.0)
+    ids, d = _core.exact_search(data, q, 1, "l2")
+    assert np.all(ids[:, 0] == 7) and np.all(d[:, 0] == 0.0)
+
+
+def test_distances_bad_space():
+    with pytest.raises(ValueError, match="l2"):
+        _core.distances("hamming", gaussian(1, 4), gaussian(2, 4))
+
+
+# ---------------------------------------------------------------- exact_search
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("d", [1, 3, 17, 100, 384])
+@pytest.mark.parametrize("nq", [1, 7, 50])
+def test_exact_search_matches_numpy(simd_path, space, d, nq):
+    data = gaussian(1200, d, seed=d)
+    q = gaussian(nq, d, seed=d + 100)
+    ids, dists = _core.exact_search(data, q, 10, space)
+    check_topk(space, data, q, 10, ids, dists)
+
+
+@pytest.mark.parametrize("space", ["l2", "ip"])
+@pytest.mark.parametrize("nq", [1, 3, 40])
+def test_exact_ties_broken_by_lower_index(simd_path, space, nq):
+    data = small_ints(3000, 19, seed=1)
+    data[1500:] = data[:1500]  # every row has an exact duplicate
+    q = small_ints(nq, 19, seed=2)
+    ids, dists = _core.exact_search(data, q, 25, space)
+    ref_ids, ref_d = ref_topk(space, data, q, 25)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(dists, ref_d.astype(np.float32))
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_all_paths_agree(space):
+    data = small_ints(5000, 33, seed=5)
+    q = small_ints(70, 33, seed=6)
+    results = {}
+    for p in PATHS:
+        _core.set_simd_path(p)
+        results[p] = [_core.exact_search(data, q[:m], 10, space) for m in (1, 70)]
+    base = results[PATHS[0]]
+    for p in PATHS[1:]:
+        for (i0, d0), (i1, d1) in zip(base, results[p]):
+            np.testing.assert_array_equal(i0, i1)
+            np.testing.assert_allclose(d0, d1, rtol=1e-5, atol=1e-6)
+
+
+def test_all_paths_agree_on_gaussian_data():
+    data = gaussian(4000, 128, seed=8)
+    q = gaussian(40, 128, seed=9)
+    ref = None
+    for p in PATHS:
+        _core.set_simd_path(p)
+        ids, d = _core.exact_search(data, q, 10, "l2")
+        if ref is None:
+            ref = (ids, d)
+        else:
+            np.testing.assert_allclose(d, ref[1], rtol=1e-5)
+            np.testing.assert_array_equal(ids, ref[0])
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_exact_search_allowed(simd_path, space):
+    data = gaussian(2000, 24, seed=11)
+    q = gaussian(30, 24, seed=12)
+    rng = np.random.default_rng(13)
+    allowed = rng.choice(2000, size=300, replace=False)
+    allowed = np.concatenate([allowed, allowed[:50]])  # duplicates are ignored
+    rng.shuffle(allowed)
+    ids, dists = _core.exact_search(data, q, 10, space, allowed=allowed)
+    assert np.isin(ids, allowed).all()
+    check_topk(space, data, q, 10, ids, dists, rows=allowed)
+
+
+def test_exact_search_allowed_edge_cases(simd_path):
+    data = gaussian(100, 8)
+    q = gaussian(3, 8, seed=1)
+    ids, d = _core.exact_search(data, q, 5, "l2", allowed=np.array([], dtype=np.int64))
+    assert ids.shape == (3, 0) and d.shape == (3, 0)
+    ids, d = _core.exact_search(data, q, 5, "l2", allowed=[42])
+    assert ids.shape == (3, 1) and (ids == 42).all()
+    np.testing.assert_allclose(d[:, 0], ref_distances("l2", q, data[[42]])[:, 0], rtol=1e-5)
+    ids, d = _core.exact_search(data, q, 5, "l2", allowed=[42, 42, 42])
+    assert ids.shape == (3, 1)
+    for bad in ([100], [-1], [3, 1000]):
+        with pytest.raises(ValueError, match="range"):
+            _core.exact_search(data, q, 5, "l2", allowed=bad)
+
+
+def test_exact_search_k_larger_than_n(simd_path):
+    data = gaussian(7, 5)
+    q = gaussian(20, 5, seed=1)
+    ids, d = _core.exact_search(data, q, 50, "ip")
+    assert ids.shape == (20, 7)
+    check_topk("ip", data, q, 50, ids, d)
+    assert all(sorted(r) == list(range(7)) for r in ids.tolist())
+
+
+def test_exact_search_empty_data_and_queries():
+    ids, d = _core.exact_search(np.empty((0, 16), np.float32), gaussian(4, 16), 3, "l2")
+    assert ids.shape == (4, 0) and d.shape == (4, 0)
+    ids, d = _core.exact_search(gaussian(10, 16), np.empty((0, 16), np.float32), 3, "l2")
+    assert ids.shape == (0, 3)
+
+
+def test_exact_search_results_sorted(simd_path):
+    data = gaussian(5000, 32)
+    q = gaussian(33, 32, seed=2)
+    for space in SPACES:
+        _, d = _core.exact_search(data, q, 40, space)
+        assert (np.diff(d, axis=1) >= 0).all()
+
+
+def test_exact_search_threads_agree():
+    data = gaussian(30000, 64, seed=4)
+    q = gaussian(20, 64, seed=5)
+    base = _core.exact_search(data, q, 10, "l2", num_threads=1)
+    for nt in (0, 2, 3, 16):
+        got = _core.exact_search(data, q, 10, "l2", num_threads=nt)
+        np.testing.assert_array_equal(got[0], base[0])
+        np.testing.assert_array_equal(got[1], base[1])
+
+
+def test_exact_search_argument_errors():
+    data = gaussian(10, 4)
+    q = gaussian(2, 4)
+    with pytest.raises(ValueError, match="k"):
+        _core.exact_search(data, q, 0, "l2")
+    with pytest.raises(ValueError, match="k"):
+        _core.exact_search(data, q, -3, "l2")
+    with pytest.raises(ValueError, match="cosine"):
+        _core.exact_search(data, q, 1, "manhattan")
+    with pytest.raises(TypeError, match="float32"):
+        _core.exact_search(data.astype(np.float64), q, 1, "l2")
+    with pytest.raises(TypeError, match="ndarray"):
+        _core.exact_search(data.tolist(), q, 1, "l2")
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.exact_search(np.asfortranarray(gaussian(10, 4)), q, 1, "l2")
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.exact_search(gaussian(10, 8)[:, ::2], q, 1, "l2")
+    with pytest.raises(ValueError, match="2-dimensional"):
+        _core.exact_search(data.ravel(), q, 1, "l2")
+    with pytest.raises(ValueError, match="expected 4"):
+        _core.exact_search(data, gaussian(2, 5), 1, "l2")
+
+
+def test_exact_search_converts_queries_and_accepts_1d():
+    data = gaussian(50, 6)
+    q = gaussian(1, 6, seed=3)
+    a = _core.exact_search(data, q, 4, "l2")
+    b = _core.exact_search(data, q[0].astype(np.float64), 4, "l2")
+    c = _core.exact_search(data, q.tolist(), 4, "l2")
+    for other in (b, c):
+        np.testing.assert_array_equal(a[0], other[0])
+        np.testing.assert_array_equal(a[1], other[1])
+
+
+def test_exact_search_does_not_copy_data():
+    # A view with an offset into a larger buffer is fine (contiguous): results
+    # must refer to rows of the view.
+    big = gaussian(1000, 16)
+    view = big[100:600]
+    ids, _ = _core.exact_search(view, view[[10, 20]], 1, "l2")
+    np.testing.assert_array_equal(ids[:, 0], [10, 20])
+
+
+# ------------------------------------------------------------------- FlatIndex
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_flat_index_search_matches_exact(simd_path, space):
+    data = gaussian(3000, 40, seed=21)
+    labels = np.arange(3000, dtype=np.int64) * 7 + 1000
+    idx = _core.FlatIndex(40, space)
+    assert idx.dim == 40 and idx.space == space and len(idx) == 0
+    idx.add(labels, data)
+    assert len(idx) == 3000
+    q = gaussian(25, 40, seed=22)
+    got_l, got_d = idx.search(q, 10)
+    ref_ids, ref_d = ref_topk(space, data, q, 10)
+    np.testing.assert_allclose(got_d, ref_d, rtol=1e-4, atol=1e-4)
+    # labels map back to rows
+    rows = (got_l - 1000) // 7
+    np.testing.assert_allclose(
+        np.take_along_axis(ref_distances(space, q, data), rows, axis=1), got_d, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_flat_index_add_replace_remove():
+    idx = _core.FlatIndex(4, "l2")
+    v = np.eye(4, dtype=np.float32)
+    idx.add([10, 20, 30, 40], v)
+    assert sorted(idx.labels().tolist()) == [10, 20, 30, 40]
+    assert idx.contains(20) and 20 in idx and not idx.contains(99)
+    # replace in place
+    idx.add([20], np.full((1, 4), 5, np.float32))
+    assert len(idx) == 4
+    l, d = idx.search(np.full(4, 5, np.float32), 1)
+    assert l[0, 0] == 20 and d[0, 0] == 0.0
+    # duplicate labels in one call: last wins
+    idx.add([50, 50], np.array([[1, 1, 1, 1], [2, 2, 2, 2]], np.float32))
+    l, d = idx.search(np.full((1, 4), 2, np.float32), 1)
+    assert l[0, 0] == 50 and d[0, 0] == 0.0 and len(idx) == 5
+    # remove (unknown labels ignored), swap-with-last keeps the rest intact
+    idx.remove([10, 12345, 30])
+    assert len(idx) == 3 and sorted(idx.labels().tolist()) == [20, 40, 50]
+    assert not idx.contains(10)
+    for lab, vec in [(20, [5] * 4), (40, [0, 0, 0, 1]), (50, [2] * 4)]:
+        l, d = idx.search(np.array([vec], np.float32), 1)
+        assert l[0, 0] == lab and d[0, 0] == 0.0
+    # re-add a removed label
+    idx.add([10], np.array([[9, 9, 9, 9]], np.float32))
+    l, d = idx.search(np.full((1, 4), 9, np.float32), 2)
+    assert l[0, 0] == 10 and d[0, 0] == 0.0 and l.shape == (1, 2)
+    idx.remove(idx.labels())
+    assert len(idx) == 0
+    l, d = idx.search(np.ones((2, 4), np.float32), 3)
+    assert l.shape == (2, 0) and d.shape == (2, 0)
+
+
+def test_flat_index_random_ops_against_model():
+    rng = np.random.default_rng(31)
+    idx = _core.FlatIndex(8, "ip")
+    model: dict[int, np.ndarray] = {}
+    for _ in range(60):
+        if rng.random() < 0.6 or not model:
+            labs = rng.integers(0, 200, size=rng.integers(1, 20))
+            vecs = rng.standard_normal((len(labs), 8)).astype(np.float32)
+            idx.add(labs, vecs)
+            for lab, vec in zip(labs.tolist(), vecs):
+                model[lab] = vec
+        else:
+            labs = rng.choice(list(model) + [999], size=rng.integers(1, 10))
+            idx.remove(labs)
+            for lab in labs.tolist():
+                model.pop(lab, None)
+        assert sorted(idx.labels().tolist()) == sorted(model)
+    keys = np.array(sorted(model), dtype=np.int64)
+    mat = np.stack([model[k] for k in keys])
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    got_l, got_d = idx.search(q, 7)
+    ref_rows, ref_d = ref_topk("ip", mat, q, 7)
+    np.testing.assert_allclose(got_d, ref_d, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got_l, keys[ref_rows])
+
+
+def test_flat_index_allowed_labels(simd_path):
+    data = gaussian(500, 12, seed=41)
+    labels = np.arange(500, dtype=np.int64) + 10_000
+    idx = _core.FlatIndex(12, "cosine")
+    idx.add(labels, data)
+    q = gaussian(6, 12, seed=42)
+    allowed_rows = np.arange(0, 500, 9)
+    allowed = np.concatenate([labels[allowed_rows], labels[allowed_rows[:5]], [-5, 999_999]])
+    got_l, got_d = idx.search(q, 5, allowed=allowed)
+    ref_rows, ref_d = ref_topk("cosine", data, q, 5, rows=allowed_rows)
+    np.testing.assert_allclose(got_d, ref_d, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got_l, labels[ref_rows])
+    l, d = idx.search(q, 5, allowed=[labels[3]])
+    assert l.shape == (6, 1) and (l == labels[3]).all()
+    l, d = idx.search(q, 5, allowed=[])
+    assert l.shape == (6, 0)
+    l, d = idx.search(q, 5, allowed=[1, 2, 3])  # all unknown
+    assert l.shape == (6, 0)
+
+
+def test_flat_index_cosine_zero_vector():
+    idx = _core.FlatIndex(3, "cosine")
+    idx.add([1, 2], np.array([[0, 0, 0], [1, 0, 0]], np.float32))
+    l, d = idx.search(np.array([[0, 1, 0]], np.float32), 2)
+    np.testing.assert_allclose(d[0], [1, 1], atol=1e-6)
+    l, d = idx.search(np.zeros((1, 3), np.float32), 2)
+    np.testing.assert_allclose(d[0], [1, 1], atol=1e-6)
+
+
+def test_flat_index_errors():
+    with pytest.raises(ValueError):
+        _core.FlatIndex(0, "l2")
+    with pytest.raises(ValueError, match="space"):
+        _core.FlatIndex(4, "euclid")
+    idx = _core.FlatIndex(4, "l2")
+    with pytest.raises(ValueError, match=r"5.*expected 4"):
+        idx.add([1], np.ones((1, 5), np.float32))
+    with pytest.raises(ValueError, match="labels"):
+        idx.add([1, 2], np.ones((3, 4), np.float32))
+    idx.add([1], np.ones((1, 4), np.float32))
+    with pytest.raises(ValueError, match=r"3.*expected 4"):
+        idx.search(np.ones((1, 3), np.float32), 1)
+    with pytest.raises(ValueError, match="k"):
+        idx.search(np.ones((1, 4), np.float32), 0)
+    with pytest.raises(TypeError):
+        idx.add([1.5], np.ones((1, 4), np.float32))
+    assert len(idx) == 1
+
+
+def test_flat_index_concurrent_search_and_add():
+    dim = 16
+    idx = _core.FlatIndex(dim, "l2")
+    base = gaussian(5000, dim, seed=51)
+    idx.add(np.arange(5000), base)
+    q = base[:20]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher():
+        try:
+            while not stop.is_set():
+                labels, dists = idx.search(q, 3)
+                # Base rows are never replaced, so each query finds itself at 0.
+                assert (labels[:, 0] == np.arange(20)).all()
+                assert (dists[:, 0] == 0).all()
+                assert (np.diff(dists, axis=1) >= 0).all()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def writer():
+        try:
+            rng = np.random.default_rng(52)
+            for i in range(40):
+                labs = np.arange(10_000 + i * 100, 10_000 + (i + 1) * 100)
+                idx.add(labs, rng.standard_normal((100, dim)).astype(np.float32) + 50)
+                if i % 3 == 0:
+                    idx.remove(labs[:50])
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[0]
+    assert len(idx) == 5000 + 40 * 100 - 14 * 50
+
+
+def test_exact_search_concurrent_threads_are_correct():
+    data = gaussian(20000, 32, seed=61)
+    q = gaussian(16, 32, seed=62)
+    expected = _core.exact_search(data, q, 5, "ip")
+    results: list = [None] * 4
+
+    def run(i):
+        results[i] = [_core.exact_search(data, q, 5, "ip") for _ in range(5)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for rs in results:
+        for ids, d in rs:
+            np.testing.assert_array_equal(ids, expected[0])
+            np.testing.assert_array_equal(d, expected[1])

@@ -1,0 +1,105 @@
+"""``import chroma`` stays light; implementations are imported when chosen.
+
+The import checks run in fresh interpreters, since this test process has long
+imported everything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import chroma
+from chroma import errors, registry
+from chroma.registry import Implementation
+
+REPO_ROOT = Path(chroma.__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def restore_configuration():
+    yield
+    chroma.configure(api_impl=None, db_impl=None)
+
+
+def run_python(code: str) -> str:
+    """Runs ``code`` in a fresh interpreter with default settings; returns its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_import_chroma_pulls_in_no_server_packages():
+    output = run_python(
+        "import chroma, sys; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'fastapi','uvicorn','celery','clickhouse_connect'} or m == 'pyarrow.flight'))"
+    )
+    assert output == "[]"
+
+
+def test_import_chroma_is_lazy_until_a_client_is_asked_for():
+    output = run_python("""
+        import sys
+        def loaded():
+            return sorted(m for m in sys.modules if m.split('.')[0] in {'duckdb', 'pyarrow'} or m == 'chroma._core')
+        import chroma
+        print(loaded())
+        chroma.get_api()
+        print('duckdb' in sys.modules)
+    """)
+    after_import, after_get_api = output.splitlines()
+    assert after_import == "[]"
+    assert after_get_api == "True"
+
+
+@pytest.mark.parametrize("setting, allowed", [("db_impl", "'duckdb'"), ("api_impl", "'local'")])
+def test_unknown_impl_names_the_setting_and_allowed_values(setting, allowed):
+    get_part = {"db_impl": chroma.get_db, "api_impl": chroma.get_api}[setting]
+    with pytest.raises(errors.ConfigurationError) as raised:
+        chroma.configure(**{setting: "nope"})
+        get_part()
+    message = str(raised.value)
+    assert setting in message
+    assert "'nope'" in message
+    assert allowed in message
+    if setting == "db_impl":
+        assert "'persistent_duckdb'" in message
+
+
+def test_unknown_impl_from_environment_is_a_configuration_error():
+    output = run_python("""
+        import os
+        os.environ['CHROMA_DB_IMPL'] = 'nope'
+        import chroma
+        try:
+            chroma.get_db()
+        except chroma.errors.ConfigurationError as exc:
+            print(exc)
+    """)
+    assert "db_impl" in output and "'persistent_duckdb'" in output
+
+
+def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "chroma_test_fake_backend.py").write_text(
+        "import some_package_that_does_not_exist_xyz\n\n\nclass FakeDB:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.DB_IMPLS, "fake", Implementation("chroma_test_fake_backend.FakeDB", extra="server"))
+
+    chroma.configure(db_impl="fake")
+    with pytest.raises(errors.MissingDependency) as raised:
+        chroma.get_db()
+    message = str(raised.value)
+    assert "chroma[server]" in message
+    assert "some_package_that_does_not_exist_xyz" in message
+    assert "db_impl" in message
+    assert isinstance(raised.value, ImportError)
+    assert "chroma_test_fake_backend" not in sys.modules
