@@ -112,11 +112,13 @@ def test_env_var_selects_path():
 
     code = "import chroma._core as c; print(c.simd_path())"
     env = {**__import__("os").environ, "CHROMA_SIMD": "portable"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    # run beside the package under test, so "-c" imports this very build
+    package_parent = __import__("pathlib").Path(_core.__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=package_parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "portable"
     env["CHROMA_SIMD"] = "bogus"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=package_parent)
     assert out.returncode != 0 and "bogus" in out.stderr
 
 

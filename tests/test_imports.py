@@ -31,8 +31,9 @@ def run_python(code: str) -> str:
     """Runs ``code`` in a fresh interpreter with default settings; returns its stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    # cwd beside the package under test: "-c" puts the cwd first on sys.path
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=env, timeout=60, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
