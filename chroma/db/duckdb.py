@@ -24,7 +24,7 @@ import pyarrow as pa
 from chroma import errors
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, WriteResult
-from chroma.db.sql import compile_clause
+from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
 
 _SCHEMA = [
@@ -35,7 +35,7 @@ _SCHEMA = [
         label BIGINT NOT NULL, collection_id VARCHAR NOT NULL, id VARCHAR NOT NULL,
         embedding FLOAT[] NOT NULL, document VARCHAR, metadata VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS metadata (
-        label BIGINT NOT NULL, key VARCHAR NOT NULL, string_value VARCHAR,
+        label BIGINT NOT NULL, collection_id VARCHAR NOT NULL, key VARCHAR NOT NULL, string_value VARCHAR,
         int_value BIGINT, float_value DOUBLE, bool_value BOOLEAN)""",
     # Point lookups by label (query results) would otherwise scan the table.
     "CREATE INDEX IF NOT EXISTS embeddings_label ON embeddings (label)",
@@ -78,7 +78,7 @@ def _vectors_from_arrow(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float32).reshape(-1, dimension)
 
 
-def _metadata_rows(labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
+def _metadata_rows(collection_id: str, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
     label_col, keys, strings, ints, floats, bools = [], [], [], [], [], []
     for label, metadata in zip(labels.tolist(), metadatas):
         for key, value in (metadata or {}).items():
@@ -92,6 +92,7 @@ def _metadata_rows(labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> p
     return pa.table(
         {
             "label": pa.array(label_col, pa.int64()),
+            "collection_id": pa.array([collection_id] * len(label_col), pa.string()),
             "key": pa.array(keys, pa.string()),
             "string_value": pa.array(strings, pa.string()),
             "int_value": pa.array(ints, pa.int64()),
@@ -229,10 +230,7 @@ class DuckDB(DB):
             if row is None:
                 raise errors.CollectionNotFound(f"collection {name!r} does not exist")
             collection_id = row[0]
-            cursor.execute(
-                "DELETE FROM metadata WHERE label IN (SELECT label FROM embeddings WHERE collection_id = ?)",
-                [collection_id],
-            )
+            cursor.execute("DELETE FROM metadata WHERE collection_id = ?", [collection_id])
             cursor.execute("DELETE FROM embeddings WHERE collection_id = ?", [collection_id])
             cursor.execute("DELETE FROM collections WHERE id = ?", [collection_id])
         return collection_id
@@ -274,11 +272,13 @@ class DuckDB(DB):
                 f"INSERT INTO embeddings SELECT label, ?, id, embedding::FLOAT[], document, metadata FROM {name}",
                 [collection_id],
             )
-        self._insert_metadata(cursor, labels, metadatas)
+        self._insert_metadata(cursor, collection_id, labels, metadatas)
         return labels
 
-    def _insert_metadata(self, cursor: duckdb.DuckDBPyConnection, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> None:
-        rows = _metadata_rows(labels, metadatas)
+    def _insert_metadata(
+        self, cursor: duckdb.DuckDBPyConnection, collection_id: str, labels: np.ndarray, metadatas: Sequence[Optional[dict]]
+    ) -> None:
+        rows = _metadata_rows(collection_id, labels, metadatas)
         if rows.num_rows:
             with self._registered(cursor, rows) as name:
                 cursor.execute(f"INSERT INTO metadata SELECT * FROM {name}")
@@ -319,7 +319,7 @@ class DuckDB(DB):
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"UPDATE embeddings SET metadata = b.metadata FROM {name} b WHERE embeddings.label = b.label")
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
-                self._insert_metadata(cursor, given_labels, given_metadatas)
+                self._insert_metadata(cursor, collection_id, given_labels, given_metadatas)
         if not len(rows):
             return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None)
         return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows])
@@ -444,10 +444,11 @@ class DuckDB(DB):
         return self._records(table, include, dimension)
 
     def select_labels(self, collection_id: str, where: Clause) -> np.ndarray:
-        condition, params = compile_clause(where)
-        table = self._cursor().sql(
-            f"SELECT e.label FROM embeddings e WHERE e.collection_id = ? AND {condition}", params=[collection_id, *params]
-        ).to_arrow_table()
+        query = compile_label_set(where, collection_id)
+        if query is None:
+            condition, params = compile_clause(where)
+            query = f"SELECT e.label FROM embeddings e WHERE e.collection_id = ? AND {condition}", [collection_id, *params]
+        table = self._cursor().sql(query[0], params=query[1]).to_arrow_table()
         return table["label"].to_numpy().astype(np.int64)
 
     def count(self, collection_id: str) -> int:
