@@ -347,6 +347,24 @@ def test_update_none_entries_leave_those_fields_unchanged(seeded):
     assert stored_item(seeded, "b") == ([0.0, 2.0, 0.0], {"n": 1}, None)
 
 
+def test_update_none_embedding_rows_keep_those_vectors(seeded):
+    seeded.update(ids=["a", "b"], embeddings=[None, [5.0, 5.0, 5.0]])
+    assert stored_item(seeded, "a") == ([1.0, 0.0, 0.0], {"k": 1, "s": "x"}, "apple")
+    assert stored_item(seeded, "b") == ([5.0, 5.0, 5.0], {"k": 2.5}, None)
+    nearest = seeded.query(query_embeddings=[[5.0, 5.0, 5.0]], n_results=1)["ids"]
+    assert nearest == [["b"]]  # the index follows the partial update
+
+
+def test_upsert_new_id_with_none_embedding_changes_nothing(seeded):
+    with rejected_without_change(InvalidArgument, seeded, match="'d'"):
+        seeded.upsert(ids=["a", "d"], embeddings=[[6.0, 6.0, 6.0], None])
+
+
+def test_add_with_none_embedding_row_changes_nothing(seeded):
+    with rejected_without_change(InvalidArgument, seeded, match="'e'"):
+        seeded.add(ids=["d", "e"], embeddings=[[6.0, 6.0, 6.0], None])
+
+
 def test_update_changes_only_the_given_ids(seeded):
     seeded.update(ids=["b"], embeddings=[[7.0, 7.0, 7.0]], metadatas=[{"only": "b"}], documents=["B"])
     result = full_get(seeded)
