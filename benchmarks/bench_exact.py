@@ -7,6 +7,12 @@ numpy baseline (per space):
   single : x @ q + np.argpartition + sort of the k survivors;
   matmul : the raw q @ x.T alone (a lower bound for any numpy approach).
 
+FlatIndex rows (single query only, default SIMD path): "flat" forces the plain
+float scan, "flat2pass" the int8 first pass + exact rerank (what FlatIndex
+picks on its own for few queries); "rerank" is the average number of rows
+pass 2 recomputed in float per query. They are timed in rounds of warm blocks
+next to numpy ("numpy-blk"), because the index scans its own copy of the table.
+
 Usage: python benchmarks/bench_exact.py [--n 100000 --d 128 --queries 1000 --k 10]
        python benchmarks/bench_exact.py --quick      # small sizes, CI smoke
 """
@@ -146,8 +152,11 @@ def main() -> None:
     print("-" * len(header))
     default_path = core.simd_path()
     paths = core.available_simd_paths()
+    flat_rows = {"flat": False, "flat2pass": True}
     for space in args.spaces.split(","):
         base = NumpyBaseline(space, x, k)
+        index = core.FlatIndex(args.d, space)
+        index.add(np.arange(args.n, dtype=np.int64), x)
         base.batch(q[:2])  # warm up
         ref = base.batch(q)
 
@@ -168,14 +177,33 @@ def main() -> None:
             batch["matmul"].append(timed(lambda: base.x @ q.T))
             for path in paths:
                 batch[path].append(timed(lambda: core_batch(path)))
-        single = {name: [] for name in ["numpy", *paths]}
+        single = {name: [] for name in ["numpy", *paths, *flat_rows]}
         for path in paths:
             core_single(path, q[0])
+        reranked = []
         for i in range(args.single_runs):
             v = q[i % len(q)]
             single["numpy"].append(timed(lambda: base.single(v)))
             for path in paths:
                 single[path].append(timed(lambda: core_single(path, v)))
+        # FlatIndex reads its own copy of the table, so interleaving query by
+        # query would leave it cold in cache while numpy's table stays hot.
+        # Instead: rounds of short warm blocks per implementation, numpy
+        # included again, so all three are compared in the same state.
+        core.set_simd_path(default_path)
+        block = max(5, args.single_runs // 10)
+        single["numpy-blk"] = []
+        for r in range(10):
+            for name in ["numpy-blk", *flat_rows]:
+                for i in range(block):
+                    v = q[(r * block + i) % len(q)]
+                    if name == "numpy-blk":
+                        single[name].append(timed(lambda: base.single(v)))
+                    else:
+                        single[name].append(timed(lambda: index.search(
+                            v, k, num_threads=args.threads, _two_pass=flat_rows[name])))
+        for i in range(min(len(q), args.single_runs)):
+            reranked.append(index._search_stats(q[i], k, _two_pass=True)[2][0])
         np_batch, np_mm = min(batch["numpy"]), min(batch["matmul"])
         np_single = statistics.median(single["numpy"])
         print(f"{space:<7} {'numpy':<9} {np_batch * 1e3:9.1f} {args.queries / np_batch:10.0f} "
@@ -190,10 +218,19 @@ def main() -> None:
             print(f"{space:<7} {path:<9} {t_batch * 1e3:9.1f} {args.queries / t_batch:10.0f} "
                   f"{np_batch / t_batch:8.2f} {t_single * 1e3:10.3f} {np_single / t_single:8.2f} "
                   f"{agree:6.3f}")
+        np_blk = statistics.median(single["numpy-blk"])
+        print(f"{space:<7} {'numpy-blk':<9} {'':>9} {'':>10} {'':>8} {np_blk * 1e3:10.3f} {1.0:8.2f}")
+        for name in flat_rows:
+            t_single = statistics.median(single[name])
+            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if flat_rows[name] else ""
+            print(f"{space:<7} {name:<9} {'':>9} {'':>10} {'':>8} {t_single * 1e3:10.3f} "
+                  f"{np_blk / t_single:8.2f} {'':>6}{extra}")
         print()
     core.set_simd_path(default_path)
     print("batch: best of the repeats; single: median latency. x numpy = numpy time / core time "
-          "(higher is better);\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
+          "(higher is better);\nnumpy-blk / flat / flat2pass: single query measured in warm "
+          "blocks (x numpy against numpy-blk);\nflat = FlatIndex.search plain scan, flat2pass = "
+          "int8 pass + exact rerank;\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
           "matmul. agree = top-k overlap with numpy's batch result.")
 
 

@@ -164,8 +164,11 @@ py::array_t<float> py_distances(const std::string& space, const py::object& x_ob
     return out;
 }
 
-py::tuple py_index_search(const FlatIndex& index, const py::object& queries_obj, int64_t k,
-                          const std::optional<py::object>& allowed_obj, int num_threads) {
+// two_pass: None = automatic, True/False = force (internal, for tests and
+// benchmarks). With `reranked` the per-query pass-2 row counts come back too.
+py::tuple py_index_search_impl(const FlatIndex& index, const py::object& queries_obj, int64_t k,
+                               const std::optional<py::object>& allowed_obj, int num_threads,
+                               std::optional<bool> two_pass, bool want_reranked) {
     check_k(k);
     FloatArray queries = as_queries(queries_obj, index.dim(), "queries");
     const size_t m = size_t(queries.shape(0));
@@ -178,12 +181,25 @@ py::tuple py_index_search(const FlatIndex& index, const py::object& queries_obj,
     const float* qp = queries.data();
     std::vector<int64_t> labels;
     std::vector<float> dist;
+    std::vector<size_t> reranked;
+    const int mode = two_pass.has_value() ? int(*two_pass) : -1;
     size_t kk;
     {
         py::gil_scoped_release nogil;
-        kk = index.search(K, qp, m, size_t(k), ap, na, num_threads, labels, dist);
+        kk = index.search(K, qp, m, size_t(k), ap, na, num_threads, labels, dist, mode,
+                          want_reranked ? &reranked : nullptr);
     }
-    return make_result(m, kk, labels.data(), dist.data());
+    py::tuple res = make_result(m, kk, labels.data(), dist.data());
+    if (!want_reranked) return res;
+    py::array_t<int64_t> R(py::ssize_t(reranked.size()));
+    std::copy(reranked.begin(), reranked.end(), R.mutable_data());
+    return py::make_tuple(res[0], res[1], R);
+}
+
+py::tuple py_index_search(const FlatIndex& index, const py::object& queries_obj, int64_t k,
+                          const std::optional<py::object>& allowed_obj, int num_threads,
+                          std::optional<bool> two_pass) {
+    return py_index_search_impl(index, queries_obj, k, allowed_obj, num_threads, two_pass, false);
 }
 
 void py_index_add(FlatIndex& index, const py::object& labels_obj, const py::object& vectors_obj) {
@@ -282,5 +298,16 @@ PYBIND11_MODULE(_core, m) {
                  return out;
              })
         .def("search", &py_index_search, py::arg("queries"), py::arg("k"),
-             py::arg("allowed") = py::none(), py::arg("num_threads") = 0);
+             py::arg("allowed") = py::none(), py::arg("num_threads") = 0,
+             py::arg("_two_pass") = py::none())
+        .def(
+            "_search_stats",
+            [](const FlatIndex& index, const py::object& queries, int64_t k,
+               const std::optional<py::object>& allowed, int num_threads,
+               std::optional<bool> two_pass) {
+                return py_index_search_impl(index, queries, k, allowed, num_threads, two_pass, true);
+            },
+            py::arg("queries"), py::arg("k"), py::arg("allowed") = py::none(),
+            py::arg("num_threads") = 0, py::arg("_two_pass") = py::none())
+        .def_property_readonly("_quant_bytes", &FlatIndex::quant_bytes);
 }

@@ -26,6 +26,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define CHROMA_X86 1
 #include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 #if defined(CHROMA_X86) && (defined(__GNUC__) || defined(__clang__))
@@ -74,6 +76,65 @@ using HorizontalFn = void (*)(Metric, const float* const* rows, size_t nrows, si
 // out[r] = 1/|row r|, or 0 for a zero row (its cosine similarity is then 0).
 using InvNormsFn = void (*)(const float* const* rows, size_t nrows, size_t d, float* out);
 
+// Compressed first pass of the two-pass search (quantized_table.h): int8 row
+// codes in tiles of kQTileRows rows, dimensions taken in pairs,
+// tiles[(t*npairs + p)*2*kQTileRows + 2*i + b] = code of row t*16+i, dim 2p+b,
+// against an int16 query given as one int32 per pair (dim 2p in the low half).
+// out[t*16 + i] = exact integer dot product (no rounding at all, which keeps
+// the error bound of this pass down to the quantization alone).
+constexpr size_t kQTileRows = 16;
+constexpr size_t kQPrefetch = 1024;  // bytes ahead; 1-4 KiB measured alike
+using TileDotsFn = void (*)(const int8_t* tiles, size_t ntiles, size_t npairs,
+                            const int32_t* qpairs, int32_t* out);
+
+// Pass-1 pre-test of the two-pass search (the bound argument is in
+// two_pass.h). keep[i] = 0 only if row i's kernel distance provably exceeds
+// tau. Written once as a plain loop and instantiated inside each path's
+// target so the compiler vectorizes it for that ISA.
+struct PretestArgs {
+    bool l2;
+    float sigma, qn2, qn, edelta, eta, gamma_f, tiny, tau, root;
+};
+using PretestFn = void (*)(const PretestArgs& a, const int32_t* kdot, const float* scale,
+                           const float* err, const float* norm2, size_t n, uint8_t* keep);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CHROMA_INLINE inline __attribute__((always_inline))
+#else
+#define CHROMA_INLINE inline
+#endif
+
+CHROMA_INLINE void pretest_generic(const PretestArgs& a, const int32_t* kdot, const float* S,
+                                   const float* R, const float* H, size_t n, uint8_t* keep) {
+    const float sig = a.sigma, qn2 = a.qn2, qn = a.qn, ed = a.edelta, eta = a.eta, tiny = a.tiny;
+    if (a.l2) {
+        const float root = a.root;
+        for (size_t i = 0; i < n; ++i) {
+            // ||q - x^||^2 >= lhs (its float error is inside e), and
+            // lhs > (r + root)^2 implies ||q - x|| - r > root >= sqrt(tau'),
+            // i.e. a kernel distance > tau. The 1e-6 factors absorb the
+            // rounding of these few float operations.
+            const float s = S[i], dot = s * (sig * float(kdot[i]));
+            const float a2 = qn2 + H[i] - 2 * dot;
+            const float e = eta * (qn2 + H[i] + 2 * std::fabs(dot)) + 2 * s * ed + tiny;
+            const float lhs = (a2 - e) * (1 - 1e-6f);
+            const float rr = R[i] + root;
+            keep[i] = !(lhs > rr * rr * (1 + 1e-6f));
+        }
+    } else {
+        const float gf = a.gamma_f, tau = a.tau;
+        for (size_t i = 0; i < n; ++i) {
+            // 1 - q.x >= (1 - dot) - g and the kernel's error is inside g.
+            const float s = S[i], r = R[i], dot = s * (sig * float(kdot[i]));
+            const float xn = std::sqrt(H[i]) + r;
+            const float g =
+                (qn * r + s * ed + gf * qn * xn + eta * (1 + std::fabs(dot) + qn * xn) + tiny) *
+                (1 + 1e-5f);
+            keep[i] = !((1 - dot) - g > tau);
+        }
+    }
+}
+
 struct KernelTable {
     const char* name;
     size_t lanes;
@@ -81,6 +142,8 @@ struct KernelTable {
     VerticalFn vertical;
     HorizontalFn horizontal;
     InvNormsFn inv_norms;
+    TileDotsFn tile_dots;
+    PretestFn pretest;
 };
 
 // Packs rows into tiles of R: tile t holds rows [tR, tR+R) interleaved,
@@ -199,6 +262,46 @@ inline void horizontal(Metric metric, const float* const* rows, size_t nrows, si
 inline void inv_norms(const float* const* rows, size_t nrows, size_t d, float* out) {
     for (size_t r = 0; r < nrows; ++r)
         out[r] = inv_norm_from_sumsq(reduce_row<false>(rows[r], rows[r], d));
+}
+
+// Without SSE4.1/AVX2 there is no 32-bit vector multiply for the compiler to
+// use, so on x86-64 the baseline SSE2 pmaddwd is spelled out; elsewhere the
+// plain loop is left to the vectorizer.
+inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs, const int32_t* qpairs,
+                      int32_t* out) {
+    for (size_t t = 0; t < ntiles; ++t) {
+        const int8_t* c = tiles + t * npairs * 2 * kQTileRows;
+#if defined(__SSE2__)
+        __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
+                          _mm_setzero_si128()};
+        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
+            const __m128i k = _mm_set1_epi32(qpairs[p]);
+            for (size_t h = 0; h < 2; ++h) {
+                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h));
+                // sign-extend bytes to int16: duplicate into the high byte, shift back
+                const __m128i lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+                const __m128i hi = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+                acc[2 * h] = _mm_add_epi32(acc[2 * h], _mm_madd_epi16(lo, k));
+                acc[2 * h + 1] = _mm_add_epi32(acc[2 * h + 1], _mm_madd_epi16(hi, k));
+            }
+        }
+        for (size_t j = 0; j < 4; ++j)
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t * kQTileRows + 4 * j), acc[j]);
+#else
+        int32_t acc[kQTileRows] = {};
+        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
+            const int32_t k0 = int16_t(uint32_t(qpairs[p]) & 0xffffu);
+            const int32_t k1 = int16_t(uint32_t(qpairs[p]) >> 16);
+            for (size_t i = 0; i < kQTileRows; ++i) acc[i] += c[2 * i] * k0 + c[2 * i + 1] * k1;
+        }
+        for (size_t i = 0; i < kQTileRows; ++i) out[t * kQTileRows + i] = acc[i];
+#endif
+    }
+}
+
+inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S, const float* R,
+                    const float* H, size_t n, uint8_t* keep) {
+    pretest_generic(a, kdot, S, R, H, n, keep);
 }
 
 }  // namespace portable
@@ -373,6 +476,33 @@ CHROMA_TARGET_AVX2 inline void inv_norms(const float* const* rows, size_t nrows,
     }
 }
 
+// vpmaddwd multiplies the (dim 2p, dim 2p+1) code pair of a row by the
+// broadcast query pair and adds them: one int32 lane per row, no reduction.
+// Prefetch: see the AVX-512 version.
+CHROMA_TARGET_AVX2 inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs,
+                                         const int32_t* qpairs, int32_t* out) {
+    const int8_t* c = tiles;
+    for (size_t t = 0; t < ntiles; ++t) {
+        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
+            if (!(p & 1)) _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
+            const __m256i k = _mm256_set1_epi32(qpairs[p]);
+            const __m256i c0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+            const __m256i c1 =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16)));
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(c0, k));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(c1, k));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows), lo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows + 8), hi);
+    }
+}
+
+CHROMA_TARGET_AVX2 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
+                                       const float* R, const float* H, size_t n, uint8_t* keep) {
+    pretest_generic(a, kdot, S, R, H, n, keep);
+}
+
 }  // namespace avx2
 #endif  // CHROMA_HAVE_AVX2
 
@@ -539,6 +669,37 @@ CHROMA_TARGET_AVX512 inline void inv_norms(const float* const* rows, size_t nrow
     }
 }
 
+// Tiles are consecutive in memory, so this is one sequential stream; the
+// explicit prefetch keeps it flowing across 4 KiB page boundaries, where the
+// hardware prefetchers stop and restart (measured ~1.2x on 100k x 128).
+CHROMA_TARGET_AVX512 inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs,
+                                           const int32_t* qpairs, int32_t* out) {
+    const int8_t* c = tiles;
+    for (size_t t = 0; t < ntiles; ++t) {
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        size_t p = 0;
+        for (; p + 2 <= npairs; p += 2, c += 4 * kQTileRows) {
+            _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
+            const __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+            const __m512i c1 =
+                _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32)));
+            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(c0, _mm512_set1_epi32(qpairs[p])));
+            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(c1, _mm512_set1_epi32(qpairs[p + 1])));
+        }
+        if (p < npairs) {
+            const __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(c0, _mm512_set1_epi32(qpairs[p])));
+            c += 2 * kQTileRows;
+        }
+        _mm512_storeu_si512(out + t * kQTileRows, _mm512_add_epi32(a0, a1));
+    }
+}
+
+CHROMA_TARGET_AVX512 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
+                                         const float* R, const float* H, size_t n, uint8_t* keep) {
+    pretest_generic(a, kdot, S, R, H, n, keep);
+}
+
 }  // namespace avx512
 #endif  // CHROMA_HAVE_AVX512
 
@@ -547,7 +708,7 @@ CHROMA_TARGET_AVX512 inline void inv_norms(const float* const* rows, size_t nrow
 
 inline const KernelTable& portable_kernels() {
     static const KernelTable t{"portable", portable::W, portable::R, portable::vertical, portable::horizontal,
-                               portable::inv_norms};
+                               portable::inv_norms, portable::tile_dots, portable::pretest};
     return t;
 }
 
@@ -558,7 +719,7 @@ inline std::vector<const KernelTable*> available_kernels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
-                                   avx2::inv_norms};
+                                   avx2::inv_norms, avx2::tile_dots, avx2::pretest};
         out.push_back(&t);
     }
 #endif
@@ -567,7 +728,7 @@ inline std::vector<const KernelTable*> available_kernels() {
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
-                                   avx512::inv_norms};
+                                   avx512::inv_norms, avx512::tile_dots, avx512::pretest};
         out.push_back(&t);
     }
 #endif

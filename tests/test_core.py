@@ -508,3 +508,147 @@ def test_exact_search_concurrent_threads_are_correct():
         for ids, d in rs:
             np.testing.assert_array_equal(ids, expected[0])
             np.testing.assert_array_equal(d, expected[1])
+
+
+# ------------------------------------------------------ FlatIndex two-pass search
+# The int8 first pass with exact rerank must return exactly what the plain
+# float scan returns (labels and bit-identical distances), on data chosen to
+# stress the error bounds: wide value ranges, outliers, ties.
+
+
+def _two_pass_datasets(n, d, seed):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((20, d)).astype(np.float32) * 4
+    clustered = (centers[rng.integers(0, 20, n)] + rng.standard_normal((n, d)) * 0.3).astype(np.float32)
+    wide = (rng.standard_normal((n, d)) * np.exp(rng.uniform(-8, 8, (n, 1)))).astype(np.float32)
+    outliers = rng.standard_normal((n, d)).astype(np.float32)
+    outliers[rng.integers(0, n, 40), rng.integers(0, d, 40)] = 1e6
+    outliers[rng.integers(0, n, 40)] *= 1e-30
+    # near duplicates and exact duplicates: ties and sub-quantum differences
+    base = rng.standard_normal((n // 50, d)).astype(np.float32)
+    dups = np.repeat(base, 50, axis=0)[:n].copy()
+    dups[::3] += np.float32(1e-6) * rng.standard_normal((len(dups[::3]), d)).astype(np.float32)
+    ints = small_ints(n, d, seed)
+    return {
+        "gaussian": rng.standard_normal((n, d)).astype(np.float32),
+        "clustered": clustered,
+        "wide": wide,
+        "outliers": outliers,
+        "dups": dups,
+        "ints": ints,
+    }
+
+
+def _assert_same(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_two_pass_identical_to_plain(simd_path, space):
+    n, d = 3000, 24
+    for name, data in _two_pass_datasets(n, d, seed=71).items():
+        idx = _core.FlatIndex(d, space)
+        labels = np.arange(n, dtype=np.int64) * 3 + 7
+        idx.add(labels, data)
+        rng = np.random.default_rng(72)
+        q = np.concatenate([data[rng.integers(0, n, 3)],  # queries on stored rows: exact ties
+                            (data[rng.integers(0, n, 2)] + rng.standard_normal((2, d)) * 0.01),
+                            rng.standard_normal((2, d)) * data.std()]).astype(np.float32)
+        for k in (1, 10, 57):
+            for m in (1, 3):
+                plain = idx.search(q[:m] if m == 1 else q[2:2 + m], k, _two_pass=False)
+                got = idx._search_stats(q[:m] if m == 1 else q[2:2 + m], k, _two_pass=True)
+                _assert_same(plain, got[:2])
+                assert (got[2] >= min(k, n)).all(), name  # pass 2 really ran
+            for i in range(len(q)):
+                _assert_same(idx.search(q[i], k, _two_pass=False), idx.search(q[i], k, _two_pass=True))
+        if name in ("gaussian", "ints"):
+            ids, dists = idx.search(q, 10, _two_pass=True)
+            check_topk(space, data, q, 10, (ids - 7) // 3, dists)
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_two_pass_after_updates_and_with_allowed(simd_path, space):
+    rng = np.random.default_rng(81)
+    n, d = 2500, 33  # odd d: the padded code column
+    data = rng.standard_normal((n, d)).astype(np.float32)
+    idx = _core.FlatIndex(d, space)
+    idx.add(np.arange(n), data)
+    model = {i: data[i] for i in range(n)}
+    # replace in place (some far outside the old value range), remove, re-add
+    rep = rng.choice(n, 300, replace=False)
+    newv = (rng.standard_normal((300, d)) * rng.choice([0.01, 1, 100], (300, 1))).astype(np.float32)
+    idx.add(rep, newv)
+    model.update(zip(rep.tolist(), newv))
+    gone = rng.choice(n, 700, replace=False)
+    idx.remove(gone)
+    for g in gone.tolist():
+        model.pop(g)
+    extra = np.arange(n, n + 200)
+    ev = rng.standard_normal((200, d)).astype(np.float32) * 3
+    idx.add(extra, ev)
+    model.update(zip(extra.tolist(), ev))
+    keys = np.array(sorted(model))
+    mat = np.stack([model[k] for k in keys])
+    q = rng.standard_normal((4, d)).astype(np.float32)
+    for allowed in (None, keys[::2], keys[rng.choice(len(keys), 40, replace=False)], keys[:3], []):
+        for m in (1, 4):
+            plain = idx.search(q[:m], 8, allowed=allowed, _two_pass=False)
+            got = idx.search(q[:m], 8, allowed=allowed, _two_pass=True)
+            _assert_same(plain, got)
+    ids, dists = idx.search(q, 8, _two_pass=True)
+    lab_to_row = {k: i for i, k in enumerate(keys.tolist())}
+    rows = np.vectorize(lab_to_row.get)(ids)
+    check_topk(space, mat, q, 8, rows, dists)
+
+
+def test_two_pass_non_finite_rows_and_queries(simd_path):
+    d = 20
+    data = gaussian(1000, d, seed=91)
+    data[5, 3] = np.nan
+    data[6, 0] = np.inf
+    data[7] = 0
+    for space in SPACES:
+        idx = _core.FlatIndex(d, space)
+        idx.add(np.arange(1000), data)
+        for q in (data[7], data[10], np.full(d, np.nan, np.float32), np.full(d, 1e30, np.float32)):
+            for k in (3, 1000):
+                _assert_same(idx.search(q, k, _two_pass=False), idx.search(q, k, _two_pass=True))
+
+
+def test_two_pass_chosen_automatically_and_memory():
+    d, n = 64, 6000
+    idx = _core.FlatIndex(d, "l2")
+    data = gaussian(n, d, seed=95)
+    idx.add(np.arange(n), data)
+    q = gaussian(2, d, seed=96)
+    auto = idx._search_stats(q[0], 10)
+    assert 10 <= auto[2][0] < n // 10  # the two-pass path ran and filtered
+    _assert_same(auto[:2], idx.search(q[0], 10, _two_pass=False))
+    assert idx._search_stats(q[0], 10, _two_pass=False)[2][0] == 0
+    # int8 codes + three floats per row, about a quarter of the float table
+    assert idx._quant_bytes <= 0.35 * n * d * 4
+
+
+def test_two_pass_multithreaded_and_tiny_dims(simd_path):
+    # Large enough for several tasks, so per-thread bounds get merged.
+    rng = np.random.default_rng(97)
+    n, d = 40000, 112
+    data = rng.standard_normal((n, d)).astype(np.float32)
+    data[::7] += 3
+    for space in SPACES:
+        idx = _core.FlatIndex(d, space)
+        idx.add(np.arange(n), data)
+        q = np.concatenate([data[:2], rng.standard_normal((3, d)).astype(np.float32)])
+        for m in (1, 5):
+            plain = idx.search(q[:m], 10, _two_pass=False)
+            for nt in (0, 1, 2):
+                _assert_same(plain, idx.search(q[:m], 10, num_threads=nt, _two_pass=True))
+    for d in (1, 2, 3, 15):
+        data = small_ints(500, d, seed=d)
+        for space in ("l2", "ip"):
+            idx = _core.FlatIndex(d, space)
+            idx.add(np.arange(500), data)
+            for k in (1, 4, 600):
+                _assert_same(idx.search(data[:1], k, _two_pass=False), idx.search(data[:1], k, _two_pass=True))
