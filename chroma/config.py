@@ -30,12 +30,27 @@ class Settings:
     celery_broker_url: Optional[str] = None
     celery_result_backend: Optional[str] = None
     auth_token: Optional[str] = None
+    """Server: when set, every route except ``GET /api/v1/heartbeat``, ``/docs`` and
+    ``/openapi.json`` needs ``Authorization: Bearer <auth_token>`` (401 ``Unauthorized``
+    otherwise). Client: the token it sends."""
     allow_reset: bool = False
+    """``reset()`` deletes everything only when true. Over HTTP, both the client's and
+    the server's setting must be true."""
     embedding_function: Optional[str] = None
     """Dotted path ``package.module:name`` of the default embedding function
     (a callable, or a class instantiated without arguments)."""
     num_threads: int = 0
     """Threads for index search; 0 means every core."""
+    max_request_bytes: int = 256 * 2**20
+    """Server: largest request body accepted (413 ``PayloadTooLarge`` above); 0 means no bound."""
+    max_batch_size: int = 100_000
+    """Server: most ids (add/upsert/update/get/delete) or query embeddings in one request
+    (413 ``PayloadTooLarge`` above); 0 means no bound. Reported by ``GET /api/v1/limits``."""
+    max_n_results: int = 10_000
+    """Server: largest ``n_results`` of a query (413 ``PayloadTooLarge`` above); 0 means no
+    bound. Reported by ``GET /api/v1/limits``."""
+    cors_origins: Optional[str] = None
+    """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
 
 
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))

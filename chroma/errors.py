@@ -97,6 +97,12 @@ class PayloadTooLarge(InvalidArgument):
     status_code = 413
 
 
+class ServerUnavailable(ChromaError, ConnectionError):
+    """A client could not reach its server (not running, wrong host or port, network down)."""
+
+    status_code = 503
+
+
 def _all_error_classes() -> dict[str, type[ChromaError]]:
     found: dict[str, type[ChromaError]] = {}
     stack: list[type[ChromaError]] = [ChromaError]

@@ -23,6 +23,7 @@ class Implementation(NamedTuple):
 
 API_IMPLS: dict[str, Implementation] = {
     "local": Implementation("chroma.api.local.Local"),
+    "fastapi": Implementation("chroma.api.fastapi.FastAPI", extra="server"),
 }
 
 DB_IMPLS: dict[str, Implementation] = {
@@ -30,7 +31,9 @@ DB_IMPLS: dict[str, Implementation] = {
     "persistent_duckdb": Implementation("chroma.db.duckdb.PersistentDuckDB"),
 }
 
-SERVER_IMPLS: dict[str, Implementation] = {}
+SERVER_IMPLS: dict[str, Implementation] = {
+    "fastapi": Implementation("chroma.server.fastapi.FastAPI", extra="server"),
+}
 
 INDEX_IMPLS: dict[str, Implementation] = {
     "flat": Implementation("chroma.index.flat.FlatIndex"),
@@ -44,6 +47,20 @@ TABLES: dict[str, dict[str, Implementation]] = {
 }
 
 
+def check(setting: str, name: str) -> Implementation:
+    """The registration of ``name`` for ``setting``, without importing anything.
+
+    Raises:
+        ConfigurationError: ``name`` is not registered for ``setting``.
+    """
+    table = TABLES[setting]
+    impl = table.get(name)
+    if impl is None:
+        allowed = ", ".join(repr(n) for n in table) or "none in this version"
+        raise ConfigurationError(f"setting {setting}={name!r} is not known; allowed values: {allowed}")
+    return impl
+
+
 def lookup(setting: str, name: str) -> type:
     """The class registered as ``name`` for ``setting``, imported now.
 
@@ -52,11 +69,7 @@ def lookup(setting: str, name: str) -> type:
         MissingDependency: its optional dependency is not installed; the
             message names the extra to install.
     """
-    table = TABLES[setting]
-    impl = table.get(name)
-    if impl is None:
-        allowed = ", ".join(repr(n) for n in table) or "none in this version"
-        raise ConfigurationError(f"setting {setting}={name!r} is not known; allowed values: {allowed}")
+    impl = check(setting, name)
     module_name, _, class_name = impl.path.rpartition(".")
     try:
         module = importlib.import_module(module_name)

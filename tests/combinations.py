@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ContextManager
 
+from server_helpers import running_server
+
 
 @dataclass(frozen=True)
 class Combination:
@@ -52,5 +54,25 @@ def _local_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
     }
 
 
+def _fastapi_settings(port: int) -> dict:
+    return {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": port, "allow_reset": True}
+
+
+@contextlib.contextmanager
+def _fastapi_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # A real uvicorn server in a subprocess (``chroma run``), in memory.
+    with running_server(tmp_path, allow_reset="1") as server:
+        yield _fastapi_settings(server.port)
+
+
+@contextlib.contextmanager
+def _fastapi_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    persist_directory = tmp_path / "chroma-persist"
+    with running_server(tmp_path, "--path", str(persist_directory), allow_reset="1") as server:
+        yield _fastapi_settings(server.port)
+
+
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
+register(Combination("fastapi-duckdb", _fastapi_duckdb))
+register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))

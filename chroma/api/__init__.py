@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from chroma.collection import Collection
 
 
+RESET_DISABLED = ("reset() is disabled; enable it with chroma.configure(allow_reset=True) "
+                  "or CHROMA_ALLOW_RESET=1")
+
+
 class API(abc.ABC):
     """A client of a chroma store (in this process or on a server)."""
 

@@ -17,7 +17,7 @@ import numpy as np
 
 import chroma
 from chroma import errors, factory, registry, validation
-from chroma.api import API
+from chroma.api import API, RESET_DISABLED
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, WriteResult
@@ -94,8 +94,7 @@ class Local(API):
 
     def reset(self) -> None:
         if not self._settings.allow_reset:
-            raise errors.ResetDisabled("reset() is disabled; enable it with chroma.configure(allow_reset=True) "
-                                       "or CHROMA_ALLOW_RESET=1")
+            raise errors.ResetDisabled(RESET_DISABLED)
         with self._write_lock:
             self._db.reset()
             self._indexes.clear()

@@ -1,0 +1,275 @@
+"""``chroma.api.FastAPI``: the Python API over HTTP, against ``chroma run``.
+
+Chosen by ``api_impl="fastapi"``; talks JSON to the server at
+``server_host``/``server_http_port`` (see ``chroma.server.fastapi`` for the
+routes) over one pooled ``requests.Session``, sending ``Authorization: Bearer
+<auth_token>`` when that setting is given.
+
+The client returns the same types as ``chroma.api.local.Local`` (numpy float32
+embeddings) and raises the same exception classes with the same messages: the
+server answers ``{"error": <class name>, "message": ...}`` and the client
+raises ``chroma.errors.from_name(...)``. Before a request leaves, the client
+runs the same input checks as Local (``chroma.validation``, ``chroma.filters``,
+which need no stored state), so values that JSON cannot carry faithfully
+(tuples, numpy scalars, non-string keys, NaN) get Local's error rather than a
+changed meaning on the way; the server then checks everything again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional, Sequence
+from urllib.parse import quote
+
+import numpy as np
+import requests
+from requests.adapters import HTTPAdapter
+
+from chroma import errors, registry, validation
+from chroma.api import API, RESET_DISABLED
+from chroma.collection import Collection
+from chroma.config import Settings
+from chroma.filters import parse_where, parse_where_document
+from chroma.types import GET_INCLUDE, QUERY_INCLUDE, EmbeddingFunction, GetResult, QueryResult
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a connection; a response may take as long as the work needs."""
+
+
+
+def _encode(value: Any) -> Any:
+    """``json.dumps`` fallback for numpy values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be sent as JSON")
+
+
+def _name_check(name: Any) -> None:
+    # Local's check for get/delete_collection (a non-string cannot be put in a URL).
+    if not isinstance(name, str):
+        raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
+
+
+def _name_path(name: str) -> str:
+    # Every character but letters and digits escaped, dots included, so that
+    # "." or ".." cannot be taken for path segments on the way.
+    return quote(name, safe="").replace(".", "%2E")
+
+
+class FastAPI(API):
+    """A client of a chroma server."""
+
+    def __init__(self, settings: Settings) -> None:
+        # The whole configuration is checked as in every mode, even the parts
+        # only the server uses.
+        registry.check("db_impl", settings.db_impl)
+        registry.check("index_impl", settings.index_impl)
+        self._settings = settings
+        host = settings.server_host
+        self._address = f"[{host}]:{settings.server_http_port}" if ":" in host else f"{host}:{settings.server_http_port}"
+        self._base = f"http://{self._address}/api/v1"
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64)
+        session.mount("http://", adapter)
+        session.headers["Content-Type"] = "application/json"
+        if settings.auth_token:
+            session.headers["Authorization"] = f"Bearer {settings.auth_token}"
+        self._session = session
+        self._default_embedding_function: Optional[EmbeddingFunction] = None
+        if settings.embedding_function:
+            from chroma.api.local import load_embedding_function
+
+            self._default_embedding_function = load_embedding_function(settings.embedding_function)
+
+    # plumbing
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None
+        if body is not None:
+            try:
+                data = json.dumps(body, default=_encode, separators=(",", ":")).encode()
+            except (TypeError, ValueError) as exc:
+                raise errors.InvalidArgument(str(exc)) from None
+        url = self._base + path
+        try:
+            response = self._session.request(method, url, data=data, timeout=(CONNECT_TIMEOUT, None))
+        except requests.ConnectionError as exc:
+            raise errors.ServerUnavailable(
+                f"cannot reach the chroma server at {self._address} ({method} {url}): {exc}; "
+                "is `chroma run` running there (settings server_host, server_http_port)?"
+            ) from None
+        except requests.RequestException as exc:
+            raise errors.ServerUnavailable(f"request to the chroma server at {self._address} failed: {exc}") from None
+        try:
+            payload = json.loads(response.content) if response.content else None
+        except ValueError:
+            payload = None
+        if response.status_code >= 400:
+            if isinstance(payload, dict) and isinstance(payload.get("error"), str):
+                raise errors.from_name(payload["error"], str(payload.get("message", "")))
+            raise errors.ChromaError(
+                f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}"
+            )
+        if payload is None and response.status_code != 204:
+            raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
+        return payload
+
+    def _collection(self, data: dict, embedding_function: Optional[EmbeddingFunction]) -> Collection:
+        return Collection(self, data["id"], data["name"], data["metadata"],
+                          embedding_function or self._default_embedding_function)
+
+    # server
+    def heartbeat(self) -> int:
+        return int(self._request("GET", "/heartbeat")["heartbeat"])
+
+    def version(self) -> str:
+        return self._request("GET", "/version")["version"]
+
+    def limits(self) -> dict:
+        """The server's bounds: ``max_request_bytes``, ``max_batch_size``, ``max_n_results`` (0: none)."""
+        return self._request("GET", "/limits")
+
+    def close(self) -> None:
+        self._session.close()
+
+    # collections
+    def list_collections(self) -> list[Collection]:
+        return [self._collection(data, None) for data in self._request("GET", "/collections")]
+
+    def create_collection(
+        self,
+        name: str,
+        metadata: Optional[dict] = None,
+        get_or_create: bool = False,
+        embedding_function: Optional[EmbeddingFunction] = None,
+    ) -> Collection:
+        validation.collection_name(name)
+        metadata = validation.collection_metadata(metadata)
+        body = {"name": name, "metadata": metadata, "get_or_create": bool(get_or_create)}
+        return self._collection(self._request("POST", "/collections", body), embedding_function)
+
+    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
+        _name_check(name)
+        return self._collection(self._request("GET", f"/collections/{_name_path(name)}"), embedding_function)
+
+    def delete_collection(self, name: str) -> None:
+        _name_check(name)
+        self._request("DELETE", f"/collections/{_name_path(name)}")
+
+    def reset(self) -> None:
+        # Both sides must allow it: this client's setting, then the server's.
+        if not self._settings.allow_reset:
+            raise errors.ResetDisabled(RESET_DISABLED)
+        self._request("POST", "/reset", {})
+
+    # per collection
+    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
+        if name is not None:
+            validation.collection_name(name)
+        if metadata is not None:
+            metadata = validation.collection_metadata(metadata)
+        data = self._request("PUT", f"/collections/{collection_id}", {"name": name, "metadata": metadata})
+        return data["name"], data["metadata"]
+
+    def _count(self, collection_id: str) -> int:
+        return int(self._request("GET", f"/collections/{collection_id}/count")["count"])
+
+    def _records(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> dict:
+        # Local._batch's checks, in its order; the checked values are sent.
+        ids = validation.ids(ids)
+        vectors, missing = validation.embeddings_with_gaps(embeddings, len(ids))
+        rows = None
+        if vectors is not None:
+            rows = vectors.tolist()
+            if missing is not None:
+                for position in np.flatnonzero(missing):
+                    rows[position] = None
+        return {
+            "ids": ids,
+            "embeddings": rows,
+            "metadatas": validation.per_item(metadatas, len(ids), "metadatas", validation.item_metadata),
+            "documents": validation.per_item(documents, len(ids), "documents", validation.document),
+        }
+
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._request("POST", f"/collections/{collection_id}/add", self._records(ids, embeddings, metadatas, documents))
+
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._request("POST", f"/collections/{collection_id}/update",
+                      self._records(ids, embeddings, metadatas, documents))
+
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._request("POST", f"/collections/{collection_id}/upsert",
+                      self._records(ids, embeddings, metadatas, documents))
+
+    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
+        ids = validation.id_filter(ids)
+        parse_where(where)
+        parse_where_document(where_document)
+        self._request("POST", f"/collections/{collection_id}/delete",
+                      {"ids": ids, "where": where, "where_document": where_document})
+
+    def _get(
+        self,
+        collection_id: str,
+        ids: Any,
+        where: Any,
+        where_document: Any,
+        limit: Any,
+        offset: Any,
+        include: Sequence[str],
+    ) -> GetResult:
+        include = validation.include(include, GET_INCLUDE)
+        ids = validation.id_filter(ids)
+        parse_where(where)
+        parse_where_document(where_document)
+        limit = validation.count_argument(limit, "limit", 0, optional=True)
+        offset = validation.count_argument(offset, "offset", 0, optional=True)
+        data = self._request("POST", f"/collections/{collection_id}/get", {
+            "ids": ids, "where": where, "where_document": where_document, "limit": limit, "offset": offset,
+            "include": list(include),
+        })
+        return GetResult(
+            ids=data["ids"],
+            embeddings=_array(data["embeddings"], data.get("dimension")),
+            metadatas=data["metadatas"],
+            documents=data["documents"],
+        )
+
+    def _query(
+        self,
+        collection_id: str,
+        query_embeddings: Any,
+        n_results: Any,
+        where: Any,
+        where_document: Any,
+        include: Sequence[str],
+    ) -> QueryResult:
+        include = validation.include(include, QUERY_INCLUDE)
+        n_results = validation.count_argument(n_results, "n_results", 1, optional=False)
+        queries = validation.embeddings(query_embeddings, what="query_embeddings")
+        parse_where(where)
+        parse_where_document(where_document)
+        data = self._request("POST", f"/collections/{collection_id}/query", {
+            "query_embeddings": queries.tolist(), "n_results": n_results, "where": where,
+            "where_document": where_document, "include": list(include),
+        })
+        embeddings = data["embeddings"]
+        dimension = data.get("dimension")
+        return QueryResult(
+            ids=data["ids"],
+            embeddings=None if embeddings is None else [_array(rows, dimension) for rows in embeddings],
+            metadatas=data["metadatas"],
+            documents=data["documents"],
+            distances=data["distances"],
+        )
+
+
+def _array(rows: Optional[list], dimension: Optional[int]) -> Optional[np.ndarray]:
+    """A float32 (n, dim) array of JSON rows; (0, dim) without rows."""
+    if rows is None:
+        return None
+    if not rows:
+        return np.empty((0, dimension or 0), dtype=np.float32)
+    return np.array(rows, dtype=np.float32)

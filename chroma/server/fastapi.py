@@ -1,0 +1,500 @@
+"""``chroma.server.FastAPI``: the local API as a JSON REST API under ``/api/v1``.
+
+The server always runs :class:`chroma.api.local.Local` over the configured
+``chroma.DB`` (``db_impl``), whatever ``api_impl`` says. Each route parses its
+JSON body and calls the Local method the Python API calls, passing the values
+through unchanged, so validation, error classes and messages are Local's own.
+The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
+``max_batch_size``, ``max_n_results``, ``cors_origins``; see
+:class:`chroma.config.Settings`).
+
+Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
+with the class's ``status_code``. Interactive docs are at ``/docs``, the
+OpenAPI schema at ``/openapi.json``.
+
+Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
+
+    GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
+    GET    /api/v1/version                   {"version": "0.1.0"}
+    GET    /api/v1/limits                    {"max_request_bytes", "max_batch_size", "max_n_results"}
+    GET    /api/v1/collections               [collection, ...]
+    POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
+    GET    /api/v1/collections/{name}        collection
+    DELETE /api/v1/collections/{name}        {}
+    PUT    /api/v1/collections/{id}          {name?, metadata?} -> collection (modify)
+    GET    /api/v1/collections/{id}/count    {"count": n}
+    POST   /api/v1/collections/{id}/add      {ids, embeddings?, metadatas?, documents?} -> {}
+    POST   /api/v1/collections/{id}/upsert   (as add)
+    POST   /api/v1/collections/{id}/update   (as add)
+    POST   /api/v1/collections/{id}/delete   {ids?, where?, where_document?} -> {}
+    POST   /api/v1/collections/{id}/get      {ids?, where?, where_document?, limit?, offset?, include?} -> GetResult
+    POST   /api/v1/collections/{id}/query    {query_embeddings, n_results?, where?, where_document?, include?}
+                                             -> QueryResult
+    POST   /api/v1/reset                     {}
+
+A collection is ``{"id", "name", "metadata"}``. Results carry embeddings as
+lists of lists plus ``"dimension"`` (the embeddings' width, also when there
+are no rows), so a client can rebuild ``(0, dim)`` arrays.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import signal
+import socket
+import threading
+from typing import Any, Optional
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI as _FastAPIApp
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import chroma
+from chroma import errors, registry
+from chroma.api.local import Local
+from chroma.config import Settings
+from chroma.server import Server
+
+PREFIX = "/api/v1"
+OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+"""Paths served without a token: they reveal no stored data."""
+
+_ANY = "Any JSON value; passed unchanged to the Python API, which validates it."
+
+
+# --------------------------------------------------------------------------
+# Request bodies. Fields are loosely typed on purpose: the Python API checks
+# them, so a bad value gets the same error class and message as in Python.
+# --------------------------------------------------------------------------
+
+
+class CreateCollection(BaseModel):
+    name: Any = Field(None, description="3-63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit.")
+    metadata: Any = Field(None, description="Collection metadata (str/int/float/bool values; hnsw:* index settings).")
+    get_or_create: Any = Field(False, description="Return the existing collection instead of a 409 CollectionExists.")
+
+
+class ModifyCollection(BaseModel):
+    name: Any = Field(None, description="New name, or null to keep it.")
+    metadata: Any = Field(None, description="Replacement metadata, or null to keep it.")
+
+
+class Records(BaseModel):
+    ids: Any = Field(None, description="Non-empty list of distinct string ids.")
+    embeddings: Any = Field(None, description="List of lists of numbers, one per id (null rows: keep the vector).")
+    metadatas: Any = Field(None, description="List of metadata objects (or null), one per id.")
+    documents: Any = Field(None, description="List of strings (or null), one per id.")
+
+
+class DeleteRecords(BaseModel):
+    ids: Any = Field(None, description="Ids to delete (unknown ids are ignored).")
+    where: Any = Field(None, description="Metadata filter ($eq $ne $gt $gte $lt $lte $in $nin $and $or).")
+    where_document: Any = Field(None, description="Document filter ($contains $not_contains $and $or).")
+
+
+class GetRecords(BaseModel):
+    ids: Any = Field(None, description="Ids to fetch, in this order; null for all (insertion order).")
+    where: Any = Field(None, description="Metadata filter.")
+    where_document: Any = Field(None, description="Document filter.")
+    limit: Any = Field(None, description="Most items to return (int >= 0) or null.")
+    offset: Any = Field(None, description="Items to skip (int >= 0) or null.")
+    include: Any = Field(["metadatas", "documents"], description="Subset of embeddings, metadatas, documents.")
+
+
+class QueryRecords(BaseModel):
+    query_embeddings: Any = Field(None, description="List of query vectors (a single vector is one query).")
+    n_results: Any = Field(10, description="Results per query (int >= 1, at most max_n_results).")
+    where: Any = Field(None, description="Metadata filter.")
+    where_document: Any = Field(None, description="Document filter.")
+    include: Any = Field(["metadatas", "documents", "distances"],
+                         description="Subset of embeddings, metadatas, documents, distances.")
+
+
+# Response shapes, for the documentation only (responses are written directly).
+class CollectionOut(BaseModel):
+    id: str
+    name: str
+    metadata: Optional[dict]
+
+
+class GetResultOut(BaseModel):
+    ids: list[str]
+    embeddings: Optional[list[list[float]]]
+    metadatas: Optional[list[Optional[dict]]]
+    documents: Optional[list[Optional[str]]]
+    dimension: Optional[int] = Field(description="Width of the embeddings (also with no rows), null if not included.")
+
+
+class QueryResultOut(BaseModel):
+    ids: list[list[str]]
+    embeddings: Optional[list[list[list[float]]]]
+    metadatas: Optional[list[list[Optional[dict]]]]
+    documents: Optional[list[list[Optional[str]]]]
+    distances: Optional[list[list[float]]]
+    dimension: Optional[int] = Field(description="Width of the embeddings, null if not included.")
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="Name of the chroma.errors class, e.g. InvalidArgument.")
+    message: str
+
+
+_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    # a final newline keeps a shell prompt (curl) on its own line
+    return Response(json.dumps(content, separators=(",", ":")) + "\n", status_code=status_code,
+                    media_type="application/json")
+
+
+def _error_body(error: BaseException) -> bytes:
+    return (json.dumps({"error": type(error).__name__, "message": str(error)}) + "\n").encode()
+
+
+def _error(error: errors.ChromaError) -> Response:
+    return Response(_error_body(error), status_code=error.status_code, media_type="application/json")
+
+
+def _collection(collection: chroma.Collection) -> dict:
+    return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
+
+
+def _rows(array: Optional[np.ndarray]) -> Optional[list]:
+    return None if array is None else np.asarray(array, dtype=np.float32).tolist()
+
+
+async def _send_error(send, error: errors.ChromaError) -> None:
+    body = _error_body(error)
+    await send({"type": "http.response.start", "status": error.status_code,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Guard:
+    """ASGI middleware: the bearer token, then the request size bound.
+
+    A refused request's body is still read (and dropped), so the client gets
+    the 401/413 answer rather than a connection reset in mid-upload.
+    """
+
+    def __init__(self, app, token: Optional[str], max_bytes: int) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"] not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            scheme, _, credentials = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self.token):
+                await self._drain(receive)
+                await _send_error(send, errors.Unauthorized(
+                    "missing or invalid token: this server needs the header 'Authorization: Bearer <token>' "
+                    "(the server's auth_token setting; the Python client sends its auth_token)"))
+                return
+        if not self.max_bytes:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._drain(receive)
+            await _send_error(send, self._too_large(int(declared)))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                if message.get("more_body", False):
+                    # after the last chunk, receive() would wait for a disconnect
+                    await self._drain(receive)
+                await _send_error(send, self._too_large(None))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        buffered = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return buffered.pop() if buffered else await receive()
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self, size: Optional[int]) -> errors.PayloadTooLarge:
+        what = f"{size} bytes" if size is not None else "more bytes"
+        return errors.PayloadTooLarge(
+            f"request body of {what} exceeds this server's max_request_bytes={self.max_bytes}; "
+            "send smaller batches (the bounds are at GET /api/v1/limits)")
+
+    @staticmethod
+    async def _drain(receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+
+
+# --------------------------------------------------------------------------
+# The app
+# --------------------------------------------------------------------------
+
+
+def create_app(api: Local, settings: Settings) -> _FastAPIApp:
+    """The FastAPI application serving ``api`` with ``settings``' bounds."""
+    app = _FastAPIApp(
+        title="chroma",
+        version=chroma.__version__,
+        description=(
+            "The chroma embedding database over HTTP. Every route calls the same method as the Python API. "
+            "Errors: `{\"error\": \"<chroma.errors class>\", \"message\": ...}` with status 400 (InvalidArgument), "
+            "401 (Unauthorized), 403 (ResetDisabled), 404 (CollectionNotFound, IDNotFoundError), "
+            "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge). With an auth_token set, send "
+            "`Authorization: Bearer <token>` (heartbeat, /docs and /openapi.json are open). Request bodies are "
+            "JSON with `Content-Type: application/json`."
+        ),
+    )
+    max_batch, max_n_results = settings.max_batch_size, settings.max_n_results
+
+    def bound_batch(values: Any, what: str) -> None:
+        if max_batch and isinstance(values, list) and len(values) > max_batch:
+            raise errors.PayloadTooLarge(
+                f"{what} has {len(values)} entries; this server accepts at most max_batch_size={max_batch} "
+                "per request (GET /api/v1/limits)")
+
+    def bound_queries(values: Any) -> None:
+        if isinstance(values, list) and values and isinstance(values[0], list):
+            bound_batch(values, "query_embeddings")
+
+    def bound_n_results(n_results: Any) -> None:
+        if (max_n_results and isinstance(n_results, int) and not isinstance(n_results, bool)
+                and n_results > max_n_results):
+            raise errors.PayloadTooLarge(
+                f"n_results={n_results} exceeds this server's max_n_results={max_n_results} "
+                "(GET /api/v1/limits)")
+
+    @app.exception_handler(errors.ChromaError)
+    async def chroma_error(request: Request, exc: errors.ChromaError) -> Response:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def unparsable(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+            + (f" ({e['ctx']['error']})" if isinstance(e.get("ctx"), dict) and "error" in e["ctx"] else "")
+            for e in exc.errors()
+        )
+        return _error(errors.InvalidArgument(
+            f"the request body must be a JSON object sent with 'Content-Type: application/json': {problems}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        cls = errors.NotFoundError if exc.status_code == 404 else errors.InvalidArgument
+        error = cls(f"{exc.detail}: {request.method} {request.url.path}")
+        return Response(_error_body(error), status_code=exc.status_code, media_type="application/json")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return Response(_error_body(exc), status_code=500, media_type="application/json")
+
+    def route(method: str, path: str, **kwargs):
+        kwargs.setdefault("responses", _ERRORS)
+        return app.api_route(PREFIX + path, methods=[method], **kwargs)
+
+    @route("GET", "/heartbeat", tags=["server"])
+    def heartbeat() -> Response:
+        """The server's clock in nanoseconds (no token needed)."""
+        return _json({"heartbeat": api.heartbeat()})
+
+    @route("GET", "/version", tags=["server"])
+    def version() -> Response:
+        """The server's chroma version."""
+        return _json({"version": api.version()})
+
+    @route("GET", "/limits", tags=["server"])
+    def limits() -> Response:
+        """The server's bounds (0 means none): request bytes, batch size, n_results."""
+        return _json({"max_request_bytes": settings.max_request_bytes, "max_batch_size": max_batch,
+                      "max_n_results": max_n_results})
+
+    @route("POST", "/reset", tags=["server"])
+    def reset() -> Response:
+        """Deletes everything (403 ResetDisabled unless the server's allow_reset is set)."""
+        api.reset()
+        return _json({})
+
+    @route("GET", "/collections", tags=["collections"], responses={200: {"model": list[CollectionOut]}, **_ERRORS})
+    def list_collections() -> Response:
+        """Every collection, sorted by name."""
+        return _json([_collection(c) for c in api.list_collections()])
+
+    @route("POST", "/collections", tags=["collections"], responses={200: {"model": CollectionOut}, **_ERRORS})
+    def create_collection(body: CreateCollection) -> Response:
+        """Creates a collection (409 CollectionExists unless get_or_create)."""
+        return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
+
+    # Routes by id come first: "{id:uuid}" matches only UUIDs, and the name
+    # routes take any rest of the path (a bad name gets Local's error).
+    @route("PUT", "/collections/{collection_id:uuid}", tags=["collections"],
+           responses={200: {"model": CollectionOut}, **_ERRORS})
+    def modify(collection_id: Any, body: ModifyCollection) -> Response:
+        """Renames the collection and/or replaces its metadata."""
+        name, metadata = api._modify(str(collection_id), body.name, body.metadata)
+        return _json({"id": str(collection_id), "name": name, "metadata": metadata})
+
+    @route("GET", "/collections/{collection_id:uuid}/count", tags=["records"])
+    def count(collection_id: Any) -> Response:
+        """The number of items."""
+        return _json({"count": api._count(str(collection_id))})
+
+    def writer(operation: str, summary: str):
+        def write(collection_id: Any, body: Records) -> Response:
+            bound_batch(body.ids, "ids")
+            getattr(api, f"_{operation}")(str(collection_id), body.ids, body.embeddings, body.metadatas,
+                                          body.documents)
+            return _json({})
+
+        write.__name__ = operation
+        write.__doc__ = summary
+        route("POST", f"/collections/{{collection_id:uuid}}/{operation}", tags=["records"])(write)
+
+    writer("add", "Adds items (409 DuplicateIDError if an id exists; nothing of the batch is written).")
+    writer("upsert", "Adds new ids, updates existing ones.")
+    writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
+
+    @route("POST", "/collections/{collection_id:uuid}/delete", tags=["records"])
+    def delete(collection_id: Any, body: DeleteRecords) -> Response:
+        """Deletes the items matching every given argument (at least one is needed)."""
+        bound_batch(body.ids, "ids")
+        api._delete(str(collection_id), body.ids, body.where, body.where_document)
+        return _json({})
+
+    @route("POST", "/collections/{collection_id:uuid}/get", tags=["records"],
+           responses={200: {"model": GetResultOut}, **_ERRORS})
+    def get(collection_id: Any, body: GetRecords) -> Response:
+        """Items by id (in the order asked) or by filter (in insertion order)."""
+        bound_batch(body.ids, "ids")
+        result = api._get(str(collection_id), body.ids, body.where, body.where_document, body.limit, body.offset,
+                          body.include)
+        embeddings = result["embeddings"]
+        return _json({
+            "ids": result["ids"],
+            "embeddings": _rows(embeddings),
+            "metadatas": result["metadatas"],
+            "documents": result["documents"],
+            "dimension": None if embeddings is None else int(embeddings.shape[1]),
+        })
+
+    @route("POST", "/collections/{collection_id:uuid}/query", tags=["records"],
+           responses={200: {"model": QueryResultOut}, **_ERRORS})
+    def query(collection_id: Any, body: QueryRecords) -> Response:
+        """The n_results nearest items to each query embedding, nearest first."""
+        bound_queries(body.query_embeddings)
+        bound_n_results(body.n_results)
+        result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
+                            body.where_document, body.include)
+        embeddings = result["embeddings"]
+        return _json({
+            "ids": result["ids"],
+            "embeddings": None if embeddings is None else [_rows(e) for e in embeddings],
+            "metadatas": result["metadatas"],
+            "documents": result["documents"],
+            "distances": result["distances"],
+            "dimension": None if embeddings is None else (int(embeddings[0].shape[1]) if embeddings else 0),
+        })
+
+    @route("GET", "/collections/{name:path}", tags=["collections"],
+           responses={200: {"model": CollectionOut}, **_ERRORS})
+    def get_collection(name: str) -> Response:
+        """The collection named ``name`` (404 CollectionNotFound)."""
+        return _json(_collection(api.get_collection(name)))
+
+    @route("DELETE", "/collections/{name:path}", tags=["collections"])
+    def delete_collection(name: str) -> Response:
+        """Deletes a collection and its items (404 CollectionNotFound)."""
+        api.delete_collection(name)
+        return _json({})
+
+    app.add_middleware(_Guard, token=settings.auth_token, max_bytes=settings.max_request_bytes)
+    origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
+    if origins:  # outermost: preflights are answered before the token check
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
+    return app
+
+
+class FastAPI(Server):
+    """Serves ``chroma.api.local.Local`` over the configured DB with uvicorn.
+
+    ``listen()`` binds the socket (``server_host``/``server_http_port``; port
+    0 picks a free one) and returns the address; ``run()`` serves until
+    SIGTERM/SIGINT, lets running requests finish, then closes the DB.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._db = registry.lookup("db_impl", settings.db_impl)(settings)
+        self.api = Local(settings, db=self._db)
+        self.app = create_app(self.api, settings)
+        self._socket: Optional[socket.socket] = None
+
+    def listen(self) -> tuple[str, int]:
+        """Binds the listening socket now; returns ``(host, port)``."""
+        if self._socket is None:
+            host, port = self._settings.server_host, self._settings.server_http_port
+            info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            # proto IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted
+            # connections (else each response waits ~40 ms for a delayed ACK)
+            sock = socket.socket(info[0], socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(info[4])
+                sock.listen(2048)
+            except OSError as exc:
+                sock.close()
+                raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            self._socket = sock
+        address = self._socket.getsockname()
+        return self._settings.server_host, address[1]
+
+    def run(self) -> None:
+        self.listen()
+        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off")
+        # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
+        # the handler found at start: recording it here lets run() return
+        # normally (and close the DB) instead of the process dying.
+        received: list[int] = []
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda number, frame: received.append(number))
+        try:
+            uvicorn.Server(config).run(sockets=[self._socket])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._socket.close()
+            self.close()
+
+    def close(self) -> None:
+        """Closes the DB (a persistent directory's lock is released)."""
+        self._db.close()
