@@ -26,11 +26,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from chroma import errors, registry, validation
-from chroma.api import API, RESET_DISABLED
+from chroma.api import API, RESET_DISABLED, arguments
 from chroma.collection import Collection
 from chroma.config import Settings
-from chroma.filters import parse_where, parse_where_document
-from chroma.types import GET_INCLUDE, QUERY_INCLUDE, EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection; a response may take as long as the work needs."""
@@ -176,21 +175,15 @@ class FastAPI(API):
         return int(self._request("GET", f"/collections/{collection_id}/count")["count"])
 
     def _records(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> dict:
-        # Local._batch's checks, in its order; the checked values are sent.
-        ids = validation.ids(ids)
-        vectors, missing = validation.embeddings_with_gaps(embeddings, len(ids))
+        # Local's checks; the checked values are sent.
+        batch = arguments.batch(ids, embeddings, metadatas, documents)
         rows = None
-        if vectors is not None:
-            rows = vectors.tolist()
-            if missing is not None:
-                for position in np.flatnonzero(missing):
+        if batch.embeddings is not None:
+            rows = batch.embeddings.tolist()
+            if batch.missing is not None:
+                for position in np.flatnonzero(batch.missing):
                     rows[position] = None
-        return {
-            "ids": ids,
-            "embeddings": rows,
-            "metadatas": validation.per_item(metadatas, len(ids), "metadatas", validation.item_metadata),
-            "documents": validation.per_item(documents, len(ids), "documents", validation.document),
-        }
+        return {"ids": batch.ids, "embeddings": rows, "metadatas": batch.metadatas, "documents": batch.documents}
 
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
         self._request("POST", f"/collections/{collection_id}/add", self._records(ids, embeddings, metadatas, documents))
@@ -204,9 +197,7 @@ class FastAPI(API):
                       self._records(ids, embeddings, metadatas, documents))
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
-        ids = validation.id_filter(ids)
-        parse_where(where)
-        parse_where_document(where_document)
+        ids, _ = arguments.delete_arguments(ids, where, where_document)
         self._request("POST", f"/collections/{collection_id}/delete",
                       {"ids": ids, "where": where, "where_document": where_document})
 
@@ -220,15 +211,10 @@ class FastAPI(API):
         offset: Any,
         include: Sequence[str],
     ) -> GetResult:
-        include = validation.include(include, GET_INCLUDE)
-        ids = validation.id_filter(ids)
-        parse_where(where)
-        parse_where_document(where_document)
-        limit = validation.count_argument(limit, "limit", 0, optional=True)
-        offset = validation.count_argument(offset, "offset", 0, optional=True)
+        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
         data = self._request("POST", f"/collections/{collection_id}/get", {
-            "ids": ids, "where": where, "where_document": where_document, "limit": limit, "offset": offset,
-            "include": list(include),
+            "ids": checked.ids, "where": where, "where_document": where_document, "limit": checked.limit,
+            "offset": checked.offset, "include": list(checked.include),
         })
         return GetResult(
             ids=data["ids"],
@@ -246,14 +232,10 @@ class FastAPI(API):
         where_document: Any,
         include: Sequence[str],
     ) -> QueryResult:
-        include = validation.include(include, QUERY_INCLUDE)
-        n_results = validation.count_argument(n_results, "n_results", 1, optional=False)
-        queries = validation.embeddings(query_embeddings, what="query_embeddings")
-        parse_where(where)
-        parse_where_document(where_document)
+        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         data = self._request("POST", f"/collections/{collection_id}/query", {
-            "query_embeddings": queries.tolist(), "n_results": n_results, "where": where,
-            "where_document": where_document, "include": list(include),
+            "query_embeddings": checked.queries.tolist(), "n_results": checked.n_results, "where": where,
+            "where_document": where_document, "include": list(checked.include),
         })
         embeddings = data["embeddings"]
         dimension = data.get("dimension")

@@ -17,13 +17,12 @@ import numpy as np
 
 import chroma
 from chroma import errors, factory, registry, validation
-from chroma.api import API, RESET_DISABLED
+from chroma.api import API, RESET_DISABLED, arguments
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, WriteResult
-from chroma.filters import combine, parse_where, parse_where_document
 from chroma.index import Index
-from chroma.types import GET_INCLUDE, QUERY_INCLUDE, EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 
 def load_embedding_function(path: str) -> EmbeddingFunction:
@@ -154,34 +153,20 @@ class Local(API):
                 raise
 
     # writes
-    def _batch(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> Batch:
-        ids = validation.ids(ids)
-        vectors, missing = validation.embeddings_with_gaps(embeddings, len(ids))
-        return Batch(
-            ids=ids,
-            embeddings=vectors,
-            metadatas=validation.per_item(metadatas, len(ids), "metadatas", validation.item_metadata),
-            documents=validation.per_item(documents, len(ids), "documents", validation.document),
-            missing=missing,
-        )
-
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        batch = self._batch(ids, embeddings, metadatas, documents)
+        batch = arguments.batch(ids, embeddings, metadatas, documents)
         if batch.embeddings is None:
             raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
         self._write("add", collection_id, batch)
 
     def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("update", collection_id, self._batch(ids, embeddings, metadatas, documents))
+        self._write("update", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
 
     def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("upsert", collection_id, self._batch(ids, embeddings, metadatas, documents))
+        self._write("upsert", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
-        ids = validation.id_filter(ids)
-        clause = combine(parse_where(where), parse_where_document(where_document))
-        if ids is None and clause is None:
-            raise errors.InvalidArgument("delete needs ids, where or where_document (refusing to delete everything)")
+        ids, clause = arguments.delete_arguments(ids, where, where_document)
         with self._write_lock:
             if ids == []:
                 self._db.count(collection_id)  # still report a missing collection
@@ -202,12 +187,8 @@ class Local(API):
         offset: Any,
         include: Sequence[str],
     ) -> GetResult:
-        include = validation.include(include, GET_INCLUDE)
-        ids = validation.id_filter(ids)
-        clause = combine(parse_where(where), parse_where_document(where_document))
-        limit = validation.count_argument(limit, "limit", 0, optional=True)
-        offset = validation.count_argument(offset, "offset", 0, optional=True)
-        records = self._db.get(collection_id, ids, clause, limit, offset, include)
+        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
+        records = self._db.get(collection_id, checked.ids, checked.where, checked.limit, checked.offset, checked.include)
         return GetResult(
             ids=records.ids,
             embeddings=records.embeddings,
@@ -224,10 +205,8 @@ class Local(API):
         where_document: Any,
         include: Sequence[str],
     ) -> QueryResult:
-        include = validation.include(include, QUERY_INCLUDE)
-        n_results = validation.count_argument(n_results, "n_results", 1, optional=False)
-        queries = validation.embeddings(query_embeddings, what="query_embeddings")
-        clause = combine(parse_where(where), parse_where_document(where_document))
+        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
+        queries, include = checked.queries, checked.include
         # A cached index answers for its collection: every write and delete of
         # the collection goes through this client and keeps it current.
         index = self._indexes.get(collection_id)
@@ -241,8 +220,8 @@ class Local(API):
         if index is None:
             empty = [np.empty(0)] * len(queries)
             return _query_result(empty, empty, None, include, dimension or 0)
-        allowed = self._db.select_labels(collection_id, clause) if clause is not None else None
-        labels, distances = index.search(queries, n_results, allowed, self._settings.num_threads)
+        allowed = self._db.select_labels(collection_id, checked.where) if checked.where is not None else None
+        labels, distances = index.search(queries, checked.n_results, allowed, self._settings.num_threads)
         # equal distances come back in insertion order, i.e. by label
         order = np.lexsort((labels, distances), axis=-1)
         labels = np.take_along_axis(labels, order, axis=-1)
