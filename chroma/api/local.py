@@ -220,15 +220,28 @@ class Local(API):
         if index is None:
             empty = [np.empty(0)] * len(queries)
             return _query_result(empty, empty, None, include, dimension or 0)
-        allowed = self._db.select_labels(collection_id, checked.where) if checked.where is not None else None
-        labels, distances = index.search(queries, checked.n_results, allowed, self._settings.num_threads)
+        fetch = [name for name in include if name != "distances"]
+        for _ in range(_QUERY_ATTEMPTS):
+            allowed = self._db.select_labels(collection_id, checked.where) if checked.where is not None else None
+            labels, distances = index.search(queries, checked.n_results, allowed, self._settings.num_threads)
+            wanted = np.unique(labels)
+            records = self._db.get_by_labels(collection_id, wanted, fetch)
+            if len(records.labels) == len(wanted):
+                break
+            # A delete committed between the search and the fetch: wait until it
+            # has also left the index, then search again, so that a concurrent
+            # delete never makes an answer shorter than the collection allows.
+            with self._write_lock:
+                pass
         # equal distances come back in insertion order, i.e. by label
         order = np.lexsort((labels, distances), axis=-1)
         labels = np.take_along_axis(labels, order, axis=-1)
         distances = np.take_along_axis(distances, order, axis=-1)
-        fetch = [name for name in include if name != "distances"]
-        records = self._db.get_by_labels(collection_id, np.unique(labels), fetch)
         return _query_result(list(labels), list(distances), records, include, dimension)
+
+
+_QUERY_ATTEMPTS = 5
+"""Searches a query may make while concurrent deletes keep removing its hits."""
 
 
 def _query_result(labels: list, distances: list, records: Any, include: Sequence[str], dimension: int) -> QueryResult:
@@ -238,7 +251,7 @@ def _query_result(labels: list, distances: list, records: Any, include: Sequence
     for name in include:
         result[name] = []
     for row_labels, row_distances in zip(labels, distances):
-        # a label whose row a concurrent delete removed is dropped
+        # a label whose row a delete removed after the last attempt is dropped
         keep = [(position[int(l)], float(d)) for l, d in zip(row_labels, row_distances) if int(l) in position]
         rows = [k for k, _ in keep]
         result["ids"].append([records.ids[r] for r in rows])

@@ -1,0 +1,275 @@
+"""The Python API over HTTP (``chroma.api.FastAPI`` against a ``chroma run``
+subprocess) against Local in-process, in the same run, on the same data.
+
+Measures what a user sees through ``chroma.get_api()``: single-query round
+trip, add throughput in batches, and one batch query; the ratio column is
+HTTP time / Local time (how many times slower over HTTP). Both sides use an
+in-memory DuckDB and the flat index; the answers are checked to be the same.
+
+The wire encoding is JSON only today: the compact binary encoding of vectors
+(issue 5, part 3) is not built yet, so there is no binary column.
+
+    python benchmarks/bench_http.py              # 100,000 x 128 in batches of 5,000
+    python benchmarks/bench_http.py --quick      # 5,000 x 32, a few seconds (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import requests
+
+import chroma
+
+N_RESULTS = 10
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+# The directory holding the chroma package measured, so the server runs the same code.
+PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
+
+
+@dataclass
+class Sizes:
+    n: int
+    dim: int
+    batch: int
+    queries: int
+    single_queries: int
+
+
+@dataclass
+class Report:
+    rows: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # the time behind a row, for the ratio
+
+    def add(self, name: str, value: str, seconds: Optional[float] = None) -> None:
+        self.rows[name] = value
+        if seconds is not None:
+            self.seconds[name] = seconds
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="vectors to add")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=5_000, help="vectors per add call")
+    parser.add_argument("--queries", type=int, default=1_000, help="queries in the batch query")
+    parser.add_argument("--single-queries", type=int, default=200, help="single queries timed one by one")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="5,000 x 32, finishes in seconds (smoke test)")
+    return parser.parse_args()
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    if args.quick:
+        return Sizes(n=5_000, dim=32, batch=1_000, queries=1_000, single_queries=200)
+    return Sizes(n=args.n, dim=args.dim, batch=args.batch, queries=args.queries, single_queries=args.single_queries)
+
+
+# --------------------------------------------------------------------------
+# A `chroma run` subprocess (the approach of tests/server_helpers.py)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def stop(self) -> int:
+        """SIGTERM to its PID, SIGKILL if it does not stop in time; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(workdir: Path) -> Server:
+    """``python -m chroma run`` (in-memory DuckDB) on a free port, once its heartbeat answers."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
+    port = free_port()
+    log = workdir / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chroma", "run", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PACKAGE_ROOT,
+        )
+    server = Server(process, port, log)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"chroma run exited with status {process.returncode}:\n{log.read_text()}")
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/api/v1/heartbeat", timeout=1).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def run_one(settings: dict, vectors: np.ndarray, queries: np.ndarray, sizes: Sizes) -> tuple[Report, list]:
+    """Adds, then queries, through ``chroma.get_api()`` configured by ``settings``; the batch answer too."""
+    report = Report()
+    chroma.configure(**settings)
+    try:
+        client = chroma.get_api()
+        if "server_http_port" in settings:
+            times = [timed(client.heartbeat)[0] for _ in range(100)]
+            report.add("heartbeat round trip (median)", ms(statistics.median(times)))
+        collection = client.create_collection("bench_http")
+        ids = [f"id-{i}" for i in range(sizes.n)]
+        batch_times = []
+        for start in range(0, sizes.n, sizes.batch):
+            end = min(start + sizes.batch, sizes.n)
+            batch_times.append(timed(lambda: collection.add(ids=ids[start:end], embeddings=vectors[start:end]))[0])
+        total = sum(batch_times)
+        if collection.count() != sizes.n:
+            raise AssertionError(f"count {collection.count()} after adding {sizes.n}")
+        report.add(f"add: per batch of {sizes.batch:,} (median)", ms(statistics.median(batch_times)),
+                   statistics.median(batch_times))
+        report.add(f"add {sizes.n:,} x {sizes.dim}: total", f"{total:.2f} s", total)
+        report.add("add: throughput", f"{sizes.n / total:,.0f} vec/s", total)
+
+        collection.query(query_embeddings=queries[:1], n_results=N_RESULTS)  # warm-up: the index is loaded
+        singles = []
+        for query in queries[: sizes.single_queries]:
+            seconds, result = timed(lambda: collection.query(query_embeddings=query[None, :], n_results=N_RESULTS))
+            singles.append(seconds)
+            if len(result["ids"][0]) != N_RESULTS:
+                raise AssertionError("a single query returned too few results")
+        report.add(f"single query, n_results={N_RESULTS}: median ({sizes.single_queries} queries)",
+                   ms(statistics.median(singles)), statistics.median(singles))
+        report.add(f"single query, n_results={N_RESULTS}: p95", ms(percentile(singles, 0.95)),
+                   percentile(singles, 0.95))
+
+        batch = queries[: sizes.queries]
+        seconds, result = timed(lambda: collection.query(query_embeddings=batch, n_results=N_RESULTS))
+        report.add(f"batch query of {sizes.queries:,}: total", ms(seconds), seconds)
+        report.add(f"batch query of {sizes.queries:,}: throughput", f"{sizes.queries / seconds:,.0f} q/s", seconds)
+        client.delete_collection("bench_http")
+        return report, result["ids"]
+    finally:
+        chroma.configure(**{key: None for key in settings})
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_header(sizes: Sizes) -> None:
+    import fastapi
+    import uvicorn
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}")
+    print(f"versions: chroma {chroma.__version__}, python {platform.python_version()}, numpy {np.__version__}, "
+          f"fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, requests {requests.__version__}")
+    print(f"data: {sizes.n:,} x {sizes.dim} float32 (standard normal), adds in batches of {sizes.batch:,}, "
+          f"ids only (no metadata/documents); in-memory DuckDB, index_impl "
+          f"{chroma.current_settings().index_impl}, space l2")
+    print("HTTP: chroma.api.FastAPI -> `chroma run` subprocess on 127.0.0.1 (one uvicorn worker), "
+          "wire encoding JSON only (the binary vector encoding is not built yet)")
+    print("ratio: HTTP time / Local time (x slower over HTTP; for throughput rows, Local / HTTP)")
+    print()
+
+
+def print_table(local: Report, http: Report) -> None:
+    names = list(local.rows) + [name for name in http.rows if name not in local.rows]
+    headers = ["metric", "Local", "HTTP (JSON)", "HTTP/Local"]
+    table = []
+    for name in names:
+        ratio = "-"
+        if name in local.seconds and name in http.seconds and local.seconds[name] > 0:
+            ratio = f"{http.seconds[name] / local.seconds[name]:.1f}x"
+        table.append([name, local.rows.get(name, "-"), http.rows.get(name, "-"), ratio])
+    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(len(headers))]
+    print("  ".join([headers[0].ljust(widths[0])] + [h.rjust(w) for h, w in zip(headers[1:], widths[1:])]))
+    print("  ".join("-" * width for width in widths))
+    for row in table:
+        print("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]))
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = sizes_from(args)
+    rng = np.random.default_rng(args.seed)
+    vectors = rng.standard_normal((sizes.n, sizes.dim), dtype=np.float32)
+    queries = rng.standard_normal((max(sizes.queries, sizes.single_queries), sizes.dim), dtype=np.float32)
+    print_header(sizes)
+    with tempfile.TemporaryDirectory(prefix="chroma-bench-http-") as workdir:
+        server = start_server(Path(workdir))
+        try:
+            local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
+            http, http_ids = run_one({"api_impl": "fastapi", "server_host": "127.0.0.1",
+                                      "server_http_port": server.port}, vectors, queries, sizes)
+        finally:
+            status = server.stop()
+        if status != 0:
+            raise RuntimeError(f"chroma run ended with status {status}:\n{server.log.read_text()}")
+    if http_ids != local_ids:
+        raise AssertionError("the batch query answers differently over HTTP than in-process")
+    print_table(local, http)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
