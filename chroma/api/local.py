@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+import warnings
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -148,9 +149,13 @@ class Local(API):
             result = getattr(self._db, operation)(collection_id, batch)
             try:
                 self._apply(collection_id, result)
-            except BaseException:
-                self._indexes.pop(collection_id, None)  # rebuilt from the DB on next use
-                raise
+            except Exception as exc:
+                # The write is committed; the index is derived, so drop it and
+                # let the next query rebuild it from the DB rather than report
+                # a failure for a write that succeeded.
+                self._indexes.pop(collection_id, None)
+                warnings.warn(f"vector index of collection {collection_id} dropped, rebuilt on next use: {exc!r}",
+                              RuntimeWarning, stacklevel=3)
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
