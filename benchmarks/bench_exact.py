@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+from common import cpu_model
 
 try:
     import chroma._core as core
@@ -54,17 +54,6 @@ def blas_info() -> str:
     except ImportError:
         pass
     return text
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_data(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -137,7 +126,7 @@ def main() -> None:
     q = make_data(args.data, args.queries, args.d, seed=1)
 
     print(f"exact k-NN: n={args.n} d={args.d} batch={args.queries} k={k} data={args.data}")
-    print(f"cpu: {cpu_name()} ({os.cpu_count()} logical cpus)")
+    print(f"cpu: {cpu_model()} ({os.cpu_count()} logical cpus)")
     print(f"numpy {np.__version__}, BLAS: {blas_info()}")
     env = {v: os.environ[v] for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                       "OMP_NUM_THREADS", "CHROMA_SIMD") if v in os.environ}

@@ -27,9 +27,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
+from common import cpu_model, ms, timed
 import requests
 
 import chroma
@@ -140,16 +141,6 @@ def start_server(workdir: Path) -> Server:
 # --------------------------------------------------------------------------
 
 
-def timed(action: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -203,17 +194,6 @@ def run_one(settings: dict, vectors: np.ndarray, queries: np.ndarray, sizes: Siz
 # --------------------------------------------------------------------------
 # Output
 # --------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_header(sizes: Sizes) -> None:

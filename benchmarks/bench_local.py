@@ -17,11 +17,10 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+from common import cpu_model, ms, timed
 
 import chroma
 
@@ -101,12 +100,6 @@ def make_dataset(sizes: Sizes, seed: int) -> Dataset:
     )
 
 
-def timed(action: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = action()
-    return time.perf_counter() - start, result
-
-
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Positions of the k nearest vectors (squared L2, in float64) for each query."""
     data = vectors.astype(np.float64)
@@ -124,10 +117,6 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 def recall_at_k(found_ids: list[list[str]], true_positions: np.ndarray, ids: list[str]) -> float:
     hits = sum(len(set(found) & {ids[p] for p in truth}) for found, truth in zip(found_ids, true_positions))
     return hits / true_positions.size
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms"
 
 
 def latencies(values: list[float]) -> tuple[str, str]:
@@ -231,17 +220,6 @@ def run_one(db_impl: str, data: Dataset, sizes: Sizes, truth: np.ndarray, seed: 
 
 def directory_size(directory: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(directory) for name in names)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_header(sizes: Sizes) -> None:
