@@ -22,30 +22,15 @@ import pytest
 
 import chroma
 from chroma import errors
+from durability_batches import BATCH_SIZE, batch_embeddings, batch_ids, batch_metadatas
 
-BATCH_SIZE = 500
 BATCH_COUNT = 20
-DIM = 16
 COLLECTION = "durable"
 REPO_ROOT = Path(chroma.__file__).resolve().parent.parent
+TESTS_DIR = Path(__file__).resolve().parent
 
-# Shared by the writer subprocesses and the checks here, so both derive the
-# same vectors from a batch number.
-BATCH_HELPERS = f"""
-import numpy as np
-
-BATCH_SIZE, DIM = {BATCH_SIZE}, {DIM}
-
-def batch_ids(batch):
-    return [f"b{{batch}}-{{row}}" for row in range(BATCH_SIZE)]
-
-def batch_embeddings(batch):
-    return np.random.default_rng(1000 + batch).standard_normal((BATCH_SIZE, DIM)).astype(np.float32)
-
-def batch_metadatas(batch):
-    return [{{"batch": batch, "row": row}} for row in range(BATCH_SIZE)]
-"""
-exec(BATCH_HELPERS)  # defines batch_ids, batch_embeddings, batch_metadatas here too
+# The subprocesses import the same batches (TESTS_DIR is on their PYTHONPATH).
+BATCH_HELPERS = "from durability_batches import BATCH_SIZE, batch_embeddings, batch_ids, batch_metadatas\n"
 
 OPEN_DIRECTORY = """
 import sys
@@ -101,7 +86,7 @@ def switch_away() -> None:
 
 def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), str(TESTS_DIR), env.get("PYTHONPATH", "")] if p)
     return env
 
 
