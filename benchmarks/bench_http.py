@@ -2,12 +2,11 @@
 subprocess) against Local in-process, in the same run, on the same data.
 
 Measures what a user sees through ``chroma.get_api()``: single-query round
-trip, add throughput in batches, and one batch query; the ratio column is
-HTTP time / Local time (how many times slower over HTTP). Both sides use an
-in-memory DuckDB and the flat index; the answers are checked to be the same.
-
-The wire encoding is JSON only today: the compact binary encoding of vectors
-(issue 5, part 3) is not built yet, so there is no binary column.
+trip, add throughput in batches, and one batch query, over HTTP with the
+binary vector encoding (the client's default, ``chroma.wire``) and with plain
+JSON; the ratio columns are HTTP time / Local time (how many times slower over
+HTTP) and JSON time / binary time. Both sides use an in-memory DuckDB and the
+flat index; the answers are checked to be the same.
 
     python benchmarks/bench_http.py              # 100,000 x 128 in batches of 5,000
     python benchmarks/bench_http.py --quick      # 5,000 x 32, a few seconds (smoke test)
@@ -207,20 +206,24 @@ def print_header(sizes: Sizes) -> None:
           f"ids only (no metadata/documents); in-memory DuckDB, index_impl "
           f"{chroma.current_settings().index_impl}, space l2")
     print("HTTP: chroma.api.FastAPI -> `chroma run` subprocess on 127.0.0.1 (one uvicorn worker), "
-          "wire encoding JSON only (the binary vector encoding is not built yet)")
-    print("ratio: HTTP time / Local time (x slower over HTTP; for throughput rows, Local / HTTP)")
+          "vectors as binary float32 frames (http_encoding=binary) or as JSON (http_encoding=json)")
+    print("ratios: time / time (x slower; for throughput rows the inverse of the throughputs)")
     print()
 
 
-def print_table(local: Report, http: Report) -> None:
-    names = list(local.rows) + [name for name in http.rows if name not in local.rows]
-    headers = ["metric", "Local", "HTTP (JSON)", "HTTP/Local"]
+def ratio(slow: Report, fast: Report, name: str) -> str:
+    if name in slow.seconds and name in fast.seconds and fast.seconds[name] > 0:
+        return f"{slow.seconds[name] / fast.seconds[name]:.1f}x"
+    return "-"
+
+
+def print_table(local: Report, binary: Report, as_json: Report) -> None:
+    names = list(local.rows) + [name for name in binary.rows if name not in local.rows]
+    headers = ["metric", "Local", "HTTP binary", "HTTP JSON", "binary/Local", "JSON/Local", "JSON/binary"]
     table = []
     for name in names:
-        ratio = "-"
-        if name in local.seconds and name in http.seconds and local.seconds[name] > 0:
-            ratio = f"{http.seconds[name] / local.seconds[name]:.1f}x"
-        table.append([name, local.rows.get(name, "-"), http.rows.get(name, "-"), ratio])
+        table.append([name, local.rows.get(name, "-"), binary.rows.get(name, "-"), as_json.rows.get(name, "-"),
+                      ratio(binary, local, name), ratio(as_json, local, name), ratio(as_json, binary, name)])
     widths = [max(len(row[i]) for row in [headers, *table]) for i in range(len(headers))]
     print("  ".join([headers[0].ljust(widths[0])] + [h.rjust(w) for h, w in zip(headers[1:], widths[1:])]))
     print("  ".join("-" * width for width in widths))
@@ -239,15 +242,16 @@ def main() -> int:
         server = start_server(Path(workdir))
         try:
             local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
-            http, http_ids = run_one({"api_impl": "fastapi", "server_host": "127.0.0.1",
-                                      "server_http_port": server.port}, vectors, queries, sizes)
+            remote = {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": server.port}
+            binary, binary_ids = run_one({**remote, "http_encoding": "binary"}, vectors, queries, sizes)
+            as_json, json_ids = run_one({**remote, "http_encoding": "json"}, vectors, queries, sizes)
         finally:
             status = server.stop()
         if status != 0:
             raise RuntimeError(f"chroma run ended with status {status}:\n{server.log.read_text()}")
-    if http_ids != local_ids:
+    if not binary_ids == json_ids == local_ids:
         raise AssertionError("the batch query answers differently over HTTP than in-process")
-    print_table(local, http)
+    print_table(local, binary, as_json)
     return 0
 
 

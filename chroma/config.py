@@ -51,6 +51,9 @@ class Settings:
     bound. Reported by ``GET /api/v1/limits``."""
     cors_origins: Optional[str] = None
     """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
+    http_encoding: str = "binary"
+    """HTTP client: how vectors travel, ``binary`` (raw float32, see ``chroma.wire``) or
+    ``json`` (what curl sends; slower). The server understands both."""
 
 
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))

@@ -6,6 +6,7 @@ Every server here is a real ``chroma run`` subprocess (see server_helpers).
 
 from __future__ import annotations
 
+import re
 import signal
 
 import numpy as np
@@ -344,3 +345,102 @@ def test_sigint_also_stops_cleanly(tmp_path):
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(timeout=20) == 0, server.output()
     assert "chroma server stopped" in server.stdout.read_text()
+
+
+# --------------------------------------------------------------------------
+# Vectors on the wire: the binary frame and JSON give the same answers
+# --------------------------------------------------------------------------
+
+
+def _exercise(collection) -> list:
+    """Writes (a gapped update included), then every read that carries vectors; the answers."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((50, 6), dtype=np.float32)
+    collection.add(ids=[f"id{i}" for i in range(50)], embeddings=vectors,
+                   metadatas=[{"i": i} for i in range(50)], documents=[f"doc {i}" for i in range(50)])
+    collection.update(ids=["id1", "id2"], embeddings=[None, vectors[0] * 2], documents=["one", None])
+    collection.upsert(ids=["id3", "new"], embeddings=vectors[:2] + 1)
+    include = ["embeddings", "metadatas", "documents", "distances"]
+    return [
+        collection.get(include=["embeddings", "metadatas", "documents"]),
+        collection.get(ids=["nothing-here"], include=["embeddings"]),
+        collection.query(query_embeddings=vectors[:4], n_results=5, include=include),
+        collection.query(query_embeddings=vectors[0], n_results=3, where={"i": {"$gte": 48}}, include=include),
+        collection.query(query_embeddings=vectors[:2], n_results=3, where={"i": -1}, include=include),
+    ]
+
+
+def _same(left, right) -> None:
+    if isinstance(left, np.ndarray) or isinstance(right, np.ndarray):
+        assert isinstance(left, np.ndarray) and isinstance(right, np.ndarray)
+        assert left.dtype == right.dtype == np.float32 and left.shape == right.shape
+        assert np.array_equal(left, right)
+    elif isinstance(left, (list, tuple)):
+        assert type(left) is type(right) and len(left) == len(right)
+        for a, b in zip(left, right):
+            _same(a, b)
+    elif isinstance(left, dict):
+        assert left.keys() == right.keys()
+        for key in left:
+            _same(left[key], right[key])
+    else:
+        assert type(left) is type(right) and left == right
+
+
+def test_binary_and_json_encodings_answer_exactly_like_local(plain, configured):
+    reset(plain)
+    answers = {}
+    for encoding in ("binary", "json"):
+        client = client_of(configured, plain, allow_reset=True, http_encoding=encoding)
+        answers[encoding] = _exercise(client.create_collection(f"wire-{encoding}"))
+    local = configured(api_impl="local", db_impl="duckdb", http_encoding=None)
+    answers["local"] = _exercise(local.create_collection("wire-local"))
+    _same(answers["binary"], answers["local"])
+    _same(answers["json"], answers["local"])
+
+
+def test_the_server_answers_in_the_encoding_asked_for(plain):
+    from chroma import wire
+
+    reset(plain)
+    base = f"{plain.url}/api/v1"
+    cid = requests.post(f"{base}/collections", json={"name": "frames"}).json()["id"]
+    vectors = np.arange(8, dtype=np.float32).reshape(4, 2)
+    added = requests.post(f"{base}/collections/{cid}/add", headers={"Content-Type": wire.MEDIA_TYPE},
+                          data=wire.encode({"ids": ["a", "b", "c", "d"]}, {"embeddings": vectors}))
+    assert added.status_code == 200, added.text
+    query = {"query_embeddings": [[0.0, 1.0]], "n_results": 2, "include": ["embeddings", "distances"]}
+    as_json = requests.post(f"{base}/collections/{cid}/query", json=query)
+    assert as_json.headers["content-type"] == "application/json"
+    assert as_json.json()["ids"] == [["a", "b"]] and as_json.json()["embeddings"] == [[[0.0, 1.0], [2.0, 3.0]]]
+    as_frame = requests.post(f"{base}/collections/{cid}/query", json=query, headers={"Accept": wire.MEDIA_TYPE})
+    assert as_frame.headers["content-type"] == wire.MEDIA_TYPE
+    decoded = wire.decode(as_frame.content)
+    assert decoded["ids"] == [["a", "b"]] and np.array_equal(decoded["embeddings"][0], vectors[:2])
+    assert decoded["distances"][0].ravel().tolist() == as_json.json()["distances"][0] == [0.0, 8.0]
+
+
+def test_malformed_or_unknown_bodies_are_400_and_write_nothing(plain):
+    from chroma import wire
+
+    reset(plain)
+    base = f"{plain.url}/api/v1"
+    cid = requests.post(f"{base}/collections", json={"name": "frames"}).json()["id"]
+    add = f"{base}/collections/{cid}/add"
+    truncated = wire.encode({"ids": ["a", "b"]}, {"embeddings": np.ones((2, 4), np.float32)})[:-4]
+    for body, headers, expected in [
+        (truncated, {"Content-Type": wire.MEDIA_TYPE}, "whole number of float32|run past"),
+        (b"\x05\x00", {"Content-Type": wire.MEDIA_TYPE}, "shorter than its length prefix"),
+        (b"ids=a", {"Content-Type": "application/x-www-form-urlencoded"}, "got Content-Type"),
+        (b"[1, 2]", JSON, "JSON object"),
+    ]:
+        response = requests.post(add, data=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "InvalidArgument"
+        assert re.search(expected, response.json()["message"]), response.json()
+    assert requests.get(f"{base}/collections/{cid}/count").json() == {"count": 0}
+
+
+def test_an_unknown_http_encoding_is_a_configuration_error(configured, plain):
+    with pytest.raises(errors.ConfigurationError, match="http_encoding must be one of \\['binary', 'json'\\], got 'xml'"):
+        client_of(configured, plain, http_encoding="xml")

@@ -1,9 +1,11 @@
 """``chroma.api.FastAPI``: the Python API over HTTP, against ``chroma run``.
 
-Chosen by ``api_impl="fastapi"``; talks JSON to the server at
+Chosen by ``api_impl="fastapi"``; talks to the server at
 ``server_host``/``server_http_port`` (see ``chroma.server.fastapi`` for the
 routes) over one pooled ``requests.Session``, sending ``Authorization: Bearer
-<auth_token>`` when that setting is given.
+<auth_token>`` when that setting is given. Bodies and answers that carry
+vectors use the binary frame of :mod:`chroma.wire` (``http_encoding="binary"``,
+the default) or plain JSON (``http_encoding="json"``).
 
 The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages: the
@@ -25,7 +27,7 @@ import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
 
-from chroma import errors, registry, validation
+from chroma import errors, registry, validation, wire
 from chroma.api import API, RESET_DISABLED, arguments
 from chroma.collection import Collection
 from chroma.config import Settings
@@ -33,8 +35,7 @@ from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection; a response may take as long as the work needs."""
-
-
+ENCODINGS = ("binary", "json")
 
 def _encode(value: Any) -> Any:
     """``json.dumps`` fallback for numpy values."""
@@ -65,6 +66,10 @@ class FastAPI(API):
         # only the server uses.
         registry.check("db_impl", settings.db_impl)
         registry.check("index_impl", settings.index_impl)
+        if settings.http_encoding not in ENCODINGS:
+            raise errors.ConfigurationError(
+                f"http_encoding must be one of {list(ENCODINGS)}, got {settings.http_encoding!r}")
+        self._binary = settings.http_encoding == "binary"
         self._settings = settings
         host = settings.server_host
         self._address = f"[{host}]:{settings.server_http_port}" if ":" in host else f"{host}:{settings.server_http_port}"
@@ -83,16 +88,30 @@ class FastAPI(API):
             self._default_embedding_function = load_embedding_function(settings.embedding_function)
 
     # plumbing
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None) -> Any:
+        """Sends ``body`` (plus vector ``arrays``, numpy values) and returns the decoded answer.
+
+        With the binary encoding, vectors go out as float32 and come back as
+        float32 arrays; with JSON, both ways as lists.
+        """
         data = None
-        if body is not None:
+        headers = None
+        if self._binary and arrays is not None:
+            headers = {"Content-Type": wire.MEDIA_TYPE, "Accept": f"{wire.MEDIA_TYPE}, application/json"}
+            try:
+                data = wire.encode(body, arrays, json_default=_encode)
+            except (TypeError, ValueError) as exc:
+                raise errors.InvalidArgument(str(exc)) from None
+        elif body is not None or arrays:
+            body = {**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}}
             try:
                 data = json.dumps(body, default=_encode, separators=(",", ":")).encode()
             except (TypeError, ValueError) as exc:
                 raise errors.InvalidArgument(str(exc)) from None
         url = self._base + path
         try:
-            response = self._session.request(method, url, data=data, timeout=(CONNECT_TIMEOUT, None))
+            response = self._session.request(method, url, data=data, headers=headers,
+                                             timeout=(CONNECT_TIMEOUT, None))
         except requests.ConnectionError as exc:
             raise errors.ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {exc}; "
@@ -100,6 +119,8 @@ class FastAPI(API):
             ) from None
         except requests.RequestException as exc:
             raise errors.ServerUnavailable(f"request to the chroma server at {self._address} failed: {exc}") from None
+        if response.headers.get("content-type", "").startswith(wire.MEDIA_TYPE):
+            return wire.decode(response.content)
         try:
             payload = json.loads(response.content) if response.content else None
         except ValueError:
@@ -174,27 +195,25 @@ class FastAPI(API):
     def _count(self, collection_id: str) -> int:
         return int(self._request("GET", f"/collections/{collection_id}/count")["count"])
 
-    def _records(self, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> dict:
+    def _write(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
+               documents: Any) -> None:
         # Local's checks; the checked values are sent.
         batch = arguments.batch(ids, embeddings, metadatas, documents)
-        rows = None
-        if batch.embeddings is not None:
-            rows = batch.embeddings.tolist()
-            if batch.missing is not None:
-                for position in np.flatnonzero(batch.missing):
-                    rows[position] = None
-        return {"ids": batch.ids, "embeddings": rows, "metadatas": batch.metadatas, "documents": batch.documents}
+        vectors: Any = batch.embeddings
+        if vectors is not None and batch.missing is not None:
+            vectors = wire.Gapped(vectors, batch.missing)
+        self._request("POST", f"/collections/{collection_id}/{operation}",
+                      {"ids": batch.ids, "metadatas": batch.metadatas, "documents": batch.documents},
+                      {"embeddings": vectors})
 
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._request("POST", f"/collections/{collection_id}/add", self._records(ids, embeddings, metadatas, documents))
+        self._write("add", collection_id, ids, embeddings, metadatas, documents)
 
     def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._request("POST", f"/collections/{collection_id}/update",
-                      self._records(ids, embeddings, metadatas, documents))
+        self._write("update", collection_id, ids, embeddings, metadatas, documents)
 
     def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._request("POST", f"/collections/{collection_id}/upsert",
-                      self._records(ids, embeddings, metadatas, documents))
+        self._write("upsert", collection_id, ids, embeddings, metadatas, documents)
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
         ids, _ = arguments.delete_arguments(ids, where, where_document)
@@ -215,7 +234,7 @@ class FastAPI(API):
         data = self._request("POST", f"/collections/{collection_id}/get", {
             "ids": checked.ids, "where": where, "where_document": where_document, "limit": checked.limit,
             "offset": checked.offset, "include": list(checked.include),
-        })
+        }, {})
         return GetResult(
             ids=data["ids"],
             embeddings=_array(data["embeddings"], data.get("dimension")),
@@ -234,24 +253,38 @@ class FastAPI(API):
     ) -> QueryResult:
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         data = self._request("POST", f"/collections/{collection_id}/query", {
-            "query_embeddings": checked.queries.tolist(), "n_results": checked.n_results, "where": where,
-            "where_document": where_document, "include": list(checked.include),
-        })
+            "n_results": checked.n_results, "where": where, "where_document": where_document,
+            "include": list(checked.include),
+        }, {"query_embeddings": checked.queries})
         embeddings = data["embeddings"]
         dimension = data.get("dimension")
+        distances = data["distances"]
         return QueryResult(
             ids=data["ids"],
             embeddings=None if embeddings is None else [_array(rows, dimension) for rows in embeddings],
             metadatas=data["metadatas"],
             documents=data["documents"],
-            distances=data["distances"],
+            distances=None if distances is None else [np.asarray(row, dtype=np.float64).ravel().tolist()
+                                                      for row in distances],
         )
 
 
-def _array(rows: Optional[list], dimension: Optional[int]) -> Optional[np.ndarray]:
-    """A float32 (n, dim) array of JSON rows; (0, dim) without rows."""
+def _lists(value: Any) -> Any:
+    """An array field as JSON lists (``None`` rows of a gapped write included)."""
+    if isinstance(value, wire.Gapped):
+        rows = value.rows.tolist()
+        for position in np.flatnonzero(value.missing):
+            rows[position] = None
+        return rows
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _array(rows: Any, dimension: Optional[int]) -> Optional[np.ndarray]:
+    """A float32 (n, dim) array of JSON rows (or of a decoded array); (0, dim) without rows."""
     if rows is None:
         return None
+    if isinstance(rows, np.ndarray):
+        return rows
     if not rows:
         return np.empty((0, dimension or 0), dtype=np.float32)
     return np.array(rows, dtype=np.float32)

@@ -35,6 +35,12 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
 A collection is ``{"id", "name", "metadata"}``. Results carry embeddings as
 lists of lists plus ``"dimension"`` (the embeddings' width, also when there
 are no rows), so a client can rebuild ``(0, dim)`` arrays.
+
+Vectors on the wire: every body is JSON unless its ``Content-Type`` is
+``application/x-chroma-binary`` (:mod:`chroma.wire`: a JSON header plus the
+vectors as raw little-endian float32), and every answer is JSON unless the
+request's ``Accept`` names that type. The Python client uses the binary form
+both ways (setting ``http_encoding``); curl and other languages use JSON.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ from typing import Any, Optional
 
 import numpy as np
 import uvicorn
+from fastapi import Depends, Request
 from fastapi import FastAPI as _FastAPIApp
-from fastapi import Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
@@ -57,7 +64,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import errors, registry
+from chroma import errors, registry, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
@@ -154,6 +161,52 @@ _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
 # --------------------------------------------------------------------------
 
 
+BODY_MODELS = (CreateCollection, ModifyCollection, Records, DeleteRecords, GetRecords, QueryRecords)
+NOT_AN_OBJECT = "the request body must be a JSON object sent with 'Content-Type: application/json'"
+
+
+def _body_documentation(model: type[BaseModel]) -> dict:
+    """The OpenAPI request body of a route that reads ``model`` as JSON or as the binary frame."""
+    reference = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": reference},
+        wire.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
+                                     "description": "The same object with its vectors as float32: see chroma.wire."}},
+    }}}
+
+
+def _reader(model: type[BaseModel]):
+    """A dependency parsing the request body into ``model``, from JSON or from the binary frame."""
+
+    async def read(request: Request) -> BaseModel:
+        raw = await request.body()
+        media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if media_type == wire.MEDIA_TYPE:
+            data = wire.decode(raw)
+        elif media_type == "application/json" or media_type.endswith("+json"):
+            try:
+                data = json.loads(raw) if raw else {}
+            except ValueError as exc:
+                raise errors.InvalidArgument(f"{NOT_AN_OBJECT}: invalid JSON ({exc})") from None
+        else:
+            raise errors.InvalidArgument(f"{NOT_AN_OBJECT} (or {wire.MEDIA_TYPE}), got Content-Type {media_type!r}")
+        if not isinstance(data, dict):
+            raise errors.InvalidArgument(f"{NOT_AN_OBJECT}, got {type(data).__name__}")
+        return model.model_validate(data)
+
+    return Depends(read)
+
+
+def _answer(request: Request, content: dict, arrays: dict[str, Any]) -> Response:
+    """``content`` plus its ``arrays`` (numpy values) in the encoding the request's ``Accept`` names."""
+    if wire.MEDIA_TYPE in request.headers.get("accept", ""):
+        return Response(wire.encode(content, arrays), media_type=wire.MEDIA_TYPE)
+    as_lists = {name: None if value is None else
+                ([np.asarray(item).tolist() for item in value] if isinstance(value, list) else value.tolist())
+                for name, value in arrays.items()}
+    return _json({**content, **as_lists})
+
+
 def _json(content: Any, status_code: int = 200) -> Response:
     # a final newline keeps a shell prompt (curl) on its own line
     return Response(json.dumps(content, separators=(",", ":")) + "\n", status_code=status_code,
@@ -170,10 +223,6 @@ def _error(error: errors.ChromaError) -> Response:
 
 def _collection(collection: chroma.Collection) -> dict:
     return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
-
-
-def _rows(array: Optional[np.ndarray]) -> Optional[list]:
-    return None if array is None else np.asarray(array, dtype=np.float32).tolist()
 
 
 async def _send_error(send, error: errors.ChromaError) -> None:
@@ -271,19 +320,21 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
             "401 (Unauthorized), 403 (ResetDisabled), 404 (CollectionNotFound, IDNotFoundError), "
             "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge). With an auth_token set, send "
             "`Authorization: Bearer <token>` (heartbeat, /docs and /openapi.json are open). Request bodies are "
-            "JSON with `Content-Type: application/json`."
+            "JSON with `Content-Type: application/json`; the Python client sends `" + wire.MEDIA_TYPE + "` "
+            "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
         ),
     )
     max_batch, max_n_results = settings.max_batch_size, settings.max_n_results
 
     def bound_batch(values: Any, what: str) -> None:
-        if max_batch and isinstance(values, list) and len(values) > max_batch:
+        if max_batch and isinstance(values, (list, np.ndarray)) and len(values) > max_batch:
             raise errors.PayloadTooLarge(
                 f"{what} has {len(values)} entries; this server accepts at most max_batch_size={max_batch} "
                 "per request (GET /api/v1/limits)")
 
     def bound_queries(values: Any) -> None:
-        if isinstance(values, list) and values and isinstance(values[0], list):
+        # a list of numbers is one query; a binary body always holds a matrix
+        if isinstance(values, np.ndarray) or (isinstance(values, list) and values and isinstance(values[0], list)):
             bound_batch(values, "query_embeddings")
 
     def bound_n_results(n_results: Any) -> None:
@@ -317,9 +368,25 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     async def unexpected(request: Request, exc: Exception) -> Response:
         return Response(_error_body(exc), status_code=500, media_type="application/json")
 
-    def route(method: str, path: str, **kwargs):
+    def route(method: str, path: str, body: Optional[type[BaseModel]] = None, **kwargs):
         kwargs.setdefault("responses", _ERRORS)
+        if body is not None:
+            kwargs["openapi_extra"] = _body_documentation(body)
         return app.api_route(PREFIX + path, methods=[method], **kwargs)
+
+    def openapi() -> dict:
+        # The bodies are read by _reader (JSON or binary), so FastAPI does not
+        # see their models: add them to the schema's components by hand.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in BODY_MODELS:
+                components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @route("GET", "/heartbeat", tags=["server"])
     def heartbeat() -> Response:
@@ -348,16 +415,17 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         """Every collection, sorted by name."""
         return _json([_collection(c) for c in api.list_collections()])
 
-    @route("POST", "/collections", tags=["collections"], responses={200: {"model": CollectionOut}, **_ERRORS})
-    def create_collection(body: CreateCollection) -> Response:
+    @route("POST", "/collections", CreateCollection, tags=["collections"],
+           responses={200: {"model": CollectionOut}, **_ERRORS})
+    def create_collection(body: CreateCollection = _reader(CreateCollection)) -> Response:
         """Creates a collection (409 CollectionExists unless get_or_create)."""
         return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
 
     # Routes by id come first: "{id:uuid}" matches only UUIDs, and the name
     # routes take any rest of the path (a bad name gets Local's error).
-    @route("PUT", "/collections/{collection_id:uuid}", tags=["collections"],
+    @route("PUT", "/collections/{collection_id:uuid}", ModifyCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def modify(collection_id: Any, body: ModifyCollection) -> Response:
+    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection)) -> Response:
         """Renames the collection and/or replaces its metadata."""
         name, metadata = api._modify(str(collection_id), body.name, body.metadata)
         return _json({"id": str(collection_id), "name": name, "metadata": metadata})
@@ -368,7 +436,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         return _json({"count": api._count(str(collection_id))})
 
     def writer(operation: str, summary: str):
-        def write(collection_id: Any, body: Records) -> Response:
+        def write(collection_id: Any, body: Records = _reader(Records)) -> Response:
             bound_batch(body.ids, "ids")
             getattr(api, f"_{operation}")(str(collection_id), body.ids, body.embeddings, body.metadatas,
                                           body.documents)
@@ -376,52 +444,49 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
         write.__name__ = operation
         write.__doc__ = summary
-        route("POST", f"/collections/{{collection_id:uuid}}/{operation}", tags=["records"])(write)
+        route("POST", f"/collections/{{collection_id:uuid}}/{operation}", Records, tags=["records"])(write)
 
     writer("add", "Adds items (409 DuplicateIDError if an id exists; nothing of the batch is written).")
     writer("upsert", "Adds new ids, updates existing ones.")
     writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
 
-    @route("POST", "/collections/{collection_id:uuid}/delete", tags=["records"])
-    def delete(collection_id: Any, body: DeleteRecords) -> Response:
+    @route("POST", "/collections/{collection_id:uuid}/delete", DeleteRecords, tags=["records"])
+    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords)) -> Response:
         """Deletes the items matching every given argument (at least one is needed)."""
         bound_batch(body.ids, "ids")
         api._delete(str(collection_id), body.ids, body.where, body.where_document)
         return _json({})
 
-    @route("POST", "/collections/{collection_id:uuid}/get", tags=["records"],
+    @route("POST", "/collections/{collection_id:uuid}/get", GetRecords, tags=["records"],
            responses={200: {"model": GetResultOut}, **_ERRORS})
-    def get(collection_id: Any, body: GetRecords) -> Response:
+    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords)) -> Response:
         """Items by id (in the order asked) or by filter (in insertion order)."""
         bound_batch(body.ids, "ids")
         result = api._get(str(collection_id), body.ids, body.where, body.where_document, body.limit, body.offset,
                           body.include)
         embeddings = result["embeddings"]
-        return _json({
+        return _answer(request, {
             "ids": result["ids"],
-            "embeddings": _rows(embeddings),
             "metadatas": result["metadatas"],
             "documents": result["documents"],
             "dimension": None if embeddings is None else int(embeddings.shape[1]),
-        })
+        }, {"embeddings": embeddings})
 
-    @route("POST", "/collections/{collection_id:uuid}/query", tags=["records"],
+    @route("POST", "/collections/{collection_id:uuid}/query", QueryRecords, tags=["records"],
            responses={200: {"model": QueryResultOut}, **_ERRORS})
-    def query(collection_id: Any, body: QueryRecords) -> Response:
+    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords)) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
         bound_queries(body.query_embeddings)
         bound_n_results(body.n_results)
         result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
                             body.where_document, body.include)
         embeddings = result["embeddings"]
-        return _json({
+        return _answer(request, {
             "ids": result["ids"],
-            "embeddings": None if embeddings is None else [_rows(e) for e in embeddings],
             "metadatas": result["metadatas"],
             "documents": result["documents"],
-            "distances": result["distances"],
             "dimension": None if embeddings is None else (int(embeddings[0].shape[1]) if embeddings else 0),
-        })
+        }, {"embeddings": embeddings, "distances": result["distances"]})
 
     @route("GET", "/collections/{name:path}", tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
