@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -33,12 +29,9 @@ from common import cpu_model, ms, timed
 import requests
 
 import chroma
+from chroma.bench.combinations import Combination, Server
 
 N_RESULTS = 10
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
-# The directory holding the chroma package measured, so the server runs the same code.
-PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
 
 
 @dataclass
@@ -77,62 +70,6 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     if args.quick:
         return Sizes(n=5_000, dim=32, batch=1_000, queries=1_000, single_queries=200)
     return Sizes(n=args.n, dim=args.dim, batch=args.batch, queries=args.queries, single_queries=args.single_queries)
-
-
-# --------------------------------------------------------------------------
-# A `chroma run` subprocess (the approach of tests/server_helpers.py)
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    log: Path
-
-    def stop(self) -> int:
-        """SIGTERM to its PID, SIGKILL if it does not stop in time; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(workdir: Path) -> Server:
-    """``python -m chroma run`` (in-memory DuckDB) on a free port, once its heartbeat answers."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
-    port = free_port()
-    log = workdir / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chroma", "run", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PACKAGE_ROOT,
-        )
-    server = Server(process, port, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"chroma run exited with status {process.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/api/v1/heartbeat", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s:\n{log.read_text()}")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------
@@ -239,7 +176,8 @@ def main() -> int:
     queries = rng.standard_normal((max(sizes.queries, sizes.single_queries), sizes.dim), dtype=np.float32)
     print_header(sizes)
     with tempfile.TemporaryDirectory(prefix="chroma-bench-http-") as workdir:
-        server = start_server(Path(workdir))
+        server = Server(Combination("fastapi", "duckdb", "flat"), Path(workdir), Path(workdir) / "data")
+        server.start()
         try:
             local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
             remote = {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": server.port}

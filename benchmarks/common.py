@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from typing import Callable
 
-
-def cpu_model() -> str:
-    """The CPU's model name, for the header of a results table."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from chroma.bench.report import cpu_model  # noqa: F401 - shared with the scripts
 
 
 def timed(action: Callable[[], object]) -> tuple[float, object]:

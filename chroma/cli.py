@@ -1,6 +1,7 @@
 """The ``chroma`` command (also ``python -m chroma``).
 
     chroma run [--host 127.0.0.1] [--port 8000] [--path DIR] [--db NAME]
+    chroma bench [--quick] [--combinations API-DB-INDEX,...] [...]   (see chroma.bench)
 
 starts the HTTP server (``chroma.server.FastAPI``) and serves until SIGTERM or
 SIGINT (Ctrl-C); then it lets running requests finish, closes the database
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", default=None, metavar="NAME",
                      help=f"database implementation: {', '.join(registry.DB_IMPLS)} "
                      "(default duckdb, in memory; persistent_duckdb with --path)")
+    commands.add_parser("bench", help="benchmark API/DB/index combinations (chroma bench --help)", add_help=False)
     return parser
 
 
@@ -59,6 +61,11 @@ def run(host: str, port: int, path: Optional[str], db: Optional[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from chroma import bench
+
+        return bench.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
