@@ -25,8 +25,9 @@ import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
 
-from chroma import errors, registry, validation
-from chroma.api import API, RESET_DISABLED, arguments
+from chroma import errors, validation
+from chroma.api import arguments
+from chroma.api.remote import Remote, host_port, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
@@ -35,39 +36,18 @@ CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection; a response may take as long as the work needs."""
 
 
-
-def _encode(value: Any) -> Any:
-    """``json.dumps`` fallback for numpy values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} {value!r} cannot be sent as JSON")
-
-
-def _name_check(name: Any) -> None:
-    # Local's check for get/delete_collection (a non-string cannot be put in a URL).
-    if not isinstance(name, str):
-        raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
-
-
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
     # "." or ".." cannot be taken for path segments on the way.
     return quote(name, safe="").replace(".", "%2E")
 
 
-class FastAPI(API):
+class FastAPI(Remote):
     """A client of a chroma server."""
 
     def __init__(self, settings: Settings) -> None:
-        # The whole configuration is checked as in every mode, even the parts
-        # only the server uses.
-        registry.check("db_impl", settings.db_impl)
-        registry.check("index_impl", settings.index_impl)
-        self._settings = settings
-        host = settings.server_host
-        self._address = f"[{host}]:{settings.server_http_port}" if ":" in host else f"{host}:{settings.server_http_port}"
+        super().__init__(settings)
+        self._address = host_port(settings.server_host, settings.server_http_port)
         self._base = f"http://{self._address}/api/v1"
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64)
@@ -76,20 +56,10 @@ class FastAPI(API):
         if settings.auth_token:
             session.headers["Authorization"] = f"Bearer {settings.auth_token}"
         self._session = session
-        self._default_embedding_function: Optional[EmbeddingFunction] = None
-        if settings.embedding_function:
-            from chroma.api.local import load_embedding_function
-
-            self._default_embedding_function = load_embedding_function(settings.embedding_function)
 
     # plumbing
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        data = None
-        if body is not None:
-            try:
-                data = json.dumps(body, default=_encode, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise errors.InvalidArgument(str(exc)) from None
+        data = None if body is None else to_json(body)
         url = self._base + path
         try:
             response = self._session.request(method, url, data=data, timeout=(CONNECT_TIMEOUT, None))
@@ -113,10 +83,6 @@ class FastAPI(API):
         if payload is None and response.status_code != 204:
             raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
         return payload
-
-    def _collection(self, data: dict, embedding_function: Optional[EmbeddingFunction]) -> Collection:
-        return Collection(self, data["id"], data["name"], data["metadata"],
-                          embedding_function or self._default_embedding_function)
 
     # server
     def heartbeat(self) -> int:
@@ -143,31 +109,25 @@ class FastAPI(API):
         get_or_create: bool = False,
         embedding_function: Optional[EmbeddingFunction] = None,
     ) -> Collection:
-        validation.collection_name(name)
-        metadata = validation.collection_metadata(metadata)
+        metadata = self._creation(name, metadata)
         body = {"name": name, "metadata": metadata, "get_or_create": bool(get_or_create)}
         return self._collection(self._request("POST", "/collections", body), embedding_function)
 
     def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
-        _name_check(name)
+        validation.name_argument(name)
         return self._collection(self._request("GET", f"/collections/{_name_path(name)}"), embedding_function)
 
     def delete_collection(self, name: str) -> None:
-        _name_check(name)
+        validation.name_argument(name)
         self._request("DELETE", f"/collections/{_name_path(name)}")
 
     def reset(self) -> None:
-        # Both sides must allow it: this client's setting, then the server's.
-        if not self._settings.allow_reset:
-            raise errors.ResetDisabled(RESET_DISABLED)
+        self._check_reset()
         self._request("POST", "/reset", {})
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
-        if name is not None:
-            validation.collection_name(name)
-        if metadata is not None:
-            metadata = validation.collection_metadata(metadata)
+        metadata = self._modification(name, metadata)
         data = self._request("PUT", f"/collections/{collection_id}", {"name": name, "metadata": metadata})
         return data["name"], data["metadata"]
 
