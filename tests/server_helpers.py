@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Optional
 
 import pyarrow.flight as flight
+import pytest
 import requests
 
 import chroma
+from chroma import errors
+from chroma.api.local import Local
+from chroma.config import Settings
+from chroma.db.duckdb import DuckDB
 
 # The directory holding the chroma package under test (the source tree or
 # site-packages), so the server runs the same code as the tests.
@@ -79,6 +84,15 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def local_error(call) -> errors.ChromaError:
+    """The error Local raises for ``call(local_client)``, on a fresh in-memory store."""
+    settings = Settings(allow_reset=True)
+    client = Local(settings, db=DuckDB(settings))
+    with pytest.raises(errors.ChromaError) as raised:
+        call(client)
+    return raised.value
 
 
 def server_env(**settings: str) -> dict:
