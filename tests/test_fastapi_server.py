@@ -86,15 +86,6 @@ def test_python_client_with_and_without_the_token(guarded, configured):
     client.delete_collection("authorized")
 
 
-def test_reset_needs_the_servers_allow_reset_too(guarded, configured):
-    client = client_of(configured, guarded, auth_token=TOKEN, allow_reset=True)
-    client.get_or_create_collection("kept")
-    with pytest.raises(errors.ResetDisabled, match="allow_reset"):
-        client.reset()
-    assert "kept" in [c.name for c in client.list_collections()]
-    client.delete_collection("kept")
-
-
 # --------------------------------------------------------------------------
 # CORS, docs
 # --------------------------------------------------------------------------

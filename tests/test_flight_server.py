@@ -120,15 +120,6 @@ def test_every_call_but_heartbeat_needs_the_bearer_token(guarded, configured):
     good.delete_collection("guarded")
 
 
-def test_reset_needs_the_servers_allow_reset_too(guarded, configured):
-    client = client_of(configured, guarded, auth_token=TOKEN, allow_reset=True)
-    client.get_or_create_collection("kept")
-    with pytest.raises(errors.ResetDisabled, match="allow_reset"):
-        client.reset()
-    assert "kept" in [c.name for c in client.list_collections()]
-    client.delete_collection("kept")
-
-
 # --------------------------------------------------------------------------
 # Bounds
 # --------------------------------------------------------------------------
