@@ -18,28 +18,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from common import cpu_model, ms, timed
+from common import cpu_model, ms, percentile, start_server, timed
 import requests
 
 import chroma
 
 N_RESULTS = 10
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
-# The directory holding the chroma package measured, so the server runs the same code.
-PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
 
 
 @dataclass
@@ -81,69 +73,8 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
 
 
 # --------------------------------------------------------------------------
-# A `chroma run` subprocess (the approach of tests/server_helpers.py)
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    log: Path
-
-    def stop(self) -> int:
-        """SIGTERM to its PID, SIGKILL if it does not stop in time; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(workdir: Path) -> Server:
-    """``python -m chroma run`` (in-memory DuckDB) on a free port, once its heartbeat answers."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
-    port = free_port()
-    log = workdir / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chroma", "run", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PACKAGE_ROOT,
-        )
-    server = Server(process, port, log)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"chroma run exited with status {process.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/api/v1/heartbeat", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s:\n{log.read_text()}")
-        time.sleep(0.05)
-
-
-# --------------------------------------------------------------------------
 # Measurements
 # --------------------------------------------------------------------------
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def run_one(settings: dict, vectors: np.ndarray, queries: np.ndarray, sizes: Sizes) -> tuple[Report, list]:
@@ -152,7 +83,7 @@ def run_one(settings: dict, vectors: np.ndarray, queries: np.ndarray, sizes: Siz
     chroma.configure(**settings)
     try:
         client = chroma.get_api()
-        if "server_http_port" in settings:
+        if settings.get("api_impl", "local") != "local":
             times = [timed(client.heartbeat)[0] for _ in range(100)]
             report.add("heartbeat round trip (median)", ms(statistics.median(times)))
         collection = client.create_collection("bench_http")

@@ -124,24 +124,24 @@ def embedding_column(matrix: np.ndarray, missing: Optional[np.ndarray] = None) -
 
 def embedding_matrix(column: Any, what: str = "embeddings") -> tuple[np.ndarray, Optional[np.ndarray]]:
     """``(matrix, missing)`` of a fixed_size_list<float> column: a writable (n, dim)
-    float32 array and the mask of null rows (None when there are none).
+    float32 array (the one copy made) and the mask of null rows (None when there are none).
 
     Raises:
         InvalidArgument: the column has another type.
     """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     kind = column.type
     if not pa.types.is_fixed_size_list(kind) or not pa.types.is_floating(kind.value_type):
         raise errors.InvalidArgument(f"column {what!r} must be fixed_size_list<float32>[dimension], got {kind}")
     dimension = kind.list_size
-    start, count = column.offset * dimension, len(column) * dimension
-    values = column.values.slice(start, count).to_numpy(zero_copy_only=False)
-    # a null inside a vector comes back as NaN, which the checks then refuse
-    matrix = np.array(values, dtype=np.float32).reshape(len(column), dimension)
-    missing = None
-    if column.null_count:
-        missing = column.is_null().to_numpy(zero_copy_only=False)
+    matrix = np.empty((len(column), dimension), dtype=np.float32)
+    row = 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        count = len(chunk)
+        values = chunk.values.slice(chunk.offset * dimension, count * dimension)
+        # a view where Arrow allows one; a null inside a vector comes back as NaN, which the checks refuse
+        matrix[row:row + count] = values.to_numpy(zero_copy_only=False).reshape(count, dimension)
+        row += count
+    missing = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
     return matrix, missing
 
 
