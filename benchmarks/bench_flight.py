@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from bench_http import Report, Sizes, run_one
+from bench_http import Report, Sizes, argument_parser, run_one
 from common import cpu_model, start_server
 
 import chroma
@@ -39,15 +39,8 @@ ADD_TARGET_AGAINST_LOCAL = 2.0
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=100_000, help="vectors to add")
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=None, help="vectors per add call (default: all in one call)")
-    parser.add_argument("--queries", type=int, default=1_000, help="queries in the batch query")
-    parser.add_argument("--single-queries", type=int, default=200, help="single queries timed one by one")
+    parser = argument_parser(__doc__, batch=None, batch_help="vectors per add call (default: all in one call)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of all three clients (median shown)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="5,000 x 32, finishes in seconds (smoke test)")
     return parser.parse_args()
 
 

@@ -54,16 +54,22 @@ class Report:
             self.seconds[name] = seconds
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def argument_parser(description: str = __doc__, batch: Optional[int] = 5_000,
+                    batch_help: str = "vectors per add call") -> argparse.ArgumentParser:
+    """The options of a client benchmark (sizes, seed, --quick)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="vectors to add")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=5_000, help="vectors per add call")
+    parser.add_argument("--batch", type=int, default=batch, help=batch_help)
     parser.add_argument("--queries", type=int, default=1_000, help="queries in the batch query")
     parser.add_argument("--single-queries", type=int, default=200, help="single queries timed one by one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="5,000 x 32, finishes in seconds (smoke test)")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return argument_parser().parse_args()
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
