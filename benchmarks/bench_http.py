@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from common import cpu_model, ms, timed
+from common import cpu_model, ms, percentile, start_server, timed
 import requests
 
 import chroma
-from chroma.bench.combinations import Combination, Server
 
 N_RESULTS = 10
 
@@ -54,16 +53,22 @@ class Report:
             self.seconds[name] = seconds
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def argument_parser(description: str = __doc__, batch: Optional[int] = 5_000,
+                    batch_help: str = "vectors per add call") -> argparse.ArgumentParser:
+    """The options of a client benchmark (sizes, seed, --quick)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="vectors to add")
     parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=5_000, help="vectors per add call")
+    parser.add_argument("--batch", type=int, default=batch, help=batch_help)
     parser.add_argument("--queries", type=int, default=1_000, help="queries in the batch query")
     parser.add_argument("--single-queries", type=int, default=200, help="single queries timed one by one")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="5,000 x 32, finishes in seconds (smoke test)")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    return argument_parser().parse_args()
 
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
@@ -77,18 +82,13 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
 # --------------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
 def run_one(settings: dict, vectors: np.ndarray, queries: np.ndarray, sizes: Sizes) -> tuple[Report, list]:
     """Adds, then queries, through ``chroma.get_api()`` configured by ``settings``; the batch answer too."""
     report = Report()
     chroma.configure(**settings)
     try:
         client = chroma.get_api()
-        if "server_http_port" in settings:
+        if settings.get("api_impl", "local") != "local":
             times = [timed(client.heartbeat)[0] for _ in range(100)]
             report.add("heartbeat round trip (median)", ms(statistics.median(times)))
         collection = client.create_collection("bench_http")
@@ -176,8 +176,7 @@ def main() -> int:
     queries = rng.standard_normal((max(sizes.queries, sizes.single_queries), sizes.dim), dtype=np.float32)
     print_header(sizes)
     with tempfile.TemporaryDirectory(prefix="chroma-bench-http-") as workdir:
-        server = Server(Combination("fastapi", "duckdb", "flat"), Path(workdir), Path(workdir) / "data")
-        server.start()
+        server = start_server(Path(workdir))
         try:
             local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
             remote = {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": server.port}

@@ -1,9 +1,12 @@
 """The ``chroma`` command (also ``python -m chroma``).
 
-    chroma run [--host 127.0.0.1] [--port 8000] [--path DIR] [--db NAME]
+    chroma run [--impl fastapi|flight|both] [--host 127.0.0.1] [--port PORT]
+               [--flight-port PORT] [--path DIR] [--db NAME]
     chroma bench [--quick] [--combinations API-DB-INDEX,...] [...]   (see chroma.bench)
 
-starts the HTTP server (``chroma.server.FastAPI``) and serves until SIGTERM or
+starts a server: HTTP (``chroma.server.FastAPI``, the default), Arrow Flight
+(``chroma.server.ArrowFlight``) or both over one database, prints one line
+``chroma server listening on URL`` per address, and serves until SIGTERM or
 SIGINT (Ctrl-C); then it lets running requests finish, closes the database
 (everything acknowledged is on disk with ``--path``) and exits with status 0.
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
@@ -21,18 +24,30 @@ from typing import Optional, Sequence
 import chroma
 from chroma import errors, registry
 
+SERVER_IMPLS = {"fastapi": "fastapi", "flight": "arrowflight", "both": "both"}
+"""``--impl`` choices and the ``server_impl`` each selects."""
+HTTP_PORT, FLIGHT_PORT = 8000, 8815
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chroma", description="chroma, the embedding database.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="serve the HTTP API (docs at /docs)",
-        description="Serve the HTTP API under /api/v1 (interactive docs at /docs). Other settings come from "
-        "CHROMA_<SETTING> environment variables, e.g. CHROMA_AUTH_TOKEN, CHROMA_ALLOW_RESET, CHROMA_CORS_ORIGINS.",
+        help="serve the API over HTTP (docs at /docs) and/or Arrow Flight",
+        description="Serve the HTTP API under /api/v1 (interactive docs at /docs), the Arrow Flight API, or both. "
+        "Other settings come from CHROMA_<SETTING> environment variables, e.g. CHROMA_AUTH_TOKEN, "
+        "CHROMA_ALLOW_RESET, CHROMA_CORS_ORIGINS.",
     )
+    run.add_argument("--impl", choices=list(SERVER_IMPLS), default="fastapi",
+                     help="fastapi: HTTP (default); flight: Arrow Flight (grpc://); both: HTTP and Flight "
+                     "over one database")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    run.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    run.add_argument("--port", type=int, default=None,
+                     help=f"port of the chosen server (default {HTTP_PORT} for HTTP, {FLIGHT_PORT} for Flight; "
+                     "with --impl both, the HTTP port); 0 picks a free one")
+    run.add_argument("--flight-port", type=int, default=None,
+                     help=f"port of the Flight server with --impl both (default {FLIGHT_PORT})")
     run.add_argument("--path", default=None, metavar="DIR",
                      help="persistent directory (implies --db persistent_duckdb)")
     run.add_argument("--db", default=None, metavar="NAME",
@@ -42,8 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(host: str, port: int, path: Optional[str], db: Optional[str]) -> None:
-    settings = {"server_host": host, "server_http_port": port}
+def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], path: Optional[str],
+        db: Optional[str]) -> None:
+    settings = {"server_impl": SERVER_IMPLS[impl], "server_host": host}
+    if impl == "flight":
+        settings["server_flight_port"] = FLIGHT_PORT if port is None else port
+    else:
+        settings["server_http_port"] = HTTP_PORT if port is None else port
+        settings["server_flight_port"] = FLIGHT_PORT if flight_port is None else flight_port
     if path is not None:
         settings["persist_directory"] = path
         settings["db_impl"] = db or "persistent_duckdb"
@@ -52,10 +73,8 @@ def run(host: str, port: int, path: Optional[str], db: Optional[str]) -> None:
     chroma.configure(**settings)
     faulthandler.enable()  # a crash in native code still says where, on stderr
     server = chroma.get_server()
-    listen = getattr(server, "listen", None)
-    if listen is not None:
-        host, port = listen()
-    print(f"chroma server listening on http://{host}:{port}", flush=True)
+    for url in server.urls():
+        print(f"chroma server listening on {url}", flush=True)
     server.run()
     print("chroma server stopped", flush=True)
 
@@ -69,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            run(args.host, args.port, args.path, args.db)
+            run(args.impl, args.host, args.port, args.flight_port, args.path, args.db)
     except (errors.ChromaError, OSError) as exc:
         print(f"chroma: error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -27,6 +27,7 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_http_port: int = 8000
     server_flight_port: int = 8815
+    """The Arrow Flight server's port (``chroma run --impl flight|both``); the ``arrowflight`` client's too."""
     celery_broker_url: Optional[str] = None
     celery_result_backend: Optional[str] = None
     auth_token: Optional[str] = None

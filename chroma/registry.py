@@ -24,6 +24,7 @@ class Implementation(NamedTuple):
 API_IMPLS: dict[str, Implementation] = {
     "local": Implementation("chroma.api.local.Local"),
     "fastapi": Implementation("chroma.api.fastapi.FastAPI", extra="server"),
+    "arrowflight": Implementation("chroma.api.arrowflight.ArrowFlight"),
 }
 
 DB_IMPLS: dict[str, Implementation] = {
@@ -33,6 +34,9 @@ DB_IMPLS: dict[str, Implementation] = {
 
 SERVER_IMPLS: dict[str, Implementation] = {
     "fastapi": Implementation("chroma.server.fastapi.FastAPI", extra="server"),
+    "arrowflight": Implementation("chroma.server.arrowflight.ArrowFlight"),
+    "flight": Implementation("chroma.server.arrowflight.ArrowFlight"),
+    "both": Implementation("chroma.server.both.Both", extra="server"),
 }
 
 INDEX_IMPLS: dict[str, Implementation] = {

@@ -30,6 +30,13 @@ def collection_name(name: Any) -> str:
     return name
 
 
+def name_argument(name: Any) -> str:
+    """A name given to look a collection up: any string (a malformed one is simply not found)."""
+    if not isinstance(name, str):
+        raise InvalidArgument(f"collection name must be a string, got {name!r}")
+    return name
+
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

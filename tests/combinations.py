@@ -72,7 +72,27 @@ def _fastapi_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
         yield _fastapi_settings(server.port)
 
 
+def _flight_settings(port: int) -> dict:
+    return {"api_impl": "arrowflight", "server_host": "127.0.0.1", "server_flight_port": port, "allow_reset": True}
+
+
+@contextlib.contextmanager
+def _flight_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # A real Flight server in a subprocess (``chroma run --impl flight``), in memory.
+    with running_server(tmp_path, impl="flight", allow_reset="1") as server:
+        yield _flight_settings(server.flight_port)
+
+
+@contextlib.contextmanager
+def _flight_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    persist_directory = tmp_path / "chroma-persist"
+    with running_server(tmp_path, "--path", str(persist_directory), impl="flight", allow_reset="1") as server:
+        yield _flight_settings(server.flight_port)
+
+
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
 register(Combination("fastapi-duckdb", _fastapi_duckdb))
 register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))
+register(Combination("flight-duckdb", _flight_duckdb))
+register(Combination("flight-persistent_duckdb", _flight_persistent_duckdb))

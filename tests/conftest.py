@@ -60,6 +60,20 @@ def client_settings(combination, tmp_path_factory) -> dict:
 
 
 @pytest.fixture
+def configured():
+    """``configured(**settings)`` configures a client and returns it; every setting is unset afterwards."""
+    used: set[str] = set()
+
+    def configure(**settings):
+        used.update(settings)
+        chroma.configure(**settings)
+        return chroma.get_api()
+
+    yield configure
+    chroma.configure(**{key: None for key in used})
+
+
+@pytest.fixture
 def client(client_settings):
     """A chroma client of the combination under test, empty; reset and unconfigured afterwards."""
     chroma.configure(**client_settings)

@@ -1,4 +1,8 @@
-"""Starting ``chroma run`` in a subprocess for tests (not a test module itself)."""
+"""Starting ``chroma run`` in a subprocess for tests (not a test module itself).
+
+``impl`` chooses the server as ``chroma run --impl`` does: ``fastapi`` (HTTP on
+``port``), ``flight`` (Arrow Flight on ``flight_port``) or ``both``.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
+import pyarrow.flight as flight
+import pytest
 import requests
 
 import chroma
+from chroma import errors
+from chroma.api.local import Local
+from chroma.config import Settings
+from chroma.db.duckdb import DuckDB
 
 # The directory holding the chroma package under test (the source tree or
 # site-packages), so the server runs the same code as the tests.
@@ -33,13 +44,32 @@ def free_port() -> int:
 @dataclass
 class RunningServer:
     process: subprocess.Popen
-    port: int
+    port: Optional[int]
+    """The HTTP port (None for a Flight-only server)."""
     stdout: Path
     stderr: Path
+    flight_port: Optional[int] = None
+    """The Flight port (None for an HTTP-only server)."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def flight_url(self) -> str:
+        return f"grpc://127.0.0.1:{self.flight_port}"
+
+    def answers(self) -> bool:
+        """Whether every server of the process answers its heartbeat."""
+        try:
+            if self.port is not None and requests.get(f"{self.url}/api/v1/heartbeat", timeout=1).status_code != 200:
+                return False
+            if self.flight_port is not None:
+                with flight.FlightClient(self.flight_url) as client:
+                    list(client.do_action(flight.Action("heartbeat", b""), options=flight.FlightCallOptions(timeout=1)))
+        except (requests.RequestException, flight.FlightError):
+            return False
+        return True
 
     def output(self) -> str:
         return f"stdout:\n{self.stdout.read_text()}\nstderr:\n{self.stderr.read_text()}"
@@ -56,6 +86,15 @@ class RunningServer:
         return self.process.returncode
 
 
+def local_error(call) -> errors.ChromaError:
+    """The error Local raises for ``call(local_client)``, on a fresh in-memory store."""
+    settings = Settings(allow_reset=True)
+    client = Local(settings, db=DuckDB(settings))
+    with pytest.raises(errors.ChromaError) as raised:
+        call(client)
+    return raised.value
+
+
 def server_env(**settings: str) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
@@ -64,29 +103,30 @@ def server_env(**settings: str) -> dict:
     return env
 
 
-def start_server(workdir: Path, *args: str, name: str = "server", **settings: str) -> RunningServer:
-    """Starts ``python -m chroma run`` on a free port and waits for its heartbeat.
+def start_server(workdir: Path, *args: str, name: str = "server", impl: str = "fastapi",
+                 **settings: str) -> RunningServer:
+    """Starts ``python -m chroma run --impl IMPL`` on free ports and waits for its heartbeats.
 
     ``settings`` become ``CHROMA_<SETTING>`` environment variables of the server.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = None if impl == "flight" else free_port()
+    flight_port = None if impl == "fastapi" else free_port()
+    ports = {"fastapi": ["--port", str(port)], "flight": ["--port", str(flight_port)],
+             "both": ["--port", str(port), "--flight-port", str(flight_port)]}[impl]
     stdout, stderr = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     with open(stdout, "w") as out, open(stderr, "w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "chroma", "run", "--host", "127.0.0.1", "--port", str(port), *args],
+            [sys.executable, "-m", "chroma", "run", "--impl", impl, "--host", "127.0.0.1", *ports, *args],
             stdout=out, stderr=err, env=server_env(**settings), cwd=PACKAGE_ROOT,
         )
-    server = RunningServer(process, port, stdout, stderr)
+    server = RunningServer(process, port, stdout, stderr, flight_port)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"chroma run exited with status {process.returncode}\n{server.output()}")
-        try:
-            if requests.get(f"{server.url}/api/v1/heartbeat", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
+        if server.answers():
+            return server
         if time.monotonic() > deadline:
             server.stop()
             raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s\n{server.output()}")
@@ -94,8 +134,9 @@ def start_server(workdir: Path, *args: str, name: str = "server", **settings: st
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path, *args: str, name: str = "server", **settings: str) -> Iterator[RunningServer]:
-    server = start_server(workdir, *args, name=name, **settings)
+def running_server(workdir: Path, *args: str, name: str = "server", impl: str = "fastapi",
+                   **settings: str) -> Iterator[RunningServer]:
+    server = start_server(workdir, *args, name=name, impl=impl, **settings)
     try:
         yield server
     finally:

@@ -13,30 +13,12 @@ import numpy as np
 import pytest
 import requests
 
-import chroma
 from chroma import errors
-from chroma.api.local import Local
-from chroma.config import Settings
-from chroma.db.duckdb import DuckDB
-from server_helpers import free_port, running_server, start_server
+from server_helpers import free_port, local_error, running_server, start_server
 
 TOKEN = "s3cret-token"
 ALLOWED_ORIGIN = "http://app.example"
 JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def configured():
-    """``configured(**settings)`` configures a client; every setting is unset afterwards."""
-    used: set[str] = set()
-
-    def configure(**settings):
-        used.update(settings)
-        chroma.configure(**settings)
-        return chroma.get_api()
-
-    yield configure
-    chroma.configure(**{key: None for key in used})
 
 
 def client_of(configured, server, **settings):
@@ -103,15 +85,6 @@ def test_python_client_with_and_without_the_token(guarded, configured):
     assert collection.count() == 1
     assert [c.name for c in client.list_collections()] == ["authorized"]
     client.delete_collection("authorized")
-
-
-def test_reset_needs_the_servers_allow_reset_too(guarded, configured):
-    client = client_of(configured, guarded, auth_token=TOKEN, allow_reset=True)
-    client.get_or_create_collection("kept")
-    with pytest.raises(errors.ResetDisabled, match="allow_reset"):
-        client.reset()
-    assert "kept" in [c.name for c in client.list_collections()]
-    client.delete_collection("kept")
 
 
 # --------------------------------------------------------------------------
@@ -221,15 +194,6 @@ def test_batch_and_n_results_above_the_bounds_are_413(bounded, configured):
 # --------------------------------------------------------------------------
 # Errors as JSON, the same as Local's
 # --------------------------------------------------------------------------
-
-
-def local_error(call) -> errors.ChromaError:
-    """The error Local raises for ``call(local_client)``, on a fresh in-memory store."""
-    settings = Settings(allow_reset=True)
-    client = Local(settings, db=DuckDB(settings))
-    with pytest.raises(errors.ChromaError) as raised:
-        call(client)
-    return raised.value
 
 
 def test_errors_come_back_as_json_naming_the_class(plain):

@@ -27,8 +27,9 @@ import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
 
-from chroma import errors, registry, validation, wire
-from chroma.api import API, RESET_DISABLED, arguments
+from chroma import errors, validation, wire
+from chroma.api import arguments
+from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
@@ -37,20 +38,6 @@ CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection; a response may take as long as the work needs."""
 ENCODINGS = ("binary", "json")
 
-def _encode(value: Any) -> Any:
-    """``json.dumps`` fallback for numpy values."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} {value!r} cannot be sent as JSON")
-
-
-def _name_check(name: Any) -> None:
-    # Local's check for get/delete_collection (a non-string cannot be put in a URL).
-    if not isinstance(name, str):
-        raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
-
 
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
@@ -58,21 +45,16 @@ def _name_path(name: str) -> str:
     return quote(name, safe="").replace(".", "%2E")
 
 
-class FastAPI(API):
+class FastAPI(Remote):
     """A client of a chroma server."""
 
     def __init__(self, settings: Settings) -> None:
-        # The whole configuration is checked as in every mode, even the parts
-        # only the server uses.
-        registry.check("db_impl", settings.db_impl)
-        registry.check("index_impl", settings.index_impl)
+        super().__init__(settings)
         if settings.http_encoding not in ENCODINGS:
             raise errors.ConfigurationError(
                 f"http_encoding must be one of {list(ENCODINGS)}, got {settings.http_encoding!r}")
         self._binary = settings.http_encoding == "binary"
-        self._settings = settings
-        host = settings.server_host
-        self._address = f"[{host}]:{settings.server_http_port}" if ":" in host else f"{host}:{settings.server_http_port}"
+        self._address = host_port(settings.server_host, settings.server_http_port)
         self._base = f"http://{self._address}/api/v1"
         session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64)
@@ -81,11 +63,6 @@ class FastAPI(API):
         if settings.auth_token:
             session.headers["Authorization"] = f"Bearer {settings.auth_token}"
         self._session = session
-        self._default_embedding_function: Optional[EmbeddingFunction] = None
-        if settings.embedding_function:
-            from chroma.api.local import load_embedding_function
-
-            self._default_embedding_function = load_embedding_function(settings.embedding_function)
 
     # plumbing
     def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None) -> Any:
@@ -94,20 +71,15 @@ class FastAPI(API):
         With the binary encoding, vectors go out as float32 and come back as
         float32 arrays; with JSON, both ways as lists.
         """
-        data = None
-        headers = None
+        data = headers = None
         if self._binary and arrays is not None:
             headers = {"Content-Type": wire.MEDIA_TYPE, "Accept": f"{wire.MEDIA_TYPE}, application/json"}
             try:
-                data = wire.encode(body, arrays, json_default=_encode)
+                data = wire.encode(body, arrays, json_default=numpy_to_json)
             except (TypeError, ValueError) as exc:
                 raise errors.InvalidArgument(str(exc)) from None
         elif body is not None or arrays:
-            body = {**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}}
-            try:
-                data = json.dumps(body, default=_encode, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise errors.InvalidArgument(str(exc)) from None
+            data = to_json({**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}})
         url = self._base + path
         try:
             response = self._session.request(method, url, data=data, headers=headers,
@@ -135,10 +107,6 @@ class FastAPI(API):
             raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
         return payload
 
-    def _collection(self, data: dict, embedding_function: Optional[EmbeddingFunction]) -> Collection:
-        return Collection(self, data["id"], data["name"], data["metadata"],
-                          embedding_function or self._default_embedding_function)
-
     # server
     def heartbeat(self) -> int:
         return int(self._request("GET", "/heartbeat")["heartbeat"])
@@ -164,31 +132,25 @@ class FastAPI(API):
         get_or_create: bool = False,
         embedding_function: Optional[EmbeddingFunction] = None,
     ) -> Collection:
-        validation.collection_name(name)
-        metadata = validation.collection_metadata(metadata)
+        metadata = self._creation(name, metadata)
         body = {"name": name, "metadata": metadata, "get_or_create": bool(get_or_create)}
         return self._collection(self._request("POST", "/collections", body), embedding_function)
 
     def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
-        _name_check(name)
+        validation.name_argument(name)
         return self._collection(self._request("GET", f"/collections/{_name_path(name)}"), embedding_function)
 
     def delete_collection(self, name: str) -> None:
-        _name_check(name)
+        validation.name_argument(name)
         self._request("DELETE", f"/collections/{_name_path(name)}")
 
     def reset(self) -> None:
-        # Both sides must allow it: this client's setting, then the server's.
-        if not self._settings.allow_reset:
-            raise errors.ResetDisabled(RESET_DISABLED)
+        self._check_reset()
         self._request("POST", "/reset", {})
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
-        if name is not None:
-            validation.collection_name(name)
-        if metadata is not None:
-            metadata = validation.collection_metadata(metadata)
+        metadata = self._modification(name, metadata)
         data = self._request("PUT", f"/collections/{collection_id}", {"name": name, "metadata": metadata})
         return data["name"], data["metadata"]
 

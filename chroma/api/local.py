@@ -81,13 +81,11 @@ class Local(API):
         return self._collection(record, embedding_function)
 
     def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
-        if not isinstance(name, str):
-            raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
+        validation.name_argument(name)
         return self._collection(self._db.get_collection(name), embedding_function)
 
     def delete_collection(self, name: str) -> None:
-        if not isinstance(name, str):
-            raise errors.InvalidArgument(f"collection name must be a string, got {name!r}")
+        validation.name_argument(name)
         with self._write_lock:
             collection_id = self._db.delete_collection(name)
             self._indexes.pop(collection_id, None)

@@ -15,6 +15,10 @@ class Server(abc.ABC):
     """A network front end of the configured API."""
 
     @abc.abstractmethod
+    def urls(self) -> list[str]:
+        """Binds the listening sockets now (if not yet); returns where it serves, e.g. ``http://HOST:PORT``."""
+
+    @abc.abstractmethod
     def run(self) -> None:
         """Serves until stopped (SIGTERM/SIGINT), then shuts down cleanly."""
 

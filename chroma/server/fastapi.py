@@ -45,7 +45,6 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 
 from __future__ import annotations
 
-import hmac
 import json
 import signal
 import socket
@@ -68,6 +67,7 @@ from chroma import errors, registry, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
+from chroma.server.bounds import Bounds, token_matches, unauthorized
 
 PREFIX = "/api/v1"
 OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -239,32 +239,28 @@ class _Guard:
     the 401/413 answer rather than a connection reset in mid-upload.
     """
 
-    def __init__(self, app, token: Optional[str], max_bytes: int) -> None:
+    def __init__(self, app, token: Optional[str], bounds: Bounds) -> None:
         self.app = app
-        self.token = token.encode() if token else None
-        self.max_bytes = max_bytes
+        self.token = token
+        self.bounds = bounds
+        self.max_bytes = bounds.max_request_bytes
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if self.token is not None and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            scheme, _, credentials = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self.token):
-                await self._drain(receive)
-                await _send_error(send, errors.Unauthorized(
-                    "missing or invalid token: this server needs the header 'Authorization: Bearer <token>' "
-                    "(the server's auth_token setting; the Python client sends its auth_token)"))
-                return
+        if scope["path"] not in OPEN_PATHS and not token_matches(self.token, headers.get(b"authorization")):
+            await self._drain(receive)
+            await _send_error(send, unauthorized("header 'Authorization: Bearer <token>'"))
+            return
         if not self.max_bytes:
             await self.app(scope, receive, send)
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._drain(receive)
-            await _send_error(send, self._too_large(int(declared)))
+            await _send_error(send, self.bounds.too_large(int(declared)))
             return
         chunks: list[bytes] = []
         size = 0
@@ -278,7 +274,7 @@ class _Guard:
                 if message.get("more_body", False):
                     # after the last chunk, receive() would wait for a disconnect
                     await self._drain(receive)
-                await _send_error(send, self._too_large(None))
+                await _send_error(send, self.bounds.too_large(None))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -289,12 +285,6 @@ class _Guard:
             return buffered.pop() if buffered else await receive()
 
         await self.app(scope, replay, send)
-
-    def _too_large(self, size: Optional[int]) -> errors.PayloadTooLarge:
-        what = f"{size} bytes" if size is not None else "more bytes"
-        return errors.PayloadTooLarge(
-            f"request body of {what} exceeds this server's max_request_bytes={self.max_bytes}; "
-            "send smaller batches (the bounds are at GET /api/v1/limits)")
 
     @staticmethod
     async def _drain(receive) -> None:
@@ -324,25 +314,18 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
             "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
         ),
     )
-    max_batch, max_n_results = settings.max_batch_size, settings.max_n_results
+    bounds = Bounds(settings, reported_at=f"GET {PREFIX}/limits")
 
     def bound_batch(values: Any, what: str) -> None:
-        if max_batch and isinstance(values, (list, np.ndarray)) and len(values) > max_batch:
-            raise errors.PayloadTooLarge(
-                f"{what} has {len(values)} entries; this server accepts at most max_batch_size={max_batch} "
-                "per request (GET /api/v1/limits)")
+        if isinstance(values, (list, np.ndarray)):
+            bounds.check_batch(len(values), what)
 
     def bound_queries(values: Any) -> None:
         # a list of numbers is one query; a binary body always holds a matrix
         if isinstance(values, np.ndarray) or (isinstance(values, list) and values and isinstance(values[0], list)):
             bound_batch(values, "query_embeddings")
 
-    def bound_n_results(n_results: Any) -> None:
-        if (max_n_results and isinstance(n_results, int) and not isinstance(n_results, bool)
-                and n_results > max_n_results):
-            raise errors.PayloadTooLarge(
-                f"n_results={n_results} exceeds this server's max_n_results={max_n_results} "
-                "(GET /api/v1/limits)")
+    bound_n_results = bounds.check_n_results
 
     @app.exception_handler(errors.ChromaError)
     async def chroma_error(request: Request, exc: errors.ChromaError) -> Response:
@@ -401,8 +384,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     @route("GET", "/limits", tags=["server"])
     def limits() -> Response:
         """The server's bounds (0 means none): request bytes, batch size, n_results."""
-        return _json({"max_request_bytes": settings.max_request_bytes, "max_batch_size": max_batch,
-                      "max_n_results": max_n_results})
+        return _json(bounds.report())
 
     @route("POST", "/reset", tags=["server"])
     def reset() -> Response:
@@ -500,7 +482,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         api.delete_collection(name)
         return _json({})
 
-    app.add_middleware(_Guard, token=settings.auth_token, max_bytes=settings.max_request_bytes)
+    app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # outermost: preflights are answered before the token check
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
@@ -515,10 +497,11 @@ class FastAPI(Server):
     SIGTERM/SIGINT, lets running requests finish, then closes the DB.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
         self._settings = settings
-        self._db = registry.lookup("db_impl", settings.db_impl)(settings)
-        self.api = Local(settings, db=self._db)
+        # Without ``api``, the server opens (and on close closes) the configured DB itself.
+        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
+        self.api = api if api is not None else Local(settings, db=self._db)
         self.app = create_app(self.api, settings)
         self._socket: Optional[socket.socket] = None
 
@@ -541,6 +524,10 @@ class FastAPI(Server):
         address = self._socket.getsockname()
         return self._settings.server_host, address[1]
 
+    def urls(self) -> list[str]:
+        host, port = self.listen()
+        return [f"http://{host}:{port}"]
+
     def run(self) -> None:
         self.listen()
         config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off")
@@ -561,5 +548,6 @@ class FastAPI(Server):
             self.close()
 
     def close(self) -> None:
-        """Closes the DB (a persistent directory's lock is released)."""
-        self._db.close()
+        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
+        if self._db is not None:
+            self._db.close()

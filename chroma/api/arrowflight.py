@@ -1,0 +1,269 @@
+"""``chroma.api.ArrowFlight``: the Python API over Arrow Flight, against
+``chroma run --impl flight`` (or ``--impl both``).
+
+Chosen by ``api_impl="arrowflight"``; talks to ``grpc://server_host:server_flight_port``
+(the protocol is in :mod:`chroma.flight_protocol`), sending the call header
+``authorization: Bearer <auth_token>`` when that setting is given.
+
+Embeddings travel as Arrow ``fixed_size_list<float32>`` columns, without a
+text encoding on either side. A write streams its rows in record batches of
+about ``chroma.flight_protocol.CHUNK_BYTES``, built one at a time from the
+checked input, so the client holds one chunk in Arrow form beside the caller's
+arrays; the server writes the batch only once the whole stream has arrived.
+
+The client returns the same types as ``chroma.api.local.Local`` (numpy float32
+embeddings) and raises the same exception classes with the same messages:
+before a call leaves it runs Local's input checks (``chroma.api.arguments``),
+and an error of the server arrives as a Flight error naming the
+``chroma.errors`` class, which is raised here again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from chroma import errors, validation
+from chroma import flight_protocol as protocol
+from chroma.api import arguments
+from chroma.api.remote import Remote, host_port, to_json
+from chroma.collection import Collection
+from chroma.config import Settings
+from chroma.db import Batch
+from chroma.types import EmbeddingFunction, GetResult, QueryResult
+
+_IDS_ONLY = pa.schema([("ids", pa.string())])
+
+
+class ArrowFlight(Remote):
+    """A client of a chroma Flight server."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._address = host_port(settings.server_host, settings.server_flight_port)
+        self._client = flight.FlightClient(f"grpc://{self._address}")
+        headers = [(b"authorization", f"Bearer {settings.auth_token}".encode())] if settings.auth_token else []
+        self._options = flight.FlightCallOptions(headers=headers)
+
+    # plumbing
+    def _error(self, exc: Exception, what: str) -> errors.ChromaError:
+        """The chroma error behind a failed Flight call."""
+        error = protocol.error_from_info(getattr(exc, "extra_info", None))
+        if error is not None:
+            return error
+        if isinstance(exc, flight.FlightUnavailableError):
+            return errors.ServerUnavailable(
+                f"cannot reach the chroma Flight server at grpc://{self._address} ({what}): {exc}; "
+                "is `chroma run --impl flight` running there (settings server_host, server_flight_port)?")
+        return errors.ChromaError(f"Flight call {what} to grpc://{self._address} failed: {exc}")
+
+    def _action(self, name: str, body: Optional[dict] = None) -> Any:
+        data = to_json(body or {})
+        try:
+            results = list(self._client.do_action(flight.Action(name, data), options=self._options))
+        except (flight.FlightError, pa.ArrowException) as exc:
+            raise self._error(exc, name) from None
+        return json.loads(results[0].body.to_pybytes())
+
+    def _put(self, command: dict, schema: pa.Schema, batches) -> None:
+        descriptor = flight.FlightDescriptor.for_command(to_json(command))
+        try:
+            writer, _ = self._client.do_put(descriptor, schema, options=self._options)
+            broken: Optional[Exception] = None
+            try:
+                for batch in batches:
+                    writer.write_batch(batch)
+            except pa.ArrowException as exc:
+                broken = exc  # the server ended the call early; close() says why
+            except BaseException:
+                # Failed here mid-stream (a chunk's text, an interrupt): end the call; the
+                # server refuses a stream shorter than the rows announced, so nothing is written.
+                with contextlib.suppress(pa.ArrowException):
+                    writer.close()
+                raise
+            writer.close()
+            if broken is not None:
+                raise broken
+        except (flight.FlightError, pa.ArrowException) as exc:
+            raise self._error(exc, command["op"]) from None
+
+    def _exchange(self, command: dict, schema: pa.Schema, batch: Optional[pa.RecordBatch]) -> pa.Table:
+        descriptor = flight.FlightDescriptor.for_command(to_json(command))
+        try:
+            writer, reader = self._client.do_exchange(descriptor, options=self._options)
+            writer.begin(schema)
+            if batch is not None:
+                for chunk in protocol.table_chunks(pa.Table.from_batches([batch])):
+                    writer.write_batch(chunk)
+            writer.done_writing()
+            table = reader.read_all()
+            writer.close()
+            return table
+        except (flight.FlightError, pa.ArrowException) as exc:
+            raise self._error(exc, command["op"]) from None
+
+    # server
+    def heartbeat(self) -> int:
+        return int(self._action("heartbeat")["heartbeat"])
+
+    def version(self) -> str:
+        return self._action("version")["version"]
+
+    def limits(self) -> dict:
+        """The server's bounds: ``max_request_bytes``, ``max_batch_size``, ``max_n_results`` (0: none)."""
+        return self._action("limits")
+
+    def close(self) -> None:
+        self._client.close()
+
+    # collections
+    def list_collections(self) -> list[Collection]:
+        return [self._collection(data, None) for data in self._action("list_collections")]
+
+    def create_collection(
+        self,
+        name: str,
+        metadata: Optional[dict] = None,
+        get_or_create: bool = False,
+        embedding_function: Optional[EmbeddingFunction] = None,
+    ) -> Collection:
+        metadata = self._creation(name, metadata)
+        data = self._action("create_collection", {"name": name, "metadata": metadata,
+                                                  "get_or_create": bool(get_or_create)})
+        return self._collection(data, embedding_function)
+
+    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
+        validation.name_argument(name)
+        return self._collection(self._action("get_collection", {"name": name}), embedding_function)
+
+    def delete_collection(self, name: str) -> None:
+        validation.name_argument(name)
+        self._action("delete_collection", {"name": name})
+
+    def reset(self) -> None:
+        self._check_reset()
+        self._action("reset")
+
+    # per collection
+    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
+        metadata = self._modification(name, metadata)
+        data = self._action("modify", {"collection_id": collection_id, "name": name, "metadata": metadata})
+        return data["name"], data["metadata"]
+
+    def _count(self, collection_id: str) -> int:
+        return int(self._action("count", {"collection_id": collection_id})["count"])
+
+    def _write(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
+               documents: Any) -> None:
+        batch = arguments.batch(ids, embeddings, metadatas, documents)  # Local's checks
+        schema, bytes_per_row = _write_schema(batch)
+        command = {"op": operation, "collection_id": collection_id, "rows": len(batch.ids)}
+        self._put(command, schema, protocol.chunks(schema, len(batch.ids), bytes_per_row,
+                                                   lambda name, start, end: _write_column(batch, name, start, end)))
+
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write("add", collection_id, ids, embeddings, metadatas, documents)
+
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write("update", collection_id, ids, embeddings, metadatas, documents)
+
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write("upsert", collection_id, ids, embeddings, metadatas, documents)
+
+    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
+        ids, _ = arguments.delete_arguments(ids, where, where_document)
+        self._action("delete", {"collection_id": collection_id, "ids": ids, "where": where,
+                                "where_document": where_document})
+
+    def _get(
+        self,
+        collection_id: str,
+        ids: Any,
+        where: Any,
+        where_document: Any,
+        limit: Any,
+        offset: Any,
+        include: Sequence[str],
+    ) -> GetResult:
+        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
+        command = {"op": "get", "collection_id": collection_id, "ids": checked.ids is not None, "where": where,
+                   "where_document": where_document, "limit": checked.limit, "offset": checked.offset,
+                   "include": list(checked.include)}
+        batch = None
+        if checked.ids is not None:
+            batch = pa.record_batch([protocol.string_column(checked.ids, "ids")], schema=_IDS_ONLY)
+        table = self._exchange(command, _IDS_ONLY, batch)
+        return GetResult(
+            ids=table.column("ids").to_pylist(),
+            embeddings=_column(table, "embeddings", _matrix),
+            metadatas=_column(table, "metadatas", protocol.json_values),
+            documents=_column(table, "documents", lambda column: column.to_pylist()),
+        )
+
+    def _query(
+        self,
+        collection_id: str,
+        query_embeddings: Any,
+        n_results: Any,
+        where: Any,
+        where_document: Any,
+        include: Sequence[str],
+    ) -> QueryResult:
+        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
+        command = {"op": "query", "collection_id": collection_id, "n_results": checked.n_results, "where": where,
+                   "where_document": where_document, "include": list(checked.include)}
+        queries = pa.record_batch([protocol.embedding_column(checked.queries)], names=["embeddings"])
+        table = self._exchange(command, queries.schema, queries)
+        counts = np.bincount(table.column("query").to_numpy(), minlength=len(checked.queries))
+        ends = np.cumsum(counts)
+        starts = ends - counts
+
+        def per_query(values):
+            return [values[start:end] for start, end in zip(starts, ends)]
+
+        return QueryResult(
+            ids=per_query(table.column("ids").to_pylist()),
+            embeddings=_column(table, "embeddings", lambda column: per_query(_matrix(column))),
+            metadatas=_column(table, "metadatas", lambda column: per_query(protocol.json_values(column))),
+            documents=_column(table, "documents", lambda column: per_query(column.to_pylist())),
+            distances=_column(table, "distances", lambda column: per_query(column.to_pylist())),
+        )
+
+
+def _matrix(column: Any) -> np.ndarray:
+    return protocol.embedding_matrix(column)[0]
+
+
+def _column(table: pa.Table, name: str, convert) -> Any:
+    """``convert(column)`` of a result column, or None when the server sent none (not included)."""
+    return convert(table.column(name)) if name in table.column_names else None
+
+
+def _write_schema(batch: Batch) -> tuple[pa.Schema, int]:
+    """The schema of a write's stream and about how many bytes one row takes."""
+    fields = [pa.field("ids", pa.string())]
+    bytes_per_row = 64
+    if batch.embeddings is not None:
+        fields.append(pa.field("embeddings", protocol.embedding_type(batch.embeddings.shape[1])))
+        bytes_per_row += 4 * batch.embeddings.shape[1]
+    if batch.metadatas is not None:
+        fields.append(pa.field("metadatas", pa.string()))
+        bytes_per_row += 128
+    if batch.documents is not None:
+        fields.append(pa.field("documents", pa.string()))
+        bytes_per_row += 512
+    return pa.schema(fields), bytes_per_row
+
+
+def _write_column(batch: Batch, name: str, start: int, end: int) -> pa.Array:
+    if name == "embeddings":
+        missing = None if batch.missing is None else batch.missing[start:end]
+        return protocol.embedding_column(batch.embeddings[start:end], missing)
+    if name == "metadatas":
+        return protocol.json_column(batch.metadatas[start:end])
+    return protocol.string_column(getattr(batch, name)[start:end], name)

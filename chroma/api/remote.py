@@ -1,0 +1,86 @@
+"""What every client of a chroma server shares, whatever its wire.
+
+The base class checks the whole configuration as every mode does, loads the
+default embedding function (embeddings are computed in the caller's process,
+so a server never needs the model) and runs Local's checks of collection-level
+arguments before a request leaves; per-collection arguments are checked by
+``chroma.api.arguments``. Subclasses carry the calls over their wire.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import numpy as np
+
+from chroma import errors, registry, validation
+from chroma.api import API, RESET_DISABLED
+from chroma.collection import Collection
+from chroma.config import Settings
+from chroma.types import EmbeddingFunction
+
+
+def to_json(value: Any) -> bytes:
+    """``value`` as compact JSON; numpy arrays and scalars become lists and numbers.
+
+    Raises:
+        InvalidArgument: something JSON cannot carry.
+    """
+    try:
+        return json.dumps(value, default=numpy_to_json, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidArgument(str(exc)) from None
+
+
+def numpy_to_json(value: Any) -> Any:
+    """``json.dumps``' fallback: numpy arrays and scalars as lists and numbers."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be sent as JSON")
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Remote(API):
+    """The parts of a server's client that do not depend on the wire."""
+
+    def __init__(self, settings: Settings) -> None:
+        # The whole configuration is checked as in every mode, even the parts
+        # only the server uses.
+        registry.check("db_impl", settings.db_impl)
+        registry.check("index_impl", settings.index_impl)
+        self._settings = settings
+        self._default_embedding_function: Optional[EmbeddingFunction] = None
+        if settings.embedding_function:
+            from chroma.api.local import load_embedding_function
+
+            self._default_embedding_function = load_embedding_function(settings.embedding_function)
+
+    def _collection(self, data: dict, embedding_function: Optional[EmbeddingFunction]) -> Collection:
+        """A handle on the collection a server described as ``{"id", "name", "metadata"}``."""
+        return Collection(self, data["id"], data["name"], data["metadata"],
+                          embedding_function or self._default_embedding_function)
+
+    @staticmethod
+    def _creation(name: Any, metadata: Any) -> Optional[dict]:
+        """Local's checks of ``create_collection``'s arguments; the metadata to send."""
+        validation.collection_name(name)
+        return validation.collection_metadata(metadata)
+
+    @staticmethod
+    def _modification(name: Any, metadata: Any) -> Optional[dict]:
+        """Local's checks of ``modify``'s arguments; the metadata to send."""
+        if name is not None:
+            validation.collection_name(name)
+        return None if metadata is None else validation.collection_metadata(metadata)
+
+    def _check_reset(self) -> None:
+        """Both sides must allow ``reset()``: this client's setting first, then the server's."""
+        if not self._settings.allow_reset:
+            raise errors.ResetDisabled(RESET_DISABLED)

@@ -1,0 +1,348 @@
+"""``chroma.server.ArrowFlight``: the local API over Arrow Flight (``grpc://HOST:PORT``).
+
+Like the HTTP server, it runs :class:`chroma.api.local.Local` over the
+configured ``chroma.DB`` (or a Local it is given, to serve beside the HTTP
+server) and passes every value to the Local method the Python API calls, so
+validation, error classes and messages are Local's own. The protocol (actions
+for small calls, record batches with ``fixed_size_list<float32>`` embeddings
+for bulk data) is described in :mod:`chroma.flight_protocol`.
+
+Bounds, as over HTTP (:class:`chroma.config.Settings`): with ``auth_token``
+set, every call but the ``heartbeat`` action needs the call header
+``authorization: Bearer <token>``; ``max_batch_size`` bounds the rows of a
+write, the ids of a get or delete and the query embeddings of a query;
+``max_n_results`` bounds ``n_results``; ``max_request_bytes`` bounds the
+Arrow bytes of one incoming stream (and the JSON of an action).
+
+Memory: a write's stream is read whole, checked against those bounds as it
+arrives, and only then handed to Local as one batch, which the DB writes in
+one transaction. So a stream that fails or ends early writes nothing, and the
+server holds at most ``max_request_bytes`` of one write's rows (plus the
+converted batch) at a time. Results go back in chunks of about
+``chroma.flight_protocol.CHUNK_BYTES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from chroma import errors, registry
+from chroma import flight_protocol as protocol
+from chroma.api.local import Local
+from chroma.api.remote import host_port, to_json
+from chroma.collection import Collection
+from chroma.config import Settings
+from chroma.server import Server
+from chroma.server.bounds import Bounds, token_matches, unauthorized
+from chroma.types import GetResult, QueryResult
+
+log = logging.getLogger(__name__)
+
+LIMITS_AT = "the Flight action 'limits'"
+TOKEN_HEADER = "call header 'authorization: Bearer <token>'"
+_FLIGHT_ERRORS = {401: flight.FlightUnauthenticatedError, 403: flight.FlightUnauthorizedError}
+
+
+def _flight_error(error: BaseException) -> flight.FlightError:
+    cls = _FLIGHT_ERRORS.get(getattr(error, "status_code", 500), flight.FlightServerError)
+    return cls(str(error), extra_info=protocol.error_info(error))
+
+
+@contextlib.contextmanager
+def _as_flight_errors() -> Iterator[None]:
+    """Raises any error of the block as a Flight error that names its class."""
+    try:
+        yield
+    except errors.ChromaError as exc:
+        raise _flight_error(exc) from None
+    except flight.FlightError:
+        raise
+    except Exception as exc:
+        log.exception("unexpected error in a Flight call")
+        raise flight.FlightInternalError(f"{type(exc).__name__}: {exc}",
+                                         extra_info=protocol.error_info(exc)) from None
+
+
+class _Token(flight.ServerMiddleware):
+    """Marks a call that carried the right token."""
+
+
+class _TokenCheck(flight.ServerMiddlewareFactory):
+    """Refuses calls without the bearer token before their stream is read.
+
+    An action's name is not known here, so actions pass unmarked and
+    ``do_action`` refuses them unless they are open.
+    """
+
+    def __init__(self, token: Optional[str]) -> None:
+        self.token = token
+
+    def start_call(self, info, headers) -> Optional[_Token]:
+        if any(token_matches(self.token, value) for value in headers.get("authorization", [])) or not self.token:
+            return _Token()
+        if info.method in (flight.FlightMethod.DO_ACTION, flight.FlightMethod.LIST_ACTIONS):
+            return None
+        raise _flight_error(unauthorized(TOKEN_HEADER))
+
+
+def _collection(collection: Collection) -> dict:
+    return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
+
+
+def _collection_id(command: dict) -> str:
+    collection_id = command.get("collection_id")
+    if not isinstance(collection_id, str):
+        raise errors.InvalidArgument(f"collection_id must be a string, got {collection_id!r}")
+    return collection_id
+
+
+def _include(command: dict, default: tuple[str, ...]) -> Any:
+    return command.get("include", list(default))
+
+
+def _get_table(result: GetResult) -> pa.Table:
+    columns = {"ids": pa.array(result["ids"], type=pa.string())}
+    if result["embeddings"] is not None:
+        columns["embeddings"] = protocol.embedding_column(result["embeddings"])
+    if result["metadatas"] is not None:
+        columns["metadatas"] = protocol.json_column(result["metadatas"])
+    if result["documents"] is not None:
+        columns["documents"] = pa.array(result["documents"], type=pa.string())
+    return pa.table(columns)
+
+
+def _query_table(result: QueryResult) -> pa.Table:
+    counts = [len(ids) for ids in result["ids"]]
+
+    def flat(name: str) -> list:
+        return [value for row in result[name] for value in row]
+
+    columns = {
+        "query": pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts)),
+        "ids": pa.array(flat("ids"), type=pa.string()),
+    }
+    if result["distances"] is not None:
+        columns["distances"] = pa.array(flat("distances"), type=pa.float64())
+    if result["embeddings"] is not None:
+        dimension = result["embeddings"][0].shape[1] if result["embeddings"] else 0
+        matrix = (np.concatenate(result["embeddings"]) if sum(counts)
+                  else np.empty((0, dimension), dtype=np.float32))
+        columns["embeddings"] = protocol.embedding_column(matrix)
+    if result["metadatas"] is not None:
+        columns["metadatas"] = protocol.json_column(flat("metadatas"))
+    if result["documents"] is not None:
+        columns["documents"] = pa.array(flat("documents"), type=pa.string())
+    return pa.table(columns)
+
+
+class _Service(flight.FlightServerBase):
+    """The Flight handlers: each turns a call into one Local call."""
+
+    def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str]) -> None:
+        super().__init__(location, middleware={"token": _TokenCheck(token)})
+        self.api = api
+        self.bounds = bounds
+        self.actions: dict[str, Callable[[dict], Any]] = {
+            "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
+            "version": lambda args: {"version": api.version()},
+            "limits": lambda args: bounds.report(),
+            "list_collections": lambda args: [_collection(c) for c in api.list_collections()],
+            "create_collection": lambda args: _collection(api.create_collection(
+                args.get("name"), args.get("metadata"), get_or_create=args.get("get_or_create", False))),
+            "get_collection": lambda args: _collection(api.get_collection(args.get("name"))),
+            "delete_collection": lambda args: api.delete_collection(args.get("name")) or {},
+            "modify": self._modify,
+            "count": lambda args: {"count": api._count(_collection_id(args))},
+            "delete": self._delete,
+            "reset": lambda args: api.reset() or {},
+        }
+
+    # actions
+    def list_actions(self, context) -> list[tuple[str, str]]:
+        return list(protocol.ACTIONS.items())
+
+    def do_action(self, context, action: flight.Action) -> list[flight.Result]:
+        with _as_flight_errors():
+            name = action.type
+            if name not in protocol.OPEN_ACTIONS and context.get_middleware("token") is None:
+                raise unauthorized(TOKEN_HEADER)
+            handler = self.actions.get(name)
+            if handler is None:
+                raise errors.InvalidArgument(
+                    f"unknown action {name!r}; known actions: {', '.join(protocol.ACTIONS)}")
+            body = action.body.to_pybytes() if action.body is not None else b""
+            self.bounds.check_bytes(len(body))
+            args = protocol.decode_json(body, f"the body of action {name!r}")
+            if not isinstance(args, dict):
+                raise errors.InvalidArgument(f"the body of action {name!r} must be a JSON object, got {args!r}")
+            return [flight.Result(to_json(handler(args)))]
+
+    def _modify(self, args: dict) -> dict:
+        collection_id = _collection_id(args)
+        name, metadata = self.api._modify(collection_id, args.get("name"), args.get("metadata"))
+        return {"id": collection_id, "name": name, "metadata": metadata}
+
+    def _delete(self, args: dict) -> dict:
+        ids = args.get("ids")
+        if isinstance(ids, list):
+            self.bounds.check_batch(len(ids), "ids")
+        self.api._delete(_collection_id(args), ids, args.get("where"), args.get("where_document"))
+        return {}
+
+    # streams
+    def _command(self, descriptor: flight.FlightDescriptor, operations: tuple[str, ...]) -> dict:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise errors.InvalidArgument("the Flight descriptor must be a command (JSON)")
+        self.bounds.check_bytes(len(descriptor.command))
+        command = protocol.decode_json(descriptor.command, "the descriptor's command")
+        if not isinstance(command, dict) or command.get("op") not in operations:
+            raise errors.InvalidArgument(
+                f"the descriptor's command must be a JSON object with \"op\" one of {list(operations)}")
+        return command
+
+    def _receive(self, reader: flight.MetadataRecordBatchReader, what: str) -> pa.Table:
+        """The whole incoming stream, within the bounds (checked as it arrives)."""
+        batches, size, rows = [], 0, 0
+        for chunk in reader:
+            if chunk.data is None:
+                continue
+            size += chunk.data.nbytes
+            if self.bounds.max_request_bytes and size > self.bounds.max_request_bytes:
+                raise self.bounds.too_large(None)
+            rows += chunk.data.num_rows
+            self.bounds.check_batch(rows, what)
+            batches.append(chunk.data)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+
+    def do_put(self, context, descriptor, reader, writer) -> None:
+        with _as_flight_errors():
+            command = self._command(descriptor, protocol.WRITES)
+            collection_id = _collection_id(command)
+            declared = command.get("rows")
+            if isinstance(declared, int) and not isinstance(declared, bool):
+                self.bounds.check_batch(declared, "ids")  # refused before the stream is read
+            else:
+                raise errors.InvalidArgument(f"the command's \"rows\" must be the number of rows sent, got {declared!r}")
+            table = self._receive(reader, "ids")
+            if table.num_rows != declared:
+                raise errors.InvalidArgument(
+                    f"the stream ended after {table.num_rows} of {declared} rows; nothing was written")
+            unknown = set(table.column_names) - {"ids", "embeddings", "metadatas", "documents"}
+            if unknown or "ids" not in table.column_names:
+                raise errors.InvalidArgument(
+                    f"a write's columns are ids and any of embeddings, metadatas, documents; got {table.column_names}")
+            ids = protocol.strings(table.column("ids"), "ids")
+            embeddings: Any = None
+            if "embeddings" in table.column_names:
+                matrix, missing = protocol.embedding_matrix(table.column("embeddings"))
+                embeddings = matrix if missing is None else [None if gap else row for row, gap in zip(matrix, missing)]
+            metadatas = protocol.json_values(table.column("metadatas")) if "metadatas" in table.column_names else None
+            documents = (protocol.strings(table.column("documents"), "documents")
+                         if "documents" in table.column_names else None)
+            getattr(self.api, f"_{command['op']}")(collection_id, ids, embeddings, metadatas, documents)
+
+    def do_exchange(self, context, descriptor, reader, writer) -> None:
+        with _as_flight_errors():
+            command = self._command(descriptor, ("get", "query"))
+            collection_id = _collection_id(command)
+            if command["op"] == "get":
+                table = self._receive(reader, "ids")
+                ids = None
+                if command.get("ids"):
+                    if "ids" not in table.column_names:
+                        raise errors.InvalidArgument("a get by ids sends a stream with the column 'ids'")
+                    ids = protocol.strings(table.column("ids"), "ids")
+                result = self.api._get(collection_id, ids, command.get("where"), command.get("where_document"),
+                                       command.get("limit"), command.get("offset"),
+                                       _include(command, ("metadatas", "documents")))
+                out = _get_table(result)
+            else:
+                self.bounds.check_n_results(command.get("n_results", 10))
+                table = self._receive(reader, "query_embeddings")
+                if "embeddings" not in table.column_names:
+                    raise errors.InvalidArgument("a query sends a stream with the column 'embeddings'")
+                queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
+                if missing is not None:
+                    raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
+                result = self.api._query(collection_id, queries, command.get("n_results", 10),
+                                         command.get("where"), command.get("where_document"),
+                                         _include(command, ("metadatas", "documents", "distances")))
+                out = _query_table(result)
+            writer.begin(out.schema)
+            for batch in protocol.table_chunks(out):
+                writer.write_batch(batch)
+
+
+class ArrowFlight(Server):
+    """Serves ``chroma.api.local.Local`` over Arrow Flight.
+
+    ``listen()`` starts the Flight server (``server_host``/``server_flight_port``;
+    port 0 picks a free one) and returns the address; ``run()`` serves until
+    SIGTERM/SIGINT (or :meth:`stop`), lets running calls finish, then closes
+    the DB it opened.
+    """
+
+    def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
+        self._settings = settings
+        # Without ``api``, the server opens (and on close closes) the configured DB itself.
+        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
+        self.api = api if api is not None else Local(settings, db=self._db)
+        self._service: Optional[_Service] = None
+        self._stop = threading.Event()
+
+    def listen(self) -> tuple[str, int]:
+        """Starts answering calls now; returns ``(host, port)``.
+
+        Raises:
+            OSError: the address cannot be listened on.
+        """
+        host = self._settings.server_host
+        if self._service is None:
+            port = self._settings.server_flight_port
+            try:
+                self._service = _Service(flight.Location.for_grpc_tcp(host, port), self.api,
+                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token)
+            except (pa.ArrowException, OSError) as exc:
+                raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
+        return host, self._service.port
+
+    def urls(self) -> list[str]:
+        host, port = self.listen()
+        return [f"grpc://{host_port(host, port)}"]
+
+    def run(self) -> None:
+        self.listen()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda number, frame: self._stop.set())
+        try:
+            self._stop.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.shutdown()
+            self.close()
+
+    def stop(self) -> None:
+        """Makes ``run()`` return (from another thread)."""
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Stops taking calls and waits for the running ones to finish."""
+        if self._service is not None:
+            self._service.shutdown()
+            self._service = None
+
+    def close(self) -> None:
+        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
+        if self._db is not None:
+            self._db.close()

@@ -1,0 +1,76 @@
+"""What every chroma server checks before a call reaches the API: the bearer
+token and the size bounds (``auth_token``, ``max_request_bytes``,
+``max_batch_size``, ``max_n_results``; see :class:`chroma.config.Settings`).
+
+The HTTP and the Flight server use the same checks and messages; only the
+place where a client reads the bounds (``reported_at``) differs.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Optional, Union
+
+from chroma import errors
+from chroma.config import Settings
+
+
+def token_matches(expected: Optional[str], authorization: Union[str, bytes, None]) -> bool:
+    """Whether an ``Authorization`` value carries ``Bearer <expected>`` (always true without a token set)."""
+    if not expected:
+        return True
+    if authorization is None:
+        return False
+    if isinstance(authorization, str):
+        authorization = authorization.encode()
+    scheme, _, credentials = authorization.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), expected.encode())
+
+
+def unauthorized(header: str) -> errors.Unauthorized:
+    """The error for a call without the right token; ``header`` says how to send it."""
+    return errors.Unauthorized(
+        f"missing or invalid token: this server needs the {header} (the server's auth_token setting; "
+        "the Python client sends its auth_token)")
+
+
+class Bounds:
+    """A server's size bounds (0 means none), checked per request."""
+
+    def __init__(self, settings: Settings, reported_at: str) -> None:
+        self.max_request_bytes = settings.max_request_bytes
+        self.max_batch_size = settings.max_batch_size
+        self.max_n_results = settings.max_n_results
+        self.reported_at = reported_at
+
+    def report(self) -> dict:
+        """The bounds as a client reads them."""
+        return {"max_request_bytes": self.max_request_bytes, "max_batch_size": self.max_batch_size,
+                "max_n_results": self.max_n_results}
+
+    def too_large(self, size: Optional[int]) -> errors.PayloadTooLarge:
+        """The error for a request of ``size`` bytes (None: unknown, but over the bound)."""
+        what = f"{size} bytes" if size is not None else "more bytes"
+        return errors.PayloadTooLarge(
+            f"request body of {what} exceeds this server's max_request_bytes={self.max_request_bytes}; "
+            f"send smaller batches (the bounds are at {self.reported_at})")
+
+    def check_bytes(self, size: int) -> None:
+        """Raises PayloadTooLarge when ``size`` bytes exceed ``max_request_bytes``."""
+        if self.max_request_bytes and size > self.max_request_bytes:
+            raise self.too_large(size)
+
+    def check_batch(self, count: int, what: str) -> None:
+        """Raises PayloadTooLarge when ``count`` entries of ``what`` exceed ``max_batch_size``."""
+        if self.max_batch_size and count > self.max_batch_size:
+            raise errors.PayloadTooLarge(
+                f"{what} has {count} entries; this server accepts at most max_batch_size={self.max_batch_size} "
+                f"per request ({self.reported_at})")
+
+    def check_n_results(self, n_results: Any) -> None:
+        """Raises PayloadTooLarge when an int ``n_results`` exceeds ``max_n_results`` (other values: Local's checks)."""
+        if (self.max_n_results and isinstance(n_results, int) and not isinstance(n_results, bool)
+                and n_results > self.max_n_results):
+            raise errors.PayloadTooLarge(
+                f"n_results={n_results} exceeds this server's max_n_results={self.max_n_results} "
+                f"({self.reported_at})")
