@@ -23,8 +23,8 @@ from typing import Optional
 
 from chroma import errors, registry
 
-REMOTE_APIS = {"fastapi": "server_http_port"}
-"""Remote API implementations: the client setting that takes the server's port."""
+REMOTE_APIS = {"fastapi": ("fastapi", "server_http_port"), "arrowflight": ("flight", "server_flight_port")}
+"""Remote API implementations: the ``chroma run --impl`` serving them, the client setting taking its port."""
 PERSISTENT_DBS = ("persistent_duckdb",)
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -97,7 +97,7 @@ def running(combination: Combination, workdir: Path) -> Iterator["Setup"]:
     server = Server(combination, workdir, data)
     server.start()
     try:
-        yield Setup({**settings, "server_host": "127.0.0.1", REMOTE_APIS[combination.api]: server.port}, server)
+        yield Setup({**settings, "server_host": "127.0.0.1", REMOTE_APIS[combination.api][1]: server.port}, server)
     finally:
         server.stop()
 
@@ -125,8 +125,8 @@ class Server:
         env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in [package_root, env.get("PYTHONPATH", "")] if p)
         env.update(CHROMA_INDEX_IMPL=self.combination.index, CHROMA_ALLOW_RESET="1")
-        command = [sys.executable, "-m", "chroma", "run", "--host", "127.0.0.1", "--port", "0",
-                   "--db", self.combination.db]
+        command = [sys.executable, "-m", "chroma", "run", "--impl", REMOTE_APIS[self.combination.api][0],
+                   "--host", "127.0.0.1", "--port", "0", "--db", self.combination.db]
         if self.combination.persistent:
             command += ["--path", str(self.data)]
         log = self.workdir / "server.log"

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 import chroma
-from chroma.bench.combinations import Combination, own_peak_memory_bytes, running
+from chroma.bench.combinations import REMOTE_APIS, Combination, own_peak_memory_bytes, running
 from chroma.bench.data import BUCKETS, recall
 
 COLLECTION = "bench"
@@ -165,7 +165,8 @@ def _reopen(setup, query: np.ndarray) -> float:
     if setup.server is not None:
         start = time.perf_counter()
         setup.server.restart()
-        settings = {**setup.settings, "server_http_port": setup.server.port}
+        port_setting = REMOTE_APIS[setup.server.combination.api][1]
+        settings = {**setup.settings, port_setting: setup.server.port}
         chroma.configure(**settings)
         found = chroma.get_api().get_collection(COLLECTION).query(query_embeddings=query[None, :], n_results=K)
         assert len(found["ids"][0]) == K
