@@ -210,7 +210,7 @@ class HnswIndex {
                 const uint32_t id = fresh[j].first;
                 store_vector(id, vectors + fresh[j].second * dim_);
                 link(K, id, s);
-                head(id).hidden.store(0, std::memory_order_release);
+                hidden(id).store(0, std::memory_order_release);
                 live_.fetch_add(1);
             });
         }
@@ -234,7 +234,7 @@ class HnswIndex {
         for (size_t i = 0; i < n; ++i) {
             auto it = label_to_id_.find(labels[i]);
             if (it == label_to_id_.end()) continue;
-            head(it->second).hidden.store(1);
+            hidden(it->second).store(1);
             free_.push_back(it->second);
             label_to_id_.erase(it);
             live_.fetch_sub(1);
@@ -282,18 +282,20 @@ class HnswIndex {
         });
     }
 
-    // Planner: exact search when it reads fewer bytes than the walk would.
-    // The walk costs about the same as an exact scan of kExactRows rows at
-    // full selectivity (measured, bench_hnsw.py --planner), and a filtered walk
-    // visits about 1/selectivity times as many nodes before it holds ef
-    // allowed ones. Exact scan cost ~ ncand; filtered walk ~ kExactRows *
-    // live / ncand: exact wins below ncand ~ sqrt(kExactRows * live) and
-    // whenever ncand <= kExactRows.
+    // Planner: exact search when it is expected to be faster than the walk.
+    // An exact scan costs ~ncand row reads; a filtered walk visits about
+    // 1/selectivity = live/ncand times the nodes of an unfiltered one, whose
+    // cost is that of scanning ~kWalkRows rows. They break even at
+    // ncand = sqrt(kWalkRows * live). Constants from bench_hnsw.py --planner
+    // (100k x 128, M=16, ef 64, one thread; README "HNSW planner"): the
+    // filtered walk overtook exact search between 5% and 10% selectivity,
+    // and an unfiltered walk cost about as much as scanning ~1000 rows.
     static bool use_exact(size_t ncand, size_t live) {
         if (ncand <= kExactRows) return true;
-        return double(ncand) * double(ncand) <= double(kExactRows) * double(live);
+        return double(ncand) * double(ncand) <= double(kWalkRows) * double(live);
     }
-    static constexpr size_t kExactRows = 2048;
+    static constexpr size_t kExactRows = 1024;
+    static constexpr size_t kWalkRows = 512;
 
    private:
     static constexpr size_t kHeader = 32;
@@ -304,11 +306,10 @@ class HnswIndex {
     static constexpr uint32_t kNone = 0xffffffffu;
 
     struct Header {
-        std::atomic<uint32_t> hidden;  // deleted, or not yet fully linked
         int32_t level;
-        int64_t label;
+        uint32_t reserved0;
         uint32_t* upper;  // level * (1 + M) entries: per level >= 1, count then ids
-        uint64_t reserved;
+        uint64_t reserved[2];
     };
     static_assert(sizeof(Header) == kHeader, "header layout");
 
@@ -349,10 +350,25 @@ class HnswIndex {
 
     static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
-    char* node(uint32_t id) const {
-        return chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire) +
-               size_t(id & (kChunkNodes - 1)) * block_;
+    // A chunk starts with its nodes' labels and hidden flags, packed, so the
+    // filter test of a node the walk does not compute a distance for reads
+    // 12 bytes instead of a block's cache line.
+    static constexpr size_t kChunkPrefix = kChunkNodes * (sizeof(int64_t) + sizeof(uint32_t));
+    char* chunk(uint32_t id) const {
+        return chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire);
     }
+    char* node(uint32_t id) const {
+        return chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * block_;
+    }
+    int64_t& label(uint32_t id) const {
+        return reinterpret_cast<int64_t*>(chunk(id))[id & (kChunkNodes - 1)];
+    }
+    // Deleted, or not yet fully linked: walked through, never returned.
+    std::atomic<uint32_t>& hidden(uint32_t id) const {
+        return reinterpret_cast<std::atomic<uint32_t>*>(chunk(id) + kChunkNodes * sizeof(int64_t))
+            [id & (kChunkNodes - 1)];
+    }
+    bool visible(uint32_t id) const { return !hidden(id).load(std::memory_order_acquire); }
     Header& head(uint32_t id) const { return *reinterpret_cast<Header*>(node(id)); }
     float* vec(uint32_t id) const { return reinterpret_cast<float*>(node(id) + vec_off_); }
     uint32_t* list(uint32_t id, int level) const {
@@ -369,7 +385,7 @@ class HnswIndex {
     static uint64_t pack_entry(uint32_t id, int level) { return (uint64_t(uint32_t(level)) << 32) | id; }
 
     // Called with label_mu_ held exclusively.
-    uint32_t claim_slot(int64_t label) {
+    uint32_t claim_slot(int64_t lab) {
         uint32_t id;
         if (!free_.empty()) {
             id = free_.back();
@@ -379,20 +395,18 @@ class HnswIndex {
             if (id == kNone - 1) throw std::length_error("HNSW index is full");
             const size_t c = id >> kChunkShift;
             if ((id & (kChunkNodes - 1)) == 0) {
-                char* p = static_cast<char*>(std::aligned_alloc(64, kChunkNodes * block_));
+                char* p = static_cast<char*>(std::aligned_alloc(64, kChunkPrefix + kChunkNodes * block_));
                 if (!p) throw std::bad_alloc();
                 chunks_.get()[c].store(p, std::memory_order_release);
             }
             Header& h = head(id);
-            h.hidden.store(1);
-            h.level = random_level(label);
+            h.level = random_level(lab);
             h.upper = h.level > 0 ? new uint32_t[size_t(h.level) * (1 + M_)]() : nullptr;
             store(list(id, 0), 0);
             count_.store(id + 1, std::memory_order_release);
         }
-        Header& h = head(id);
-        h.hidden.store(1);
-        h.label = label;
+        hidden(id).store(1);
+        label(id) = lab;
         return id;
     }
 
@@ -633,45 +647,43 @@ class HnswIndex {
         ep = descend(K, q, ep, d, int(e >> 32), 0, s);
         if (allow) {
             search_level(K, q, ep, d, 0, ef, [&](uint32_t x) {
-                const Header& h = head(x);
-                return !h.hidden.load(std::memory_order_acquire) && allow->contains(h.label);
+                return visible(x) && allow->contains(label(x));
             }, s);
         } else {
-            search_level(K, q, ep, d, 0, ef, [&](uint32_t x) {
-                return !head(x).hidden.load(std::memory_order_acquire);
-            }, s);
+            search_level(K, q, ep, d, 0, ef, [&](uint32_t x) { return visible(x); }, s);
         }
         auto& top = s.top;
         std::sort(top.begin(), top.end(), [&](const auto& a, const auto& b) {
-            return ranks_after(b.first, head(b.second).label, a.first, head(a.second).label);
+            return ranks_after(b.first, label(b.second), a.first, label(a.second));
         });
         const size_t got = std::min(k, top.size());
         for (size_t j = 0; j < got; ++j) {
-            ol[j] = head(top[j].second).label;
+            ol[j] = label(top[j].second);
             od[j] = top[j].first;
         }
         return got;
     }
 
-    // Live nodes (of `allow` if given), for exact search.
+    // Live nodes (of `allow` if given), for exact search. A small allow-list
+    // is resolved through the label map; a large one by testing every
+    // slot's label, which is cheaper than ~40 ns per hash lookup.
     void gather_candidates(const AllowList* allow, std::vector<Candidate>& out) const {
         out.clear();
-        if (allow) {
+        const uint32_t n = count_.load(std::memory_order_acquire);
+        if (allow && allow->size() * 16 < n) {
             std::shared_lock<std::shared_mutex> lk(label_mu_);
-            out.reserve(std::min(allow->size(), label_to_id_.size()));
-            allow->for_each([&](int64_t label) {
-                auto it = label_to_id_.find(label);
-                if (it != label_to_id_.end() && !head(it->second).hidden.load(std::memory_order_acquire))
-                    out.push_back({vec(it->second), label});
+            out.reserve(allow->size());
+            allow->for_each([&](int64_t lab) {
+                auto it = label_to_id_.find(lab);
+                if (it != label_to_id_.end() && visible(it->second))
+                    out.push_back({vec(it->second), lab});
             });
             return;
         }
-        const uint32_t n = count_.load(std::memory_order_acquire);
-        out.reserve(live_.load());
-        for (uint32_t id = 0; id < n; ++id) {
-            const Header& h = head(id);
-            if (!h.hidden.load(std::memory_order_acquire)) out.push_back({vec(id), h.label});
-        }
+        out.reserve(allow ? allow->size() : live_.load());
+        for (uint32_t id = 0; id < n; ++id)
+            if (visible(id) && (!allow || allow->contains(label(id))))
+                out.push_back({vec(id), label(id)});
     }
 
     // Exact search of one query over the candidates (ties: lower label first).

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from chroma import _core
-from chroma.index import Index
+from chroma.index import Index, as_labels, as_vectors
 
 
 class FlatIndex(Index):
@@ -18,17 +18,17 @@ class FlatIndex(Index):
         self._core = _core.FlatIndex(dim, space)
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        self._core.add(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32))
+        self._core.add(as_labels(labels), as_vectors(vectors))
 
     def remove(self, labels: np.ndarray) -> None:
-        self._core.remove(np.ascontiguousarray(labels, dtype=np.int64))
+        self._core.remove(as_labels(labels))
 
     def search(
         self, queries: np.ndarray, k: int, allowed: Optional[np.ndarray] = None, num_threads: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None:
-            allowed = np.ascontiguousarray(allowed, dtype=np.int64)
-        return self._core.search(np.ascontiguousarray(queries, dtype=np.float32), k, allowed, num_threads)
+            allowed = as_labels(allowed)
+        return self._core.search(as_vectors(queries), k, allowed, num_threads)
 
     def __len__(self) -> int:
         return len(self._core)
