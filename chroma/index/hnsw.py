@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-import numpy as np
+from typing import Any
 
 from chroma import _core
-from chroma.index import Index, as_labels, as_vectors
+from chroma.index.core import CoreIndex
 
 DEFAULT_M = 16
 DEFAULT_CONSTRUCTION_EF = 100
@@ -26,7 +24,7 @@ def index_params(params: dict[str, Any]) -> tuple[int, int, int]:
     )
 
 
-class HnswIndex(Index):
+class HnswIndex(CoreIndex):
     """HNSW in the compiled core: parallel build, in-walk filtering, and a
     planner that answers exactly when the candidates are few (a small
     collection, or a filter that allows few items), so those answers are exact."""
@@ -35,19 +33,3 @@ class HnswIndex(Index):
         super().__init__(dim, space, params)
         M, construction_ef, search_ef = index_params(params)
         self._core = _core.HnswIndex(dim, space, M, construction_ef, search_ef)
-
-    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        self._core.add(as_labels(labels), as_vectors(vectors))
-
-    def remove(self, labels: np.ndarray) -> None:
-        self._core.remove(as_labels(labels))
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: Optional[np.ndarray] = None, num_threads: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if allowed is not None:
-            allowed = as_labels(allowed)
-        return self._core.search(as_vectors(queries), k, allowed, num_threads=num_threads)
-
-    def __len__(self) -> int:
-        return len(self._core)
