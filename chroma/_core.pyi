@@ -164,3 +164,96 @@ class FlatIndex:
     def _quant_bytes(self) -> int:
         """Internal: bytes held by the int8 copy (``dim`` rounded up to even
         bytes per row plus 12 bytes of scale and error bounds)."""
+
+class AllowList:
+    """A set of int64 labels for filtered search (:meth:`HnswIndex.search`).
+
+    Built in C++ in one pass over ``labels`` (a bitset over the label range
+    when that range is at most ~64x the number of labels, otherwise sorted
+    labels); reusable across searches. Floats raise TypeError.
+    """
+
+    def __init__(self, labels: npt.ArrayLike) -> None: ...
+    def __len__(self) -> int:
+        """Distinct labels."""
+
+    def __contains__(self, label: int) -> bool: ...
+
+class HnswIndex:
+    """An approximate index: a hierarchical navigable small-world graph keyed
+    by int64 labels (``csrc/hnsw.h``).
+
+    Thread-safe: searches run concurrently with each other and with inserts
+    of new labels; replacing the vector of a live label and ``remove`` wait
+    for running searches. ``"cosine"`` stores unit vectors. Every call
+    releases the GIL; ``add`` and ``search`` spread their items over
+    ``num_threads`` threads (0: all cores).
+    """
+
+    def __init__(
+        self, dim: int, space: str, M: int = 16, ef_construction: int = 100, ef_search: int = 64
+    ) -> None:
+        """An empty index. ``M`` (2..512) is the number of links per node and
+        level (``2*M`` on level 0), ``ef_construction`` the candidate list
+        size while inserting, ``ef_search`` the default candidate list size of
+        searches. Bad values raise ValueError naming them."""
+
+    @property
+    def dim(self) -> int: ...
+    @property
+    def space(self) -> str: ...
+    @property
+    def M(self) -> int: ...
+    @property
+    def ef_construction(self) -> int: ...
+    @property
+    def ef_search(self) -> int:
+        """Default ef of :meth:`search`; settable (positive, else ValueError)."""
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None: ...
+    def __len__(self) -> int:
+        """Live (searchable) labels."""
+
+    def __contains__(self, label: int) -> bool: ...
+    def contains(self, label: int) -> bool: ...
+    def labels(self) -> npt.NDArray[np.int64]:
+        """Live labels, sorted."""
+
+    def add(self, labels: npt.ArrayLike, vectors: npt.ArrayLike, num_threads: int = 0) -> None:
+        """Insert ``(n,)`` labels with ``(n, dim)`` vectors, in parallel.
+
+        A label already present has its vector replaced in place and its links
+        rebuilt; if a label repeats within one call the last occurrence wins.
+        New labels reuse the slots of removed ones before the index grows.
+        """
+
+    def remove(self, labels: npt.ArrayLike) -> None:
+        """Remove labels (unknown ones are ignored). The nodes stay in the
+        graph as waypoints, hidden from results, until their slots are reused."""
+
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        allowed: Optional[npt.ArrayLike | AllowList] = None,
+        ef: Optional[int] = None,
+        num_threads: int = 0,
+        _plan: Optional[str] = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Approximate k nearest labels per query: ``(labels, distances)``,
+        each ``(m, k')`` with ``k' = min(k, candidates)``, nearest first.
+
+        ``allowed`` (labels, or an :class:`AllowList`) restricts the answer
+        to those labels; it is tested inside the graph walk, which goes on
+        until it holds ``max(ef, k)`` allowed results, so a filter never
+        shortens the answer. ``ef`` defaults to :attr:`ef_search` and is
+        raised to ``k``. A planner answers by exact search when the
+        candidates are few (at most 2048, or fewer than
+        ``sqrt(2048 * len(index))`` allowed); ``_plan`` (``"auto"``,
+        ``"graph"``, ``"exact"``) forces a path, for tests and benchmarks.
+        """
+
+    @property
+    def _slots(self) -> int:
+        """Internal: node slots allocated (live, removed awaiting reuse, or being inserted)."""

@@ -19,7 +19,7 @@ class Settings:
 
     api_impl: str = "local"
     db_impl: str = "duckdb"
-    index_impl: str = "flat"
+    index_impl: str = "hnsw"
     server_impl: str = "fastapi"
     persist_directory: str = "./chroma_data"
     clickhouse_host: str = "127.0.0.1"

@@ -40,7 +40,9 @@ SERVER_IMPLS: dict[str, Implementation] = {
 }
 
 INDEX_IMPLS: dict[str, Implementation] = {
+    "hnsw": Implementation("chroma.index.hnsw.HnswIndex"),
     "flat": Implementation("chroma.index.flat.FlatIndex"),
+    "hnswlib": Implementation("chroma.index.hnswlib.Hnswlib", extra="hnswlib"),
 }
 
 TABLES: dict[str, dict[str, Implementation]] = {

@@ -19,6 +19,8 @@ _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,61})[A-Za-z0-9]$")
 RESERVED_PREFIXES = ("chroma:", "hnsw:")
 SPACES = ("l2", "cosine", "ip")
 INDEX_INT_SETTINGS = ("hnsw:M", "hnsw:construction_ef", "hnsw:search_ef")
+INDEX_INT_RANGES = {"hnsw:M": (2, 512)}
+"""Bounds other than ``>= 1``: an HNSW node needs at least 2 links to form a graph."""
 
 
 def collection_name(name: Any) -> str:
@@ -87,8 +89,10 @@ def collection_metadata(metadata: Any) -> Optional[dict]:
             if value not in SPACES:
                 raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {value!r}")
         elif key in INDEX_INT_SETTINGS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"collection metadata: {key} must be an int >= 1, got {value!r}")
+            low, high = INDEX_INT_RANGES.get(key, (1, None))
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                bounds = f"in [{low}, {high}]" if high else f">= {low}"
+                raise InvalidArgument(f"collection metadata: {key} must be an int {bounds}, got {value!r}")
         elif key.startswith(RESERVED_PREFIXES):
             allowed = ", ".join(("hnsw:space",) + INDEX_INT_SETTINGS)
             raise InvalidArgument(f"collection metadata: unknown reserved key {key!r}; allowed: {allowed}")

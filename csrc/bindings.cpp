@@ -16,6 +16,7 @@
 #include "distances.h"
 #include "exact_search.h"
 #include "flat_index.h"
+#include "hnsw.h"
 
 namespace py = pybind11;
 using namespace chroma;
@@ -202,35 +203,125 @@ py::tuple py_index_search(const FlatIndex& index, const py::object& queries_obj,
     return py_index_search_impl(index, queries_obj, k, allowed_obj, num_threads, two_pass, false);
 }
 
-void py_index_add(FlatIndex& index, const py::object& labels_obj, const py::object& vectors_obj) {
+
+// An allow-list from a numpy array of labels, or an AllowList built earlier.
+std::shared_ptr<AllowList> as_allow_list(const std::optional<py::object>& obj) {
+    if (!obj.has_value() || obj->is_none()) return nullptr;
+    if (py::isinstance<AllowList>(*obj)) return obj->cast<std::shared_ptr<AllowList>>();
+    IdArray labels = as_ids(*obj, "allowed");
+    const int64_t* lp = labels.data();
+    const size_t n = size_t(labels.shape(0));
+    py::gil_scoped_release nogil;
+    return std::make_shared<AllowList>(lp, n);
+}
+
+HnswIndex::Plan parse_plan(const std::optional<std::string>& plan) {
+    if (!plan || *plan == "auto") return HnswIndex::Plan::Auto;
+    if (*plan == "graph") return HnswIndex::Plan::Graph;
+    if (*plan == "exact") return HnswIndex::Plan::Exact;
+    throw std::invalid_argument("unknown plan '" + *plan + "'; expected 'auto', 'graph' or 'exact'");
+}
+
+py::tuple py_hnsw_search(const HnswIndex& index, const py::object& queries_obj, int64_t k,
+                         const std::optional<py::object>& allowed_obj, std::optional<int64_t> ef,
+                         int num_threads, const std::optional<std::string>& plan) {
+    check_k(k);
+    if (ef && *ef <= 0) throw std::invalid_argument("ef must be positive, got " + std::to_string(*ef));
+    const HnswIndex::Plan p = parse_plan(plan);
+    FloatArray queries = as_queries(queries_obj, index.dim(), "queries");
+    const size_t m = size_t(queries.shape(0));
+    std::shared_ptr<AllowList> allow = as_allow_list(allowed_obj);
+    const float* qp = queries.data();
+    const size_t kk = size_t(k), efv = ef ? size_t(*ef) : index.ef_search();
+    std::vector<int64_t> labels(m * kk);
+    std::vector<float> dist(m * kk);
+    std::vector<size_t> count(m);
+    {
+        py::gil_scoped_release nogil;
+        index.search(kernels(), qp, m, kk, allow.get(), efv, num_threads, p, labels.data(),
+                     dist.data(), count.data());
+    }
+    // Every query fills the same count unless the index changed during the
+    // call; the narrowest keeps the result rectangular.
+    size_t width = m ? *std::min_element(count.begin(), count.end()) : std::min(kk, index.size());
+    py::array_t<int64_t> I({py::ssize_t(m), py::ssize_t(width)});
+    py::array_t<float> D({py::ssize_t(m), py::ssize_t(width)});
+    for (size_t i = 0; i < m; ++i) {
+        std::copy(labels.begin() + i * kk, labels.begin() + i * kk + width, I.mutable_data() + i * width);
+        std::copy(dist.begin() + i * kk, dist.begin() + i * kk + width, D.mutable_data() + i * width);
+    }
+    return py::make_tuple(I, D);
+}
+
+// (labels, vectors) checked as for FlatIndex.add; n == 0 gives nullptrs.
+std::pair<IdArray, FloatArray> as_labeled_vectors(const py::object& labels_obj,
+                                                  const py::object& vectors_obj, size_t dim) {
     IdArray labels = as_ids(labels_obj, "labels");
     const size_t n = size_t(labels.shape(0));
     FloatArray vectors = FloatArray::ensure(vectors_obj);
     if (!vectors) throw py::type_error("vectors must be convertible to a float32 array");
     if (vectors.ndim() == 1 && n == 1)
         vectors = FloatArray::ensure(vectors.reshape({py::ssize_t(1), vectors.shape(0)}));
-    if (vectors.ndim() == 1 && vectors.shape(0) == 0 && n == 0) return;
+    if (vectors.ndim() == 1 && vectors.shape(0) == 0 && n == 0) return {labels, FloatArray()};
     if (vectors.ndim() != 2)
         throw std::invalid_argument("vectors must be 2-dimensional, got " +
                                     std::to_string(vectors.ndim()) + " dimensions");
-    if (size_t(vectors.shape(1)) != index.dim())
+    if (size_t(vectors.shape(1)) != dim)
         throw std::invalid_argument("vectors have dimension " + std::to_string(vectors.shape(1)) +
-                                    ", expected " + std::to_string(index.dim()));
+                                    ", expected " + std::to_string(dim));
     if (size_t(vectors.shape(0)) != n)
         throw std::invalid_argument("got " + std::to_string(n) + " labels but " +
                                     std::to_string(vectors.shape(0)) + " vectors");
+    return {labels, vectors};
+}
+
+void py_index_add(FlatIndex& index, const py::object& labels_obj, const py::object& vectors_obj) {
+    auto [labels, vectors] = as_labeled_vectors(labels_obj, vectors_obj, index.dim());
+    const size_t n = size_t(labels.shape(0));
+    if (n == 0) return;
     const int64_t* lp = labels.data();
     const float* vp = vectors.data();
     py::gil_scoped_release nogil;
     index.add(lp, vp, n);
 }
 
-void py_index_remove(FlatIndex& index, const py::object& labels_obj) {
-    IdArray labels = as_ids(labels_obj, "labels");
-    const int64_t* lp = labels.data();
+void py_hnsw_add(HnswIndex& index, const py::object& labels_obj, const py::object& vectors_obj,
+                 int num_threads) {
+    auto [labels, vectors] = as_labeled_vectors(labels_obj, vectors_obj, index.dim());
     const size_t n = size_t(labels.shape(0));
+    if (n == 0) return;
+    const int64_t* lp = labels.data();
+    const float* vp = vectors.data();
     py::gil_scoped_release nogil;
-    index.remove(lp, n);
+    index.add(kernels(), lp, vp, n, num_threads);
+}
+
+// remove / contains / labels, the same for every index class.
+template <class Index>
+void def_label_methods(py::class_<Index>& cls) {
+    cls.def(
+           "remove",
+           [](Index& index, const py::object& labels_obj) {
+               IdArray labels = as_ids(labels_obj, "labels");
+               const int64_t* lp = labels.data();
+               const size_t n = size_t(labels.shape(0));
+               py::gil_scoped_release nogil;
+               index.remove(lp, n);
+           },
+           py::arg("labels"))
+        .def("contains", &Index::contains, py::arg("label"), py::call_guard<py::gil_scoped_release>())
+        .def("__contains__", &Index::contains, py::arg("label"),
+             py::call_guard<py::gil_scoped_release>())
+        .def("labels", [](const Index& i) {
+            std::vector<int64_t> v;
+            {
+                py::gil_scoped_release nogil;
+                v = i.labels();
+            }
+            py::array_t<int64_t> out(py::ssize_t(v.size()));
+            std::copy(v.begin(), v.end(), out.mutable_data());
+            return out;
+        });
 }
 
 }  // namespace
@@ -264,8 +355,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("space"), py::arg("allowed") = py::none(), py::arg("num_threads") = 0,
           "Exact top-k rows of data per query: (ids int64[m, k'], distances float32[m, k']).");
 
-    py::class_<FlatIndex>(m, "FlatIndex", "Exact index owning its vectors, keyed by int64 labels.")
-        .def(py::init([](int64_t dim, const std::string& space) {
+    py::class_<FlatIndex> flat(m, "FlatIndex", "Exact index owning its vectors, keyed by int64 labels.");
+    flat.def(py::init([](int64_t dim, const std::string& space) {
                  if (dim <= 0)
                      throw std::invalid_argument("dim must be positive, got " + std::to_string(dim));
                  return new FlatIndex(size_t(dim), parse_metric(space));
@@ -281,22 +372,6 @@ PYBIND11_MODULE(_core, m) {
                         metric_name(i.metric()) + "', size=" + std::to_string(i.size()) + ")";
              })
         .def("add", &py_index_add, py::arg("labels"), py::arg("vectors"))
-        .def("remove", &py_index_remove, py::arg("labels"))
-        .def("contains", &FlatIndex::contains, py::arg("label"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("__contains__", &FlatIndex::contains, py::arg("label"),
-             py::call_guard<py::gil_scoped_release>())
-        .def("labels",
-             [](const FlatIndex& i) {
-                 std::vector<int64_t> v;
-                 {
-                     py::gil_scoped_release nogil;
-                     v = i.labels();
-                 }
-                 py::array_t<int64_t> out(py::ssize_t(v.size()));
-                 std::copy(v.begin(), v.end(), out.mutable_data());
-                 return out;
-             })
         .def("search", &py_index_search, py::arg("queries"), py::arg("k"),
              py::arg("allowed") = py::none(), py::arg("num_threads") = 0,
              py::arg("_two_pass") = py::none())
@@ -310,4 +385,61 @@ PYBIND11_MODULE(_core, m) {
             py::arg("queries"), py::arg("k"), py::arg("allowed") = py::none(),
             py::arg("num_threads") = 0, py::arg("_two_pass") = py::none())
         .def_property_readonly("_quant_bytes", &FlatIndex::quant_bytes);
+    def_label_methods(flat);
+    py::class_<AllowList, std::shared_ptr<AllowList>>(
+        m, "AllowList", "A set of int64 labels for filtered search, built once and reusable.")
+        .def(py::init([](const py::object& labels) {
+                 IdArray a = as_ids(labels, "labels");
+                 const int64_t* lp = a.data();
+                 const size_t n = size_t(a.shape(0));
+                 py::gil_scoped_release nogil;
+                 return std::make_shared<AllowList>(lp, n);
+             }),
+             py::arg("labels"))
+        .def("__len__", &AllowList::size)
+        .def("__contains__", &AllowList::contains, py::arg("label"));
+
+    py::class_<HnswIndex> hnsw(m, "HnswIndex", "Approximate index: an HNSW graph keyed by int64 labels.");
+    hnsw.def(py::init([](int64_t dim, const std::string& space, int64_t M, int64_t ef_construction,
+                         int64_t ef_search) {
+                 if (dim <= 0)
+                     throw std::invalid_argument("dim must be positive, got " + std::to_string(dim));
+                 if (M < 2 || M > 512)
+                     throw std::invalid_argument("M must be in [2, 512], got " + std::to_string(M));
+                 if (ef_construction <= 0)
+                     throw std::invalid_argument("ef_construction must be positive, got " +
+                                                 std::to_string(ef_construction));
+                 if (ef_search <= 0)
+                     throw std::invalid_argument("ef_search must be positive, got " +
+                                                 std::to_string(ef_search));
+                 return new HnswIndex(size_t(dim), parse_metric(space), size_t(M),
+                                      size_t(ef_construction), size_t(ef_search));
+             }),
+             py::arg("dim"), py::arg("space"), py::arg("M") = 16, py::arg("ef_construction") = 100,
+             py::arg("ef_search") = int64_t(kDefaultEfSearch))
+        .def_property_readonly("dim", &HnswIndex::dim)
+        .def_property_readonly("space",
+                               [](const HnswIndex& i) { return std::string(metric_name(i.metric())); })
+        .def_property_readonly("M", &HnswIndex::M)
+        .def_property_readonly("ef_construction", &HnswIndex::ef_construction)
+        .def_property("ef_search", &HnswIndex::ef_search,
+                      [](HnswIndex& i, int64_t ef) {
+                          if (ef <= 0)
+                              throw std::invalid_argument("ef_search must be positive, got " +
+                                                          std::to_string(ef));
+                          i.set_ef_search(size_t(ef));
+                      })
+        .def("__len__", &HnswIndex::size)
+        .def("__repr__",
+             [](const HnswIndex& i) {
+                 return "HnswIndex(dim=" + std::to_string(i.dim()) + ", space='" +
+                        metric_name(i.metric()) + "', M=" + std::to_string(i.M()) +
+                        ", size=" + std::to_string(i.size()) + ")";
+             })
+        .def("add", &py_hnsw_add, py::arg("labels"), py::arg("vectors"), py::arg("num_threads") = 0)
+        .def("search", &py_hnsw_search, py::arg("queries"), py::arg("k"),
+             py::arg("allowed") = py::none(), py::arg("ef") = py::none(),
+             py::arg("num_threads") = 0, py::arg("_plan") = py::none())
+        .def_property_readonly("_slots", &HnswIndex::slots);
+    def_label_methods(hnsw);
 }

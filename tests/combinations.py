@@ -54,6 +54,12 @@ def _local_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
     }
 
 
+@contextlib.contextmanager
+def _local_duckdb_hnswlib(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # The hnswlib package as the index: the same contract as the core's HNSW.
+    yield {"api_impl": "local", "db_impl": "duckdb", "index_impl": "hnswlib", "allow_reset": True}
+
+
 def _fastapi_settings(port: int) -> dict:
     return {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": port, "allow_reset": True}
 
@@ -92,6 +98,7 @@ def _flight_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
 
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
+register(Combination("local-duckdb-hnswlib", _local_duckdb_hnswlib))
 register(Combination("fastapi-duckdb", _fastapi_duckdb))
 register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))
 register(Combination("flight-duckdb", _flight_duckdb))

@@ -2,7 +2,9 @@
 
 An index is derived state: it holds each item's vector under the item's int64
 label and can always be rebuilt from the DB. Implementations are chosen by the
-``index_impl`` setting: ``flat`` (exact search in the compiled core).
+``index_impl`` setting: ``hnsw`` (default: the compiled core's HNSW graph,
+exact while the candidates are few), ``flat`` (exact search in the compiled
+core), ``hnswlib`` (the hnswlib package; extra ``hnswlib``).
 """
 
 from __future__ import annotations
@@ -42,3 +44,13 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
+
+
+def as_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels as the contiguous int64 array the core reads without a copy."""
+    return np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def as_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Vectors as the contiguous float32 array the core reads without a copy."""
+    return np.ascontiguousarray(vectors, dtype=np.float32)

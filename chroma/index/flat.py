@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-import numpy as np
+from typing import Any
 
 from chroma import _core
-from chroma.index import Index
+from chroma.index.core import CoreIndex
 
 
-class FlatIndex(Index):
+class FlatIndex(CoreIndex):
     """Exact nearest neighbours by the compiled core's SIMD kernels."""
 
     def __init__(self, dim: int, space: str, params: dict[str, Any]) -> None:
         super().__init__(dim, space, params)
         self._core = _core.FlatIndex(dim, space)
-
-    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        self._core.add(np.ascontiguousarray(labels, dtype=np.int64), np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def remove(self, labels: np.ndarray) -> None:
-        self._core.remove(np.ascontiguousarray(labels, dtype=np.int64))
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: Optional[np.ndarray] = None, num_threads: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if allowed is not None:
-            allowed = np.ascontiguousarray(allowed, dtype=np.int64)
-        return self._core.search(np.ascontiguousarray(queries, dtype=np.float32), k, allowed, num_threads)
-
-    def __len__(self) -> int:
-        return len(self._core)

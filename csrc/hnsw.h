@@ -1,0 +1,752 @@
+// HNSW: a hierarchical navigable small-world graph (Malkov & Yashunin,
+// "Efficient and robust approximate nearest neighbor search using
+// Hierarchical Navigable Small World graphs", 2016), written for this core.
+//
+// Layout. Nodes live in fixed-size blocks inside chunks of kChunkNodes blocks;
+// a chunk is never moved, so the index grows without a rebuild and without
+// stopping concurrent searches. One block holds, contiguously:
+//   header (32 B) | level-0 list: count + M0 ids (uint32) | padding | vector
+// so that expanding a node touches its links and, a few lines later, the
+// vectors it points to. Upper-level lists (count + M ids per level) are a
+// separate small allocation per node, as only ~1/M of nodes have any.
+//
+// Distances. A node's unvisited neighbours are gathered first and their
+// distances computed in one call of the horizontal SIMD kernel
+// (distances.h), which reads the query once per four rows. Cosine stores unit
+// vectors and walks with the ip kernel (distance 1 - dot).
+//
+// Concurrency. Searches never lock nodes: link lists are read and written
+// with atomic 32-bit loads/stores (plain moves on x86), and a node becomes
+// visible to results only after it is fully linked (its `hidden` flag is
+// cleared last). Inserts of new nodes run in parallel with each other and
+// with searches (shared `mu_`); each list change holds that node's striped
+// lock. Changing what a live label means (update in place, delete) takes
+// `mu_` exclusively, so a search never returns a half-updated vector.
+// Deleted nodes stay in the graph as waypoints (hidden from results) and
+// their slots are given to later inserts.
+//
+// Filtering. An AllowList (bitset over the label range, or sorted labels)
+// is tested per node during the level-0 walk. Nodes outside it are still
+// walked through, and the walk stops only once it holds ef allowed results,
+// so a filter never shortens the answer; a walk that still holds fewer than
+// k (an almost disconnected allowed set) is answered by exact search.
+// The planner (use_exact) sends small candidate sets to exact search.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "distances.h"
+#include "thread_pool.h"
+#include "topk.h"
+
+namespace chroma {
+
+// A set of labels, built in O(n) from an array: a bitset over [min, max]
+// when that range is at most ~64x the count, else sorted labels.
+class AllowList {
+   public:
+    AllowList(const int64_t* labels, size_t n) {
+        if (n == 0) return;
+        int64_t lo = labels[0], hi = labels[0];
+        for (size_t i = 1; i < n; ++i) {
+            lo = std::min(lo, labels[i]);
+            hi = std::max(hi, labels[i]);
+        }
+        const uint64_t range = uint64_t(hi) - uint64_t(lo) + 1;  // 0 only for the full int64 range
+        if (range != 0 && range <= 64 * uint64_t(n) + 4096) {
+            dense_ = true;
+            base_ = lo;
+            bits_.assign(size_t((range + 63) / 64), 0);
+            for (size_t i = 0; i < n; ++i) {
+                const uint64_t o = uint64_t(labels[i]) - uint64_t(lo);
+                uint64_t& w = bits_[size_t(o >> 6)];
+                const uint64_t b = uint64_t(1) << (o & 63);
+                count_ += !(w & b);
+                w |= b;
+            }
+        } else {
+            sorted_.assign(labels, labels + n);
+            std::sort(sorted_.begin(), sorted_.end());
+            sorted_.erase(std::unique(sorted_.begin(), sorted_.end()), sorted_.end());
+            count_ = sorted_.size();
+        }
+    }
+
+    // Distinct labels in the list.
+    size_t size() const { return count_; }
+
+    bool contains(int64_t label) const {
+        if (dense_) {
+            const uint64_t o = uint64_t(label) - uint64_t(base_);
+            return o < uint64_t(bits_.size()) * 64 && ((bits_[size_t(o >> 6)] >> (o & 63)) & 1);
+        }
+        return std::binary_search(sorted_.begin(), sorted_.end(), label);
+    }
+
+    template <class F>
+    void for_each(F&& f) const {
+        if (!dense_) {
+            for (int64_t v : sorted_) f(v);
+            return;
+        }
+        for (size_t w = 0; w < bits_.size(); ++w)
+            for (uint64_t b = bits_[w]; b; b &= b - 1)
+                f(int64_t(uint64_t(base_) + w * 64 + unsigned(__builtin_ctzll(b))));
+    }
+
+   private:
+    bool dense_ = false;
+    int64_t base_ = 0;
+    size_t count_ = 0;
+    std::vector<uint64_t> bits_;
+    std::vector<int64_t> sorted_;
+};
+
+// Default ef for searches: measured to give recall@10 >= 0.95 on both
+// benchmark sets (benchmarks/bench_hnsw.py; README "HNSW").
+constexpr size_t kDefaultEfSearch = 64;
+
+class HnswIndex {
+   public:
+    // How a search is answered: chosen by the planner, or forced (tests, benchmarks).
+    enum class Plan { Auto = -1, Graph = 0, Exact = 1 };
+
+    HnswIndex(size_t dim, Metric metric, size_t M, size_t ef_construction, size_t ef_search)
+        : dim_(dim),
+          metric_(metric),
+          walk_metric_(metric == Metric::Cosine ? Metric::IP : metric),
+          M_(M),
+          M0_(2 * M),
+          ef_construction_(std::max(ef_construction, M)),
+          ef_search_(ef_search),
+          level_mult_(1.0 / std::log(double(std::max<size_t>(M, 2)))) {
+        if (dim == 0) throw std::invalid_argument("dim must be positive");
+        if (M < 2 || M > 512) throw std::invalid_argument("M must be in [2, 512], got " + std::to_string(M));
+        if (ef_search == 0) throw std::invalid_argument("ef_search must be positive");
+        vec_off_ = align_up(kHeader + 4 * (1 + M0_), 32);
+        block_ = align_up(vec_off_ + 4 * dim_, 64);
+        chunks_.reset(static_cast<std::atomic<char*>*>(std::calloc(kMaxChunks, sizeof(std::atomic<char*>))));
+        if (!chunks_) throw std::bad_alloc();
+    }
+
+    ~HnswIndex() {
+        const uint32_t n = count_.load();
+        for (uint32_t id = 0; id < n; ++id) delete[] head(id).upper;
+        for (size_t c = 0; c < kMaxChunks; ++c) {
+            char* p = chunks_.get()[c].load();
+            if (!p) break;
+            std::free(p);
+        }
+    }
+
+    HnswIndex(const HnswIndex&) = delete;
+    HnswIndex& operator=(const HnswIndex&) = delete;
+
+    size_t dim() const { return dim_; }
+    Metric metric() const { return metric_; }
+    size_t M() const { return M_; }
+    size_t ef_construction() const { return ef_construction_; }
+    size_t ef_search() const { return ef_search_.load(); }
+    void set_ef_search(size_t ef) {
+        if (ef == 0) throw std::invalid_argument("ef_search must be positive");
+        ef_search_.store(ef);
+    }
+    // Live (searchable) labels.
+    size_t size() const { return live_.load(); }
+    // Slots ever allocated (live, deleted awaiting reuse, or being inserted).
+    size_t slots() const { return count_.load(); }
+
+    bool contains(int64_t label) const {
+        std::shared_lock<std::shared_mutex> lk(label_mu_);
+        return label_to_id_.count(label) != 0;
+    }
+
+    std::vector<int64_t> labels() const {
+        std::shared_lock<std::shared_mutex> lk(label_mu_);
+        std::vector<int64_t> out;
+        out.reserve(label_to_id_.size());
+        for (const auto& kv : label_to_id_) out.push_back(kv.first);
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    // Inserts n vectors; a label already present has its vector replaced in
+    // place and its links rebuilt; within one call the last occurrence of a
+    // label wins. New nodes take the slots of deleted ones first.
+    void add(const KernelTable& K, const int64_t* labels, const float* vectors, size_t n,
+             int num_threads) {
+        std::vector<std::pair<uint32_t, size_t>> fresh, updates;
+        {
+            std::unique_lock<std::shared_mutex> lk(label_mu_);
+            for (size_t i = 0; i < n; ++i) {
+                auto it = label_to_id_.find(labels[i]);
+                if (it != label_to_id_.end()) {
+                    updates.emplace_back(it->second, i);
+                    continue;
+                }
+                const uint32_t id = claim_slot(labels[i]);
+                label_to_id_.emplace(labels[i], id);
+                fresh.emplace_back(id, i);
+            }
+        }
+        {
+            std::shared_lock<std::shared_mutex> lk(mu_);
+            parallel(fresh.size(), num_threads, [&](size_t j, Scratch& s) {
+                const uint32_t id = fresh[j].first;
+                store_vector(id, vectors + fresh[j].second * dim_);
+                link(K, id, s);
+                hidden(id).store(0, std::memory_order_release);
+                live_.fetch_add(1);
+            });
+        }
+        if (updates.empty()) return;
+        // Last occurrence wins: keep one update per node, the latest row.
+        std::unordered_map<uint32_t, size_t> latest;
+        for (const auto& u : updates) latest[u.first] = u.second;
+        std::vector<std::pair<uint32_t, size_t>> todo(latest.begin(), latest.end());
+        std::unique_lock<std::shared_mutex> lk(mu_);
+        parallel(todo.size(), num_threads, [&](size_t j, Scratch& s) {
+            store_vector(todo[j].first, vectors + todo[j].second * dim_);
+            link(K, todo[j].first, s);
+        });
+    }
+
+    // Hides the labels from every later search and frees their slots for
+    // reuse; unknown labels are ignored.
+    void remove(const int64_t* labels, size_t n) {
+        std::unique_lock<std::shared_mutex> lk(mu_);
+        std::unique_lock<std::shared_mutex> lk2(label_mu_);
+        for (size_t i = 0; i < n; ++i) {
+            auto it = label_to_id_.find(labels[i]);
+            if (it == label_to_id_.end()) continue;
+            hidden(it->second).store(1);
+            free_.push_back(it->second);
+            label_to_id_.erase(it);
+            live_.fetch_sub(1);
+        }
+    }
+
+    // k nearest live labels per query (restricted to `allow` if given).
+    // Writes m x k labels/distances, nearest first; count[i] is how many of
+    // query i's k are filled: min(k, candidates) unless the index changes
+    // during the call. ef is raised to k if smaller.
+    void search(const KernelTable& K, const float* queries, size_t m, size_t k,
+                const AllowList* allow, size_t ef, int num_threads, Plan plan,
+                int64_t* out_labels, float* out_dist, size_t* out_count) const {
+        std::vector<float> normalized;
+        if (metric_ == Metric::Cosine) {
+            normalized.resize(m * dim_);
+            for (size_t i = 0; i < m; ++i) normalize(normalized.data() + i * dim_, queries + i * dim_);
+            queries = normalized.data();
+        }
+        std::shared_lock<std::shared_mutex> lk(mu_);
+        const size_t live = live_.load();
+        const size_t expected = std::min(k, allow ? std::min(allow->size(), live) : live);
+        const bool exact = plan == Plan::Exact || (plan == Plan::Auto && use_exact(allow ? allow->size() : live, live));
+        std::vector<Candidate> cand;
+        std::once_flag cand_once;
+        auto candidates = [&]() -> const std::vector<Candidate>& {
+            std::call_once(cand_once, [&] { gather_candidates(allow, cand); });
+            return cand;
+        };
+        if (exact) candidates();
+        ef = std::max(ef, k);
+        parallel(m, num_threads, [&](size_t i, Scratch& s) {
+            const float* q = queries + i * dim_;
+            int64_t* ol = out_labels + i * k;
+            float* od = out_dist + i * k;
+            size_t got = 0;
+            if (!exact) {
+                got = walk(K, q, k, ef, allow, s, ol, od);
+                if (got >= expected) {
+                    out_count[i] = got;
+                    return;
+                }
+            }
+            out_count[i] = scan(K, q, k, candidates(), s, ol, od);
+        });
+    }
+
+    // Planner: exact search when it is expected to be faster than the walk.
+    // An exact scan costs ~ncand row reads; a filtered walk visits about
+    // 1/selectivity = live/ncand times the nodes of an unfiltered one, whose
+    // cost is that of scanning ~kWalkRows rows. They break even at
+    // ncand = sqrt(kWalkRows * live). Constants from bench_hnsw.py --planner
+    // (100k x 128, M=16, ef 64, one thread; README "HNSW planner"): the
+    // filtered walk overtook exact search between 5% and 10% selectivity,
+    // and an unfiltered walk cost about as much as scanning ~1000 rows.
+    static bool use_exact(size_t ncand, size_t live) {
+        if (ncand <= kExactRows) return true;
+        return double(ncand) * double(ncand) <= double(kWalkRows) * double(live);
+    }
+    static constexpr size_t kExactRows = 1024;
+    static constexpr size_t kWalkRows = 512;
+
+   private:
+    static constexpr size_t kHeader = 32;
+    static constexpr unsigned kChunkShift = 12;
+    static constexpr uint32_t kChunkNodes = 1u << kChunkShift;
+    static constexpr size_t kMaxChunks = size_t(1) << 19;  // 2^31 nodes
+    static constexpr size_t kStripes = 1024;
+    static constexpr uint32_t kNone = 0xffffffffu;
+
+    struct Header {
+        int32_t level;
+        uint32_t reserved0;
+        uint32_t* upper;  // level * (1 + M) entries: per level >= 1, count then ids
+        uint64_t reserved[2];
+    };
+    static_assert(sizeof(Header) == kHeader, "header layout");
+
+    struct Candidate {
+        const float* vec;
+        int64_t label;
+    };
+
+    // Per-thread working memory, pooled across calls.
+    struct Scratch {
+        std::vector<uint32_t> mark;
+        uint32_t epoch = 0;
+        uint32_t limit = 0;
+        std::vector<std::pair<float, uint32_t>> cand, top, sel, nb;
+        std::vector<const float*> rows;
+        std::vector<uint32_t> ids;
+        std::vector<float> dist;
+
+        void begin_visit(uint32_t n) {
+            limit = n;
+            if (mark.size() < n) {
+                mark.assign(size_t(n) + n / 4 + 1024, 0);
+                epoch = 0;
+            }
+            if (++epoch == 0) {
+                std::fill(mark.begin(), mark.end(), 0);
+                epoch = 1;
+            }
+        }
+        // True the first time id is seen in this visit (ids past the limit
+        // were inserted after the walk began and are skipped).
+        bool first_visit(uint32_t id) {
+            if (id >= limit || mark[id] == epoch) return false;
+            mark[id] = epoch;
+            return true;
+        }
+    };
+
+    static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+    // A chunk starts with its nodes' labels and hidden flags, packed, so the
+    // filter test of a node the walk does not compute a distance for reads
+    // 12 bytes instead of a block's cache line.
+    static constexpr size_t kChunkPrefix = kChunkNodes * (sizeof(int64_t) + sizeof(uint32_t));
+    char* chunk(uint32_t id) const {
+        return chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire);
+    }
+    char* node(uint32_t id) const {
+        return chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * block_;
+    }
+    int64_t& label(uint32_t id) const {
+        return reinterpret_cast<int64_t*>(chunk(id))[id & (kChunkNodes - 1)];
+    }
+    // Deleted, or not yet fully linked: walked through, never returned.
+    std::atomic<uint32_t>& hidden(uint32_t id) const {
+        return reinterpret_cast<std::atomic<uint32_t>*>(chunk(id) + kChunkNodes * sizeof(int64_t))
+            [id & (kChunkNodes - 1)];
+    }
+    bool visible(uint32_t id) const { return !hidden(id).load(std::memory_order_acquire); }
+    Header& head(uint32_t id) const { return *reinterpret_cast<Header*>(node(id)); }
+    float* vec(uint32_t id) const { return reinterpret_cast<float*>(node(id) + vec_off_); }
+    uint32_t* list(uint32_t id, int level) const {
+        if (level == 0) return reinterpret_cast<uint32_t*>(node(id) + kHeader);
+        return head(id).upper + size_t(level - 1) * (1 + M_);
+    }
+    size_t max_links(int level) const { return level == 0 ? M0_ : M_; }
+    std::mutex& lock_of(uint32_t id) const { return stripes_[id % kStripes]; }
+
+    static uint32_t load(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+    static void store(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
+    // The entry point and the top level change together, so they share one word.
+    static uint64_t pack_entry(uint32_t id, int level) { return (uint64_t(uint32_t(level)) << 32) | id; }
+
+    // Called with label_mu_ held exclusively.
+    uint32_t claim_slot(int64_t lab) {
+        uint32_t id;
+        if (!free_.empty()) {
+            id = free_.back();
+            free_.pop_back();
+        } else {
+            id = count_.load();
+            if (id == kNone - 1) throw std::length_error("HNSW index is full");
+            const size_t c = id >> kChunkShift;
+            if ((id & (kChunkNodes - 1)) == 0) {
+                char* p = static_cast<char*>(std::aligned_alloc(64, kChunkPrefix + kChunkNodes * block_));
+                if (!p) throw std::bad_alloc();
+                chunks_.get()[c].store(p, std::memory_order_release);
+            }
+            Header& h = head(id);
+            h.level = random_level(lab);
+            h.upper = h.level > 0 ? new uint32_t[size_t(h.level) * (1 + M_)]() : nullptr;
+            store(list(id, 0), 0);
+            count_.store(id + 1, std::memory_order_release);
+        }
+        hidden(id).store(1);
+        label(id) = lab;
+        return id;
+    }
+
+    // Deterministic per label, so builds are reproducible whatever the thread order.
+    int random_level(int64_t label) const {
+        uint64_t z = uint64_t(label) + 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        const double u = (double(z >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+        return std::min(int(-std::log(u) * level_mult_), 30);
+    }
+
+    void normalize(float* dst, const float* src) const {
+        double s = 0;
+        for (size_t j = 0; j < dim_; ++j) s += double(src[j]) * src[j];
+        const double inv = s > 0 ? 1.0 / std::sqrt(s) : 0.0;
+        for (size_t j = 0; j < dim_; ++j) dst[j] = float(src[j] * inv);
+    }
+
+    void store_vector(uint32_t id, const float* src) const {
+        if (metric_ == Metric::Cosine)
+            normalize(vec(id), src);
+        else
+            std::memcpy(vec(id), src, dim_ * sizeof(float));
+    }
+
+    float distance(const KernelTable& K, const float* q, const float* x) const {
+        float d;
+        K.horizontal(walk_metric_, &x, 1, dim_, q, 1.f, nullptr, &d);
+        return d;
+    }
+
+    // Runs fn(item, scratch) for item in [0, n) on up to num_threads threads
+    // (0: all), each with its own pooled scratch.
+    template <class F>
+    void parallel(size_t n, int num_threads, F&& fn) const {
+        if (n == 0) return;
+        ThreadPool& pool = ThreadPool::instance();
+        size_t threads = num_threads > 0 ? std::min(size_t(num_threads), pool.concurrency()) : pool.concurrency();
+        threads = std::min(threads, n);
+        std::atomic<size_t> next{0};
+        pool.run(threads, [&](size_t, size_t) {
+            std::unique_ptr<Scratch> s = take_scratch();
+            for (size_t i; (i = next.fetch_add(1)) < n;) fn(i, *s);
+            give_scratch(std::move(s));
+        });
+    }
+
+    std::unique_ptr<Scratch> take_scratch() const {
+        std::lock_guard<std::mutex> lk(scratch_mu_);
+        if (scratch_.empty()) {
+            auto s = std::make_unique<Scratch>();
+            const size_t cap = std::max<size_t>(M0_ + 1, 256);
+            s->rows.resize(cap);
+            s->ids.resize(cap);
+            s->dist.resize(cap);
+            return s;
+        }
+        std::unique_ptr<Scratch> s = std::move(scratch_.back());
+        scratch_.pop_back();
+        return s;
+    }
+    void give_scratch(std::unique_ptr<Scratch> s) const {
+        std::lock_guard<std::mutex> lk(scratch_mu_);
+        scratch_.push_back(std::move(s));
+    }
+
+    // Unvisited neighbours of `c` at `level` into s.ids/s.rows with their
+    // distances to q in s.dist; returns how many.
+    size_t expand(const KernelTable& K, const float* q, uint32_t c, int level, Scratch& s) const {
+        const uint32_t* lst = list(c, level);
+        const size_t cnt = std::min<size_t>(load(lst), max_links(level));
+        size_t n = 0;
+        for (size_t j = 1; j <= cnt; ++j) {
+            const uint32_t id = load(lst + j);
+            if (!s.first_visit(id)) continue;
+            s.ids[n] = id;
+            s.rows[n] = vec(id);
+            __builtin_prefetch(s.rows[n]);
+            ++n;
+        }
+        if (n) K.horizontal(walk_metric_, s.rows.data(), n, dim_, q, 1.f, nullptr, s.dist.data());
+        return n;
+    }
+
+    // Greedy descent through levels (from, to]: moves to the nearest
+    // neighbour while that improves.
+    uint32_t descend(const KernelTable& K, const float* q, uint32_t cur, float& dcur, int from,
+                     int to, Scratch& s) const {
+        for (int level = from; level > to; --level) {
+            for (bool moved = true; moved;) {
+                moved = false;
+                s.begin_visit(count_.load(std::memory_order_acquire));
+                const size_t n = expand(K, q, cur, level, s);
+                for (size_t i = 0; i < n; ++i)
+                    if (s.dist[i] < dcur) {
+                        dcur = s.dist[i];
+                        cur = s.ids[i];
+                        moved = true;
+                    }
+            }
+        }
+        return cur;
+    }
+
+    // Best-first search of one level from ep: leaves the (up to) ef nearest
+    // accepted nodes in s.top, a max-heap on distance. Nodes that are not
+    // accepted are walked through all the same.
+    template <class Accept>
+    void search_level(const KernelTable& K, const float* q, uint32_t ep, float dep, int level,
+                      size_t ef, const Accept& accept, Scratch& s) const {
+        auto& cand = s.cand;  // max-heap on -distance: nearest on top
+        auto& top = s.top;
+        cand.clear();
+        top.clear();
+        s.begin_visit(count_.load(std::memory_order_acquire));
+        s.first_visit(ep);
+        cand.emplace_back(-dep, ep);
+        if (accept(ep)) top.emplace_back(dep, ep);
+        float lower = top.empty() ? std::numeric_limits<float>::infinity() : top.front().first;
+        while (!cand.empty()) {
+            const auto [negd, c] = cand.front();
+            if (-negd > lower && top.size() >= ef) break;
+            std::pop_heap(cand.begin(), cand.end());
+            cand.pop_back();
+            const size_t n = expand(K, q, c, level, s);
+            for (size_t i = 0; i < n; ++i) {
+                const float d = s.dist[i];
+                if (!(top.size() < ef || d < lower)) continue;
+                cand.emplace_back(-d, s.ids[i]);
+                std::push_heap(cand.begin(), cand.end());
+                if (!accept(s.ids[i])) continue;
+                top.emplace_back(d, s.ids[i]);
+                std::push_heap(top.begin(), top.end());
+                if (top.size() > ef) {
+                    std::pop_heap(top.begin(), top.end());
+                    top.pop_back();
+                }
+                lower = top.front().first;
+            }
+        }
+    }
+
+    // The heuristic of the paper (its Algorithm 4): walking candidates from
+    // the nearest, keep one only if it is nearer to the base than to every
+    // one kept so far, which spreads the links in all directions. `c` is
+    // sorted in place and replaced by at most m kept entries.
+    void select_neighbors(const KernelTable& K, std::vector<std::pair<float, uint32_t>>& c,
+                          size_t m, Scratch& s) const {
+        std::sort(c.begin(), c.end());
+        if (c.size() <= m) return;
+        size_t kept = 0;
+        for (size_t i = 0; i < c.size() && kept < m; ++i) {
+            for (size_t j = 0; j < kept; ++j) s.rows[j] = vec(c[j].second);
+            if (kept) K.horizontal(walk_metric_, s.rows.data(), kept, dim_, vec(c[i].second), 1.f,
+                                   nullptr, s.dist.data());
+            bool good = true;
+            for (size_t j = 0; j < kept && good; ++j) good = !(s.dist[j] < c[i].first);
+            if (good) c[kept++] = c[i];
+        }
+        c.resize(kept);
+    }
+
+    // Links id at `level` to its selected neighbours (s.sel) and each of them
+    // back to id, pruning a full list with the same heuristic.
+    void connect(const KernelTable& K, uint32_t id, int level, Scratch& s) const {
+        const size_t cap = max_links(level);
+        {
+            std::lock_guard<std::mutex> lk(lock_of(id));
+            uint32_t* lst = list(id, level);
+            for (size_t j = 0; j < s.sel.size(); ++j) store(lst + 1 + j, s.sel[j].second);
+            __atomic_store_n(lst, uint32_t(s.sel.size()), __ATOMIC_RELEASE);
+        }
+        for (const auto& [dn, n] : s.sel) {
+            std::lock_guard<std::mutex> lk(lock_of(n));
+            uint32_t* lst = list(n, level);
+            const size_t cnt = std::min<size_t>(load(lst), cap);
+            bool present = false;
+            for (size_t j = 1; j <= cnt && !present; ++j) present = load(lst + j) == id;
+            if (present) continue;
+            if (cnt < cap) {
+                store(lst + 1 + cnt, id);
+                __atomic_store_n(lst, uint32_t(cnt + 1), __ATOMIC_RELEASE);
+                continue;
+            }
+            auto& nb = s.nb;
+            nb.clear();
+            for (size_t j = 1; j <= cnt; ++j) {
+                s.ids[j - 1] = load(lst + j);
+                s.rows[j - 1] = vec(s.ids[j - 1]);
+            }
+            K.horizontal(walk_metric_, s.rows.data(), cnt, dim_, vec(n), 1.f, nullptr, s.dist.data());
+            for (size_t j = 0; j < cnt; ++j) nb.emplace_back(s.dist[j], s.ids[j]);
+            nb.emplace_back(dn, id);
+            select_neighbors(K, nb, cap, s);
+            for (size_t j = 0; j < nb.size(); ++j) store(lst + 1 + j, nb[j].second);
+            __atomic_store_n(lst, uint32_t(nb.size()), __ATOMIC_RELEASE);
+        }
+    }
+
+    // (Re)links node id, whose vector is already stored, at each of its levels.
+    void link(const KernelTable& K, uint32_t id, Scratch& s) {
+        const int level = head(id).level;
+        const float* q = vec(id);
+        std::unique_lock<std::mutex> top_lock(entry_mu_);
+        const uint64_t e = entry_.load();
+        if (e == kNoEntry) {
+            entry_.store(pack_entry(id, level));
+            return;
+        }
+        uint32_t ep = uint32_t(e);
+        const int top = int(e >> 32);
+        // A node above the current top keeps the lock until it is the new entry.
+        if (level <= top) top_lock.unlock();
+        float d = distance(K, q, vec(ep));
+        ep = descend(K, q, ep, d, top, level, s);
+        auto not_self = [id](uint32_t x) { return x != id; };
+        for (int l = std::min(level, top); l >= 0; --l) {
+            search_level(K, q, ep, d, l, ef_construction_, not_self, s);
+            if (s.top.empty()) continue;
+            s.sel.assign(s.top.begin(), s.top.end());
+            select_neighbors(K, s.sel, M_, s);
+            ep = s.sel.front().second;
+            d = s.sel.front().first;
+            connect(K, id, l, s);
+        }
+        if (level > top) entry_.store(pack_entry(id, level));
+    }
+
+    // Graph search of one query; returns how many results it wrote.
+    size_t walk(const KernelTable& K, const float* q, size_t k, size_t ef, const AllowList* allow,
+                Scratch& s, int64_t* ol, float* od) const {
+        const uint64_t e = entry_.load();
+        if (e == kNoEntry) return 0;
+        uint32_t ep = uint32_t(e);
+        float d = distance(K, q, vec(ep));
+        ep = descend(K, q, ep, d, int(e >> 32), 0, s);
+        if (allow) {
+            search_level(K, q, ep, d, 0, ef, [&](uint32_t x) {
+                return visible(x) && allow->contains(label(x));
+            }, s);
+        } else {
+            search_level(K, q, ep, d, 0, ef, [&](uint32_t x) { return visible(x); }, s);
+        }
+        auto& top = s.top;
+        std::sort(top.begin(), top.end(), [&](const auto& a, const auto& b) {
+            return ranks_after(b.first, label(b.second), a.first, label(a.second));
+        });
+        const size_t got = std::min(k, top.size());
+        for (size_t j = 0; j < got; ++j) {
+            ol[j] = label(top[j].second);
+            od[j] = top[j].first;
+        }
+        return got;
+    }
+
+    // Live nodes (of `allow` if given), for exact search. A small allow-list
+    // is resolved through the label map; a large one by testing every
+    // slot's label, which is cheaper than ~40 ns per hash lookup.
+    void gather_candidates(const AllowList* allow, std::vector<Candidate>& out) const {
+        out.clear();
+        const uint32_t n = count_.load(std::memory_order_acquire);
+        if (allow && allow->size() * 16 < n) {
+            std::shared_lock<std::shared_mutex> lk(label_mu_);
+            out.reserve(allow->size());
+            allow->for_each([&](int64_t lab) {
+                auto it = label_to_id_.find(lab);
+                if (it != label_to_id_.end() && visible(it->second))
+                    out.push_back({vec(it->second), lab});
+            });
+            return;
+        }
+        out.reserve(allow ? allow->size() : live_.load());
+        for (uint32_t id = 0; id < n; ++id)
+            if (visible(id) && (!allow || allow->contains(label(id))))
+                out.push_back({vec(id), label(id)});
+    }
+
+    // Exact search of one query over the candidates (ties: lower label first).
+    size_t scan(const KernelTable& K, const float* q, size_t k, const std::vector<Candidate>& cand,
+                Scratch& s, int64_t* ol, float* od) const {
+        const size_t kk = std::min(k, cand.size());
+        if (kk == 0) return 0;
+        auto& heap = s.nb;  // max-heap of (distance, index into cand) by ranks_after on labels
+        heap.clear();
+        auto worse = [&](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) {
+            return ranks_after(b.first, cand[b.second].label, a.first, cand[a.second].label);
+        };
+        const size_t block = s.rows.size();
+        for (size_t b = 0; b < cand.size(); b += block) {
+            const size_t nr = std::min(block, cand.size() - b);
+            for (size_t r = 0; r < nr; ++r) s.rows[r] = cand[b + r].vec;
+            K.horizontal(walk_metric_, s.rows.data(), nr, dim_, q, 1.f, nullptr, s.dist.data());
+            for (size_t r = 0; r < nr; ++r) {
+                const std::pair<float, uint32_t> item(s.dist[r], uint32_t(b + r));
+                if (heap.size() < kk) {
+                    heap.push_back(item);
+                    std::push_heap(heap.begin(), heap.end(), worse);
+                } else if (worse(item, heap.front())) {
+                    std::pop_heap(heap.begin(), heap.end(), worse);
+                    heap.back() = item;
+                    std::push_heap(heap.begin(), heap.end(), worse);
+                }
+            }
+        }
+        std::sort_heap(heap.begin(), heap.end(), worse);
+        for (size_t j = 0; j < kk; ++j) {
+            ol[j] = cand[heap[j].second].label;
+            od[j] = heap[j].first;
+        }
+        return kk;
+    }
+
+    static constexpr uint64_t kNoEntry = ~uint64_t(0);
+
+    const size_t dim_;
+    const Metric metric_, walk_metric_;
+    const size_t M_, M0_, ef_construction_;
+    std::atomic<size_t> ef_search_;
+    const double level_mult_;
+    size_t vec_off_ = 0, block_ = 0;
+
+    struct FreeDeleter {
+        void operator()(void* p) const { std::free(p); }
+    };
+    std::unique_ptr<std::atomic<char*>, FreeDeleter> chunks_;
+    std::atomic<uint32_t> count_{0};
+    std::atomic<size_t> live_{0};
+    std::atomic<uint64_t> entry_{kNoEntry};
+    std::mutex entry_mu_;
+    mutable std::mutex stripes_[kStripes];
+
+    mutable std::shared_mutex mu_;        // shared: searches, new inserts; exclusive: updates, deletes
+    mutable std::shared_mutex label_mu_;  // label_to_id_, free_, slot allocation
+    std::unordered_map<int64_t, uint32_t> label_to_id_;
+    std::vector<uint32_t> free_;
+
+    mutable std::mutex scratch_mu_;
+    mutable std::vector<std::unique_ptr<Scratch>> scratch_;
+};
+
+}  // namespace chroma
