@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import chroma
 from chroma import errors
 from chroma.bench import data
 from chroma.bench.combinations import Combination
@@ -35,7 +36,7 @@ def test_a_quick_run_reports_every_phase_with_exact_recall(tmp_path):
 
 
 def test_combination_names_are_checked():
-    assert Combination.parse("local-duckdb") == Combination("local", "duckdb", "flat")
+    assert Combination.parse("local-duckdb") == Combination("local", "duckdb", chroma.current_settings().index_impl)
     with pytest.raises(errors.InvalidArgument, match="API-DB-INDEX"):
         Combination.parse("local")
     with pytest.raises(errors.ConfigurationError, match="nosuchdb"):

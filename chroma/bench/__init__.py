@@ -39,7 +39,7 @@ def parser(prog: str = "chroma bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--combinations", default=None, metavar="LIST",
                    help="comma-separated API-DB-INDEX names (default: every one that can run here)")
-    p.add_argument("--baseline", default="local-duckdb-flat", help="the combination ratios are taken against")
+    p.add_argument("--baseline", default=None, help="the combination ratios are taken against (default: the first)")
     p.add_argument("--data", choices=("clustered", "npy", "sentences"), default="clustered")
     p.add_argument("--vectors", default=None, metavar="FILE.npy", help="--data npy: an (n, d) float32 array")
     p.add_argument("--queries-file", default=None, metavar="FILE.npy", help="--data npy: queries (else held out)")
@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise errors.MissingDependency("; ".join(f"{c.name}: {why}" for c, why in skipped))
     if not runnable:
         raise errors.InvalidArgument("no combination can run here")
+    if args.baseline and args.baseline not in {c.name for c in runnable}:
+        raise errors.InvalidArgument(f"--baseline {args.baseline!r} is not among the combinations run: "
+                                     f"{', '.join(c.name for c in runnable)}")
 
     total_queries = max(sizes["batch_queries"], sizes["single_queries"], sizes["filtered_queries"])
     if args.data == "clustered":
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             curves = curve_module.recall_qps(dataset, sorted({c.index for c in runnable}),
                                              np.load(job["truth"]["all"]), quick=args.quick)
 
-    baseline = args.baseline if any(r["combination"] == args.baseline for r in results) else results[0]["combination"]
+    baseline = args.baseline or results[0]["combination"]
     print()
     print(report.table(results, baseline))
     document = {"environment": environment(), "data": dataset.describe(), "sizes": sizes,

@@ -47,10 +47,12 @@ class Combination:
 
     @classmethod
     def parse(cls, text: str) -> "Combination":
-        """``API-DB-INDEX`` (the index may be left out: ``flat``)."""
+        """``API-DB-INDEX`` (the index may be left out: the default index)."""
+        from chroma.config import Settings
+
         parts = text.strip().split("-")
         if len(parts) == 2:
-            parts.append("flat")
+            parts.append(Settings().index_impl)
         if len(parts) != 3:
             raise errors.InvalidArgument(f"combination {text!r} is not API-DB-INDEX, e.g. local-duckdb-flat")
         combination = cls(*parts)
@@ -76,10 +78,11 @@ class Combination:
 
 def every_combination() -> list[Combination]:
     """Each registered API over each DB with the default index, then each other index on local-duckdb."""
-    apis = [name for name in registry.API_IMPLS]
-    dbs = [name for name in registry.DB_IMPLS]
-    combinations = [Combination(api, db, "flat") for api in apis for db in dbs]
-    combinations += [Combination("local", "duckdb", index) for index in registry.INDEX_IMPLS if index != "flat"]
+    from chroma.config import Settings
+
+    default_index = Settings().index_impl
+    combinations = [Combination(api, db, default_index) for api in registry.API_IMPLS for db in registry.DB_IMPLS]
+    combinations += [Combination("local", "duckdb", index) for index in registry.INDEX_IMPLS if index != default_index]
     return combinations
 
 
