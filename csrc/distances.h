@@ -30,6 +30,20 @@
 #include <emmintrin.h>
 #endif
 
+// SSE2 is part of x86-64; MSVC does not define __SSE2__ for x64 targets.
+#if defined(__SSE2__) || defined(_M_X64)
+#define CHROMA_SSE2 1
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#endif
+
+// GCC and Clang (Linux, macOS) build the AVX2 and AVX-512 paths with
+// per-function target attributes and detect the CPU with
+// __builtin_cpu_supports. MSVC has neither, so a Windows build carries the
+// portable path only (correct everywhere, not as fast); aarch64 builds carry
+// the portable path, which the compiler vectorizes for NEON.
 #if defined(CHROMA_X86) && (defined(__GNUC__) || defined(__clang__))
 #define CHROMA_HAVE_AVX2 1
 #define CHROMA_HAVE_AVX512 1
@@ -97,6 +111,17 @@ struct PretestArgs {
 };
 using PretestFn = void (*)(const PretestArgs& a, const int32_t* kdot, const float* scale,
                            const float* err, const float* norm2, size_t n, uint8_t* keep);
+
+// Index of the lowest set bit of a non-zero mask.
+inline unsigned lowest_set_bit(uint32_t mask) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long index;
+    _BitScanForward(&index, mask);
+    return unsigned(index);
+#else
+    return unsigned(__builtin_ctz(mask));
+#endif
+}
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CHROMA_INLINE inline __attribute__((always_inline))
@@ -271,7 +296,7 @@ inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs, const i
                       int32_t* out) {
     for (size_t t = 0; t < ntiles; ++t) {
         const int8_t* c = tiles + t * npairs * 2 * kQTileRows;
-#if defined(__SSE2__)
+#if defined(CHROMA_SSE2)
         __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
                           _mm_setzero_si128()};
         for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
