@@ -26,6 +26,8 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define CHROMA_X86 1
 #include <immintrin.h>
+
+#include "cpu_features.h"
 #elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -40,8 +42,8 @@
 #endif
 
 // GCC and Clang (Linux, macOS) build the AVX2 and AVX-512 paths with
-// per-function target attributes and detect the CPU with
-// __builtin_cpu_supports. MSVC has neither, so a Windows build carries the
+// per-function target attributes (the CPU check is cpu_features.h). MSVC
+// has no target attributes, so a Windows build carries the
 // portable path only (correct everywhere, not as fast); aarch64 builds carry
 // the portable path, which the compiler vectorizes for NEON.
 #if defined(CHROMA_X86) && (defined(__GNUC__) || defined(__clang__))
@@ -741,17 +743,15 @@ inline const KernelTable& portable_kernels() {
 inline std::vector<const KernelTable*> available_kernels() {
     std::vector<const KernelTable*> out{&portable_kernels()};
 #ifdef CHROMA_HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    static const CpuFeatures cpu = detect_cpu_features();
+    if (cpu.avx2_fma) {
         static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
                                    avx2::inv_norms, avx2::tile_dots, avx2::pretest};
         out.push_back(&t);
     }
 #endif
 #ifdef CHROMA_HAVE_AVX512
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (cpu.avx512) {
         static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
                                    avx512::inv_norms, avx512::tile_dots, avx512::pretest};
         out.push_back(&t);
