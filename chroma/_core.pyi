@@ -31,6 +31,14 @@ def simd_path() -> str:
 def available_simd_paths() -> list[str]:
     """Paths this CPU can run, slowest first, e.g. ``["portable", "avx2", "avx512"]``."""
 
+def thread_count() -> int:
+    """Threads the core's parallel work (searches, index builds) uses.
+
+    ``CHROMA_NUM_THREADS``, when a positive integer at the core's first
+    parallel call, caps it for the whole process (one thread makes HNSW
+    builds reproducible); otherwise one per hardware thread.
+    """
+
 def set_simd_path(name: str) -> None:
     """Force a SIMD path for every later call, process-wide.
 

@@ -23,7 +23,8 @@ class Implementation(NamedTuple):
 
 API_IMPLS: dict[str, Implementation] = {
     "local": Implementation("chroma.api.local.Local"),
-    "fastapi": Implementation("chroma.api.fastapi.FastAPI", extra="server"),
+    # The HTTP client needs only requests, a base dependency; the Flight client pyarrow.
+    "fastapi": Implementation("chroma.api.fastapi.FastAPI"),
     "arrowflight": Implementation("chroma.api.arrowflight.ArrowFlight"),
 }
 

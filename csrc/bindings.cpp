@@ -349,6 +349,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_simd_path", &set_simd_path, py::arg("name"),
           "Force a SIMD path for all later calls (ValueError if unknown or unsupported).");
 
+    m.def("thread_count", [] { return ThreadPool::instance().concurrency(); },
+          "Threads the core's parallel parts use: CHROMA_NUM_THREADS if set at first use, else every core.");
+
     m.def("distances", &py_distances, py::arg("space"), py::arg("x"), py::arg("y"),
           "Pairwise distances, out[i, j] = dist(x[i], y[j]).");
     m.def("exact_search", &py_exact_search, py::arg("data"), py::arg("queries"), py::arg("k"),

@@ -26,10 +26,26 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define CHROMA_X86 1
 #include <immintrin.h>
+
+#include "cpu_features.h"
 #elif defined(__SSE2__)
 #include <emmintrin.h>
 #endif
 
+// SSE2 is part of x86-64; MSVC does not define __SSE2__ for x64 targets.
+#if defined(__SSE2__) || defined(_M_X64)
+#define CHROMA_SSE2 1
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#endif
+
+// GCC and Clang (Linux, macOS) build the AVX2 and AVX-512 paths with
+// per-function target attributes (the CPU check is cpu_features.h). MSVC
+// has no target attributes, so a Windows build carries the
+// portable path only (correct everywhere, not as fast); aarch64 builds carry
+// the portable path, which the compiler vectorizes for NEON.
 #if defined(CHROMA_X86) && (defined(__GNUC__) || defined(__clang__))
 #define CHROMA_HAVE_AVX2 1
 #define CHROMA_HAVE_AVX512 1
@@ -97,6 +113,17 @@ struct PretestArgs {
 };
 using PretestFn = void (*)(const PretestArgs& a, const int32_t* kdot, const float* scale,
                            const float* err, const float* norm2, size_t n, uint8_t* keep);
+
+// Index of the lowest set bit of a non-zero mask.
+inline unsigned lowest_set_bit(uint32_t mask) {
+#if defined(_MSC_VER) && !defined(__clang__)
+    unsigned long index;
+    _BitScanForward(&index, mask);
+    return unsigned(index);
+#else
+    return unsigned(__builtin_ctz(mask));
+#endif
+}
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CHROMA_INLINE inline __attribute__((always_inline))
@@ -222,46 +249,55 @@ inline void vertical(Metric metric, const float* xp, size_t nrows, size_t d,
         vertical_impl<false>(metric, xp, nrows, d, qt, qscale, xscale, thr, out, mask);
 }
 
+// The canonical order of a horizontal distance, the same on every path, so a
+// graph index built or searched on one path answers exactly as on another:
+// 16 lanes, lane l takes dims l, l+16, l+32, ... with one fused multiply-add
+// each (zeros past d), then lanes i and i+w are added for w = 8, 4, 2, 1.
+// The SIMD paths keep this order with one 16-lane or two 8-lane accumulators.
+template <bool IsL2>
+inline float canonical_row(const float* x, const float* q, size_t d) {
+    float s[16] = {};
+    for (size_t j = 0; j < d; j += 16)
+        for (size_t l = 0; l < 16; ++l) {
+            const bool in = j + l < d;
+            const float a = in ? x[j + l] : 0.f, b = in ? q[j + l] : 0.f;
+            if (IsL2) {
+                const float t = a - b;
+                s[l] = std::fma(t, t, s[l]);
+            } else {
+                s[l] = std::fma(a, b, s[l]);
+            }
+        }
+    for (size_t w = 8; w >= 1; w /= 2)
+        for (size_t i = 0; i < w; ++i) s[i] += s[i + w];
+    return s[0];
+}
+
 // 8 independent partial sums: without -ffast-math the compiler may not
 // reassociate a single running sum, so the lanes have to be spelled out.
-template <bool IsL2>
-inline float reduce_row(const float* x, const float* q, size_t d) {
+inline float sum_of_squares(const float* x, size_t d) {
     float s[8] = {};
     size_t j = 0;
     for (; j + 8 <= d; j += 8)
-        for (size_t l = 0; l < 8; ++l) {
-            if (IsL2) {
-                const float t = x[j + l] - q[j + l];
-                s[l] += t * t;
-            } else {
-                s[l] += x[j + l] * q[j + l];
-            }
-        }
-    for (size_t l = 0; j < d; ++j, ++l) {
-        if (IsL2) {
-            const float t = x[j] - q[j];
-            s[l] += t * t;
-        } else {
-            s[l] += x[j] * q[j];
-        }
-    }
+        for (size_t l = 0; l < 8; ++l) s[l] += x[j + l] * x[j + l];
+    for (size_t l = 0; j < d; ++j, ++l) s[l] += x[j] * x[j];
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 inline void horizontal(Metric metric, const float* const* rows, size_t nrows, size_t d,
                        const float* q, float qscale, const float* xscale, float* out) {
     if (metric == Metric::L2) {
-        for (size_t r = 0; r < nrows; ++r) out[r] = reduce_row<true>(rows[r], q, d);
+        for (size_t r = 0; r < nrows; ++r) out[r] = canonical_row<true>(rows[r], q, d);
     } else {
         for (size_t r = 0; r < nrows; ++r)
-            out[r] = finish_scalar(metric, reduce_row<false>(rows[r], q, d), qscale,
+            out[r] = finish_scalar(metric, canonical_row<false>(rows[r], q, d), qscale,
                                    xscale ? xscale[r] : 1.f);
     }
 }
 
 inline void inv_norms(const float* const* rows, size_t nrows, size_t d, float* out) {
     for (size_t r = 0; r < nrows; ++r)
-        out[r] = inv_norm_from_sumsq(reduce_row<false>(rows[r], rows[r], d));
+        out[r] = inv_norm_from_sumsq(sum_of_squares(rows[r], d));
 }
 
 // Without SSE4.1/AVX2 there is no 32-bit vector multiply for the compiler to
@@ -271,7 +307,7 @@ inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs, const i
                       int32_t* out) {
     for (size_t t = 0; t < ntiles; ++t) {
         const int8_t* c = tiles + t * npairs * 2 * kQTileRows;
-#if defined(__SSE2__)
+#if defined(CHROMA_SSE2)
         __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
                           _mm_setzero_si128()};
         for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
@@ -415,24 +451,33 @@ CHROMA_TARGET_AVX2 inline void step4(__m256& a0, __m256& a1, __m256& a2, __m256&
     }
 }
 
-// Four rows at a time so each query load feeds four FMAs.
+// Four rows at a time so each query load feeds four FMAs. Lanes 0-7 and 8-15
+// of the canonical order (canonical_row) live in lo and hi; lo + hi is its
+// first reduction step and hsum the rest.
 template <bool IsL2>
 CHROMA_TARGET_AVX2 inline void rows4(const float* const* p, const float* q, size_t d, float* res) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 l0 = _mm256_setzero_ps(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
     size_t j = 0;
-    for (; j + 8 <= d; j += 8)
-        step4<IsL2>(a0, a1, a2, a3, _mm256_loadu_ps(q + j), _mm256_loadu_ps(p[0] + j), _mm256_loadu_ps(p[1] + j),
+    for (; j + 16 <= d; j += 16) {
+        step4<IsL2>(l0, l1, l2, l3, _mm256_loadu_ps(q + j), _mm256_loadu_ps(p[0] + j), _mm256_loadu_ps(p[1] + j),
              _mm256_loadu_ps(p[2] + j), _mm256_loadu_ps(p[3] + j));
-    if (j < d) {
-        const __m256i m = tail_mask(d - j);
-        step4<IsL2>(a0, a1, a2, a3, _mm256_maskload_ps(q + j, m), _mm256_maskload_ps(p[0] + j, m),
-             _mm256_maskload_ps(p[1] + j, m), _mm256_maskload_ps(p[2] + j, m),
-             _mm256_maskload_ps(p[3] + j, m));
+        step4<IsL2>(h0, h1, h2, h3, _mm256_loadu_ps(q + j + 8), _mm256_loadu_ps(p[0] + j + 8),
+             _mm256_loadu_ps(p[1] + j + 8), _mm256_loadu_ps(p[2] + j + 8), _mm256_loadu_ps(p[3] + j + 8));
     }
-    res[0] = hsum(a0);
-    res[1] = hsum(a1);
-    res[2] = hsum(a2);
-    res[3] = hsum(a3);
+    if (j < d) {
+        const size_t rem = d - j;
+        const __m256i ml = tail_mask(rem < 8 ? rem : 8), mh = tail_mask(rem > 8 ? rem - 8 : 0);
+        step4<IsL2>(l0, l1, l2, l3, _mm256_maskload_ps(q + j, ml), _mm256_maskload_ps(p[0] + j, ml),
+             _mm256_maskload_ps(p[1] + j, ml), _mm256_maskload_ps(p[2] + j, ml),
+             _mm256_maskload_ps(p[3] + j, ml));
+        step4<IsL2>(h0, h1, h2, h3, _mm256_maskload_ps(q + j + 8, mh), _mm256_maskload_ps(p[0] + j + 8, mh),
+             _mm256_maskload_ps(p[1] + j + 8, mh), _mm256_maskload_ps(p[2] + j + 8, mh),
+             _mm256_maskload_ps(p[3] + j + 8, mh));
+    }
+    res[0] = hsum(_mm256_add_ps(l0, h0));
+    res[1] = hsum(_mm256_add_ps(l1, h1));
+    res[2] = hsum(_mm256_add_ps(l2, h2));
+    res[3] = hsum(_mm256_add_ps(l3, h3));
 }
 
 template <bool IsL2>
@@ -607,6 +652,12 @@ CHROMA_TARGET_AVX512 inline void step4(__m512& a0, __m512& a1, __m512& a2, __m51
     }
 }
 
+// The reduction of the canonical order (canonical_row): lanes i and i+8
+// first, then as avx2::hsum.
+CHROMA_TARGET_AVX512 inline float canonical_sum(__m512 a) {
+    return avx2::hsum(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1)));
+}
+
 // Four rows at a time so each query load feeds four FMAs.
 template <bool IsL2>
 CHROMA_TARGET_AVX512 inline void rows4(const float* const* p, const float* q, size_t d,
@@ -622,10 +673,10 @@ CHROMA_TARGET_AVX512 inline void rows4(const float* const* p, const float* q, si
              _mm512_maskz_loadu_ps(m, p[1] + j), _mm512_maskz_loadu_ps(m, p[2] + j),
              _mm512_maskz_loadu_ps(m, p[3] + j));
     }
-    res[0] = _mm512_reduce_add_ps(a0);
-    res[1] = _mm512_reduce_add_ps(a1);
-    res[2] = _mm512_reduce_add_ps(a2);
-    res[3] = _mm512_reduce_add_ps(a3);
+    res[0] = canonical_sum(a0);
+    res[1] = canonical_sum(a1);
+    res[2] = canonical_sum(a2);
+    res[3] = canonical_sum(a3);
 }
 
 template <bool IsL2>
@@ -716,17 +767,15 @@ inline const KernelTable& portable_kernels() {
 inline std::vector<const KernelTable*> available_kernels() {
     std::vector<const KernelTable*> out{&portable_kernels()};
 #ifdef CHROMA_HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    static const CpuFeatures cpu = detect_cpu_features();
+    if (cpu.avx2_fma) {
         static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
                                    avx2::inv_norms, avx2::tile_dots, avx2::pretest};
         out.push_back(&t);
     }
 #endif
 #ifdef CHROMA_HAVE_AVX512
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (cpu.avx512) {
         static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
                                    avx512::inv_norms, avx512::tile_dots, avx512::pretest};
         out.push_back(&t);

@@ -132,7 +132,7 @@ inline void exact_search(const KernelTable& K, Metric metric, const float* data,
                     for (size_t r = 0; r < nr; ++r) {
                         uint32_t mk = s.mask[r] & valid;
                         while (mk) {
-                            const unsigned l = unsigned(__builtin_ctz(mk));
+                            const unsigned l = lowest_set_bit(mk);
                             mk &= mk - 1;
                             top.push(base + l, s.out[r * Q.lanes + l], s.ids[r]);
                         }

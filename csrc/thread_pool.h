@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -25,8 +26,22 @@ class ThreadPool {
     // Never destroyed: joining workers during interpreter shutdown is a
     // deadlock hazard, and the OS reclaims idle threads at exit anyway.
     static ThreadPool& instance() {
-        static ThreadPool* pool = new ThreadPool(hardware_threads() - 1);
+        static ThreadPool* pool = new ThreadPool(configured_threads() - 1);
         return *pool;
+    }
+
+    // CHROMA_NUM_THREADS (the variable of the num_threads setting), when a
+    // positive integer at first use, caps every parallel part of the core:
+    // for a process that must leave cores free, or must build graph indexes
+    // reproducibly (one thread: the insertion order no longer depends on
+    // timing). Otherwise one thread per hardware thread.
+    static size_t configured_threads() {
+        if (const char* value = std::getenv("CHROMA_NUM_THREADS")) {
+            char* end = nullptr;
+            const long n = std::strtol(value, &end, 10);
+            if (end != value && *end == '\0' && n > 0) return size_t(std::min<long>(n, 1024));
+        }
+        return hardware_threads();
     }
 
     static size_t hardware_threads() {

@@ -122,6 +122,47 @@ def test_env_var_selects_path():
     assert out.returncode != 0 and "bogus" in out.stderr
 
 
+def test_num_threads_env_caps_the_core_pool():
+    import os
+    import subprocess
+    import sys
+
+    code = "import chroma._core as c; print(c.thread_count())"
+    package_parent = __import__("pathlib").Path(_core.__file__).resolve().parent.parent
+    counts = {}
+    for value in ("1", "3", "not-a-number", "0"):
+        env = {**os.environ, "CHROMA_NUM_THREADS": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             cwd=package_parent)
+        assert out.returncode == 0, out.stderr
+        counts[value] = int(out.stdout)
+    assert counts["1"] == 1 and counts["3"] == 3
+    assert counts["not-a-number"] == counts["0"] == (os.cpu_count() or 1)
+
+
+def test_horizontal_distances_are_bit_identical_on_every_simd_path():
+    # one summation order on every path (distances.h, canonical_row), so graph
+    # walks and reranks answer alike whatever the CPU
+    rng = np.random.default_rng(5)
+    paths = _core.available_simd_paths()
+    try:
+        for d in (1, 7, 8, 9, 15, 16, 17, 100, 384):
+            data = rng.standard_normal((64, d), dtype=np.float32)
+            query = rng.standard_normal((1, d), dtype=np.float32)
+            for space in SPACES:
+                answers = []
+                for path in paths:
+                    _core.set_simd_path(path)
+                    index = _core.FlatIndex(d, space)
+                    index.add(np.arange(64, dtype=np.int64), data)
+                    answers.append(index.search(query, 64, None, 1))
+                for labels, distances in answers[1:]:
+                    assert np.array_equal(labels, answers[0][0]), (d, space)
+                    assert np.array_equal(distances.view(np.int32), answers[0][1].view(np.int32)), (d, space)
+    finally:
+        _core.set_simd_path(paths[-1])
+
+
 # -------------------------------------------------------------------- distances
 
 

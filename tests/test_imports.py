@@ -6,36 +6,20 @@ imported everything.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 import chroma
 from chroma import errors, registry
 from chroma.registry import Implementation
-
-REPO_ROOT = Path(chroma.__file__).resolve().parent.parent
+from python_subprocess import run_python
 
 
 @pytest.fixture(autouse=True)
 def restore_configuration():
     yield
     chroma.configure(api_impl=None, db_impl=None)
-
-
-def run_python(code: str) -> str:
-    """Runs ``code`` in a fresh interpreter with default settings; returns its stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMA_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
-    # cwd beside the package under test: "-c" puts the cwd first on sys.path
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=60, cwd=REPO_ROOT)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def test_import_chroma_pulls_in_no_server_packages():
