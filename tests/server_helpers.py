@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -105,28 +106,34 @@ def server_env(**settings: str) -> dict:
 
 def start_server(workdir: Path, *args: str, name: str = "server", impl: str = "fastapi",
                  **settings: str) -> RunningServer:
-    """Starts ``python -m chroma run --impl IMPL`` on free ports and waits for its heartbeats.
+    """Starts ``python -m chroma run --impl IMPL`` and waits for its heartbeats.
 
-    ``settings`` become ``CHROMA_<SETTING>`` environment variables of the server.
+    The server picks free ports itself (``--port 0``) and the ones it prints
+    are used, so no other process can take a port between its choice and
+    the bind. ``settings`` become ``CHROMA_<SETTING>`` environment variables
+    of the server.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    port = None if impl == "flight" else free_port()
-    flight_port = None if impl == "fastapi" else free_port()
-    ports = {"fastapi": ["--port", str(port)], "flight": ["--port", str(flight_port)],
-             "both": ["--port", str(port), "--flight-port", str(flight_port)]}[impl]
+    ports = ["--port", "0"] + (["--flight-port", "0"] if impl == "both" else [])
     stdout, stderr = workdir / f"{name}.stdout", workdir / f"{name}.stderr"
     with open(stdout, "w") as out, open(stderr, "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "chroma", "run", "--impl", impl, "--host", "127.0.0.1", *ports, *args],
             stdout=out, stderr=err, env=server_env(**settings), cwd=PACKAGE_ROOT,
         )
-    server = RunningServer(process, port, stdout, stderr, flight_port)
+    server = RunningServer(process, None, stdout, stderr)
+    schemes = {"fastapi": {"http"}, "flight": {"grpc"}, "both": {"http", "grpc"}}[impl]
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"chroma run exited with status {process.returncode}\n{server.output()}")
-        if server.answers():
-            return server
+        listening = dict(re.findall(r"^chroma server listening on (\w+)://127\.0\.0\.1:(\d+)$",
+                                    stdout.read_text(), flags=re.MULTILINE))
+        if set(listening) == schemes:
+            server.port = int(listening["http"]) if "http" in listening else None
+            server.flight_port = int(listening["grpc"]) if "grpc" in listening else None
+            if server.answers():
+                return server
         if time.monotonic() > deadline:
             server.stop()
             raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s\n{server.output()}")
