@@ -2,12 +2,12 @@
 same API over HTTP (``chroma.api.FastAPI``) and in-process (Local), in the
 same run, on the same data.
 
-One ``chroma run --impl both`` subprocess serves HTTP and Flight over one
-in-memory DuckDB; each client in turn creates a collection, adds the vectors
-(by default in one call), runs single queries and one batch query, and
-deletes the collection. The three clients take turns ``--repeat`` times (so
-a burst of load on a shared machine hits them alike); each row shows the
-median run, and the add also its best. The answers of the batch query are
+Each client in turn creates a collection, adds the vectors (by default in
+one call), runs single queries and one batch query, and deletes the
+collection; Local over a fresh in-memory DuckDB, FastAPI and Flight against a
+fresh ``chroma run --impl fastapi|flight`` subprocess over one. The three
+clients take turns ``--repeat`` times (so a burst of load on a shared machine
+hits them alike); each row shows the median run, and the add also its best. The answers of the batch query are
 checked to be the same on all three. Ratios are times against Local (x
 slower) and FastAPI's time against Flight's (x faster over Flight).
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from bench_http import Report, Sizes, argument_parser, run_one
-from common import cpu_model, start_server
+from common import TRANSPORT_INDEX, cpu_model, start_server
 
 import chroma
 
@@ -50,6 +50,30 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         return Sizes(n=5_000, dim=32, batch=5_000, queries=200, single_queries=50)
     return Sizes(n=args.n, dim=args.dim, batch=args.batch or args.n, queries=args.queries,
                  single_queries=args.single_queries)
+
+
+CLIENTS = {"local": "local", "fastapi": "fastapi", "flight": "arrowflight"}
+"""Each client measured: its name here, and its ``api_impl`` (the remote ones' server is ``chroma run --impl NAME``)."""
+
+
+def run_client(name: str, workdir: Path, vectors: np.ndarray, queries: np.ndarray, sizes: Sizes) -> tuple[Report, list]:
+    """One round of ``name``'s client. A remote client gets a fresh server, as Local gets a fresh
+    in-memory DuckDB each round (a server reused across rounds keeps the rows deleted before)."""
+    settings = {"api_impl": CLIENTS[name], "index_impl": TRANSPORT_INDEX}
+    if name == "local":
+        warm_up(settings, sizes.dim)
+        return run_one(settings, vectors, queries, sizes)
+    workdir.mkdir()
+    server = start_server(workdir, impl=name)
+    try:
+        settings.update(server_host="127.0.0.1", server_http_port=server.port or 0,
+                        server_flight_port=server.flight_port or 0)
+        warm_up(settings, sizes.dim)
+        return run_one(settings, vectors, queries, sizes)
+    finally:
+        status = server.stop()
+        if status != 0:
+            raise RuntimeError(f"chroma run ended with status {status}:\n{server.output()}")
 
 
 def warm_up(settings: dict, dim: int) -> None:
@@ -91,9 +115,9 @@ def print_header(sizes: Sizes) -> None:
           f"pyarrow {pa.__version__}, fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, "
           f"requests {requests.__version__}")
     print(f"data: {sizes.n:,} x {sizes.dim} float32 (standard normal), adds of {sizes.batch:,} per call, ids only; "
-          f"in-memory DuckDB, index_impl {chroma.current_settings().index_impl}, space l2")
-    print("servers: one `chroma run --impl both` subprocess on 127.0.0.1 (HTTP: one uvicorn worker, the client's "
-          "wire encoding as built; Flight: record batches, fixed_size_list<float32> embeddings)")
+          f"in-memory DuckDB, index_impl {TRANSPORT_INDEX} (exact, on every side), space l2")
+    print("servers: a fresh `chroma run --impl fastapi|flight` subprocess on 127.0.0.1 per round (HTTP: one uvicorn "
+          "worker, the client's wire encoding as built; Flight: record batches, fixed_size_list<float32> embeddings)")
     print("ratios: x/Local = time over the wire / time in process; FastAPI/Flight = FastAPI time / Flight time")
     print()
 
@@ -142,30 +166,18 @@ def main() -> int:
     vectors = rng.standard_normal((sizes.n, sizes.dim), dtype=np.float32)
     queries = rng.standard_normal((max(sizes.queries, sizes.single_queries), sizes.dim), dtype=np.float32)
     print_header(sizes)
+    runs: dict[str, list[Report]] = {name: [] for name in CLIENTS}
+    answers = []
     with tempfile.TemporaryDirectory(prefix="chroma-bench-flight-") as workdir:
-        server = start_server(Path(workdir), impl="both")
-        try:
-            remote = {"server_host": "127.0.0.1", "server_http_port": server.port,
-                      "server_flight_port": server.flight_port}
-            clients = {"local": {"api_impl": "local"}, "fastapi": {"api_impl": "fastapi", **remote},
-                       "flight": {"api_impl": "arrowflight", **remote}}
-            for settings in clients.values():
-                warm_up(settings, sizes.dim)
-            runs: dict[str, list[Report]] = {name: [] for name in clients}
-            answers = []
-            for _ in range(args.repeat):
-                for name, settings in clients.items():
-                    report, ids = run_one(settings, vectors, queries, sizes)
-                    runs[name].append(report)
-                    answers.append(ids)
-        finally:
-            status = server.stop()
-        if status != 0:
-            raise RuntimeError(f"chroma run ended with status {status}:\n{server.log.read_text()}")
+        for round_ in range(args.repeat):
+            for name in CLIENTS:
+                report, ids = run_client(name, Path(workdir) / f"{name}-{round_}", vectors, queries, sizes)
+                runs[name].append(report)
+                answers.append(ids)
     if any(ids != answers[0] for ids in answers):
         raise AssertionError("the batch query answers differently over HTTP or Flight than in-process")
     add_name = f"add {sizes.n:,} x {sizes.dim}: total"
-    local, http, flight = (median_report(runs[name], add_name) for name in clients)
+    local, http, flight = (median_report(runs[name], add_name) for name in CLIENTS)
     print(f"rounds: {args.repeat}")
     print_table(local, http, flight)
     print_targets(local, http, flight, add_name)
