@@ -29,6 +29,7 @@ API_IMPLS: dict[str, Implementation] = {
 DB_IMPLS: dict[str, Implementation] = {
     "duckdb": Implementation("chroma.db.duckdb.DuckDB"),
     "persistent_duckdb": Implementation("chroma.db.duckdb.PersistentDuckDB"),
+    "clickhouse": Implementation("chroma.db.clickhouse.Clickhouse", extra="server"),
 }
 
 SERVER_IMPLS: dict[str, Implementation] = {

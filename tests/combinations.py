@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ContextManager
 
+from clickhouse_helpers import running_clickhouse
 from server_helpers import running_server
 
 
@@ -72,7 +73,24 @@ def _fastapi_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
         yield _fastapi_settings(server.port)
 
 
+@contextlib.contextmanager
+def _local_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # A real clickhouse-server (the Debian package, 18.16) in a subprocess.
+    with running_clickhouse(tmp_path / "clickhouse") as clickhouse:
+        yield {"api_impl": "local", **clickhouse.settings, "allow_reset": True}
+
+
+@contextlib.contextmanager
+def _fastapi_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
+    with running_clickhouse(tmp_path / "clickhouse") as clickhouse:
+        server_settings = {key: str(value) for key, value in clickhouse.settings.items() if key != "db_impl"}
+        with running_server(tmp_path, "--db", "clickhouse", allow_reset="1", **server_settings) as server:
+            yield _fastapi_settings(server.port)
+
+
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
 register(Combination("fastapi-duckdb", _fastapi_duckdb))
 register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))
+register(Combination("local-clickhouse", _local_clickhouse))
+register(Combination("fastapi-clickhouse", _fastapi_clickhouse))

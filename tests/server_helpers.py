@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,35 @@ import chroma
 PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, then SIGKILL if it does not stop within ``timeout`` s; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_until_answers(process: subprocess.Popen, url: str, timeout: float, what: str, output: Callable[[], str]) -> None:
+    """Waits until ``GET url`` answers 200; stops ``process`` and raises if it exits or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}\n{output()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(process, STOP_TIMEOUT)
+            raise RuntimeError(f"{what} did not answer {url} within {timeout} s\n{output()}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -46,14 +75,7 @@ class RunningServer:
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL if it does not stop in time; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, STOP_TIMEOUT)
 
 
 def server_env(**settings: str) -> dict:
@@ -78,19 +100,8 @@ def start_server(workdir: Path, *args: str, name: str = "server", **settings: st
             stdout=out, stderr=err, env=server_env(**settings), cwd=PACKAGE_ROOT,
         )
     server = RunningServer(process, port, stdout, stderr)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"chroma run exited with status {process.returncode}\n{server.output()}")
-        try:
-            if requests.get(f"{server.url}/api/v1/heartbeat", timeout=1).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"chroma run gave no heartbeat within {STARTUP_TIMEOUT} s\n{server.output()}")
-        time.sleep(0.05)
+    wait_until_answers(process, f"{server.url}/api/v1/heartbeat", STARTUP_TIMEOUT, "chroma run", server.output)
+    return server
 
 
 @contextlib.contextmanager
