@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ContextManager
 
+import pytest
+
 from clickhouse_helpers import running_clickhouse
 from server_helpers import running_server
 
@@ -88,9 +90,18 @@ def _fastapi_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
             yield _fastapi_settings(server.port)
 
 
+@contextlib.contextmanager
+def _local_chdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # The same SQL on a current ClickHouse engine (chDB, in process).
+    pytest.importorskip("chdb", reason="chdb is not installed (pip install 'chroma[chdb]')")
+    persist_directory = tmp_path / "chroma-chdb"
+    yield {"api_impl": "local", "db_impl": "chdb", "persist_directory": str(persist_directory), "allow_reset": True}
+
+
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
 register(Combination("fastapi-duckdb", _fastapi_duckdb))
 register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))
 register(Combination("local-clickhouse", _local_clickhouse))
 register(Combination("fastapi-clickhouse", _fastapi_clickhouse))
+register(Combination("local-chdb", _local_chdb))

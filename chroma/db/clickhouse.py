@@ -27,6 +27,7 @@ inserts name their column types and go uncompressed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -66,6 +67,7 @@ _COLLECTION_COLUMNS = {
     "version": "UInt64",
     "deleted": "UInt8",
 }
+_META_COLUMNS = ("meta_keys", "meta_strings", "meta_ints", "meta_floats", "meta_bools")
 _COMMIT_COLUMNS = {"collection_id": "String", "version": "UInt64"}
 
 
@@ -171,9 +173,9 @@ class Clickhouse(DB):
             false="0",
             metadata_table=(
                 "(SELECT label, key, string_value, int_value, float_value, bool_value "
-                f"FROM {database}.items ARRAY JOIN meta_keys AS key, meta_strings AS string_value, "
-                "meta_ints AS int_value, meta_floats AS float_value, meta_bools AS bool_value "
-                f"WHERE collection_id = %(cid)s AND deleted = 0 AND {self._latest()})"
+                f"FROM {self._live(['label', *_META_COLUMNS])} ARRAY JOIN meta_keys AS key, "
+                "meta_strings AS string_value, meta_ints AS int_value, meta_floats AS float_value, "
+                "meta_bools AS bool_value)"
             ),
         )
         for statement in _schema(database):
@@ -185,27 +187,30 @@ class Clickhouse(DB):
             raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
         client = getattr(self._local, "client", None)
         if client is None:
-            try:
-                # One client per thread: a clickhouse-connect client runs one query at a time.
-                client = clickhouse_connect.get_client(
-                    host=self._settings.clickhouse_host,
-                    port=self._settings.clickhouse_port,
-                    username=self._settings.clickhouse_user,
-                    password=self._settings.clickhouse_password or "",
-                    compress=False,  # 18.16 rejects lz4/zstd request bodies
-                    autogenerate_session_id=False,
-                    query_limit=0,
-                    settings={"max_query_size": _MAX_QUERY_BYTES},
-                )
-            except Exception as exc:
-                raise errors.ChromaError(
-                    f"cannot connect to ClickHouse at {self._settings.clickhouse_host}:"
-                    f"{self._settings.clickhouse_port} (settings clickhouse_host/clickhouse_port): {exc}"
-                ) from None
-            self._local.client = client
+            # One client per thread: a clickhouse-connect client runs one query at a time.
+            client = self._local.client = self._connect()
             with self._clients_lock:
                 self._clients.append(client)
         return client
+
+    def _connect(self):
+        """A new clickhouse-connect client."""
+        try:
+            return clickhouse_connect.get_client(
+                host=self._settings.clickhouse_host,
+                port=self._settings.clickhouse_port,
+                username=self._settings.clickhouse_user,
+                password=self._settings.clickhouse_password or "",
+                compress=False,  # 18.16 rejects lz4/zstd request bodies
+                autogenerate_session_id=False,
+                query_limit=0,
+                settings={"max_query_size": _MAX_QUERY_BYTES},
+            )
+        except Exception as exc:
+            raise errors.ChromaError(
+                f"cannot connect to ClickHouse at {self._settings.clickhouse_host}:"
+                f"{self._settings.clickhouse_port} (settings clickhouse_host/clickhouse_port): {exc}"
+            ) from None
 
     def _rows(self, sql: str, params: Optional[dict] = None, **kwargs: Any) -> list[tuple]:
         return self._client().query(sql, parameters=params or {}, **kwargs).result_rows
@@ -216,17 +221,26 @@ class Clickhouse(DB):
             column_oriented=True,
         )
 
-    def _latest(self) -> str:
-        """Condition: a row is its label's newest committed one (of collection ``%(cid)s``)."""
-        db = self._db
-        return (
-            f"(label, version) IN (SELECT label, max(version) FROM {db}.items WHERE collection_id = %(cid)s "
-            f"AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) GROUP BY label)"
-        )
+    def _live(self, columns: Sequence[str], narrow: str = "") -> str:
+        """The current items of collection ``%(cid)s`` as a subquery with ``columns``.
 
-    def _live_items(self) -> str:
-        """The current items of collection ``%(cid)s``, as a subquery."""
-        return f"(SELECT * FROM {self._db}.items WHERE collection_id = %(cid)s AND deleted = 0 AND {self._latest()})"
+        Per label, each column's value in the newest committed row (argMax
+        over committed versions, one pass with no join); labels whose newest
+        row is a tombstone are left out. ``narrow`` (``AND ...``) restricts
+        the rows looked at, e.g. to some labels or ids, which the sorting key
+        finds without reading the whole collection.
+        """
+        db = self._db
+        # Inner names differ from the columns: ClickHouse aliases are query-wide,
+        # and argMax(x, version) AS x would refer to itself.
+        newest = "".join(f"argMax({c}, version) AS _{c}, " for c in columns if c != "label")
+        renamed = ", ".join("label" if c == "label" else f"_{c} AS {c}" for c in columns)
+        return (
+            f"(SELECT {renamed} FROM (SELECT label, {newest}argMax(deleted, version) AS _gone FROM {db}.items "
+            f"WHERE collection_id = %(cid)s {narrow} "
+            f"AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
+            "GROUP BY label HAVING _gone = 0))"
+        )
 
     def _live_collections(self) -> str:
         return (
@@ -327,7 +341,8 @@ class Clickhouse(DB):
     def _current(self, collection_id: str, ids: Sequence[str]) -> dict[str, tuple]:
         """id -> (label, embedding bytes, document, metadata JSON) of the stored ids among ``ids``."""
         rows = self._rows(
-            f"SELECT id, label, embedding, document, metadata FROM {self._live_items()} WHERE id IN %(ids)s",
+            f"SELECT id, label, embedding, document, metadata FROM "
+            f"{self._live(['id', 'label', 'embedding', 'document', 'metadata'], 'AND id IN %(ids)s')}",
             {"cid": collection_id, "ids": tuple(ids)},
             column_formats={"embedding": "bytes"},
         )
@@ -453,13 +468,16 @@ class Clickhouse(DB):
         offset: Optional[int],
     ) -> list[tuple]:
         """Rows of ``columns`` of the current items matching ``ids`` and ``where``, in the order asked."""
-        sql = f"SELECT {', '.join('e.' + c for c in columns)}, e.id AS _id FROM {self._live_items()} AS e WHERE 1"
         params: dict = {"cid": collection_id}
+        narrow = ""
         if ids is not None:
             if not ids:
                 return []
-            sql += " AND e.id IN %(ids)s"
+            narrow = "AND id IN %(ids)s"
             params["ids"] = tuple(ids)
+        fetched = list(dict.fromkeys([*columns, "id", *(["document"] if where is not None else [])]))
+        sql = (f"SELECT {', '.join('e.' + c for c in columns)}, e.id AS item_id "
+               f"FROM {self._live(fetched, narrow)} AS e WHERE 1")
         if where is not None:
             condition, args = compile_clause(where, self._dialect)
             condition, params = _bind(condition, args, params)
@@ -514,7 +532,7 @@ class Clickhouse(DB):
             return self._records([], include)
         columns = self._columns(include)
         rows = self._rows(
-            f"SELECT {', '.join(columns)} FROM {self._live_items()} WHERE label IN %(labels)s",
+            f"SELECT {', '.join(columns)} FROM {self._live(columns, 'AND label IN %(labels)s')}",
             {"cid": collection_id, "labels": tuple(asked)},
             column_formats={"embedding": "bytes"},
         )
@@ -527,11 +545,11 @@ class Clickhouse(DB):
 
     def count(self, collection_id: str) -> int:
         self._collection(collection_id)
-        return int(self._rows(f"SELECT count() FROM {self._live_items()}", {"cid": collection_id})[0][0])
+        return int(self._rows(f"SELECT count() FROM {self._live(['label'])}", {"cid": collection_id})[0][0])
 
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         record = self._collection(collection_id)
-        rows = self._rows(f"SELECT label, embedding FROM {self._live_items()}", {"cid": collection_id},
+        rows = self._rows(f"SELECT label, embedding FROM {self._live(['label', 'embedding'])}", {"cid": collection_id},
                           column_formats={"embedding": "bytes"})
         labels = np.array([r[0] for r in rows], dtype=np.int64)
         return labels, _vectors([r[1] for r in rows], record.dimension or 0)
@@ -557,12 +575,12 @@ class Clickhouse(DB):
         # The newest committed state of every label an unseen batch touched:
         # right whatever order the batches committed in.
         rows = self._rows(
-            f"SELECT label, argMax(deleted, version), argMax(embedding, version) FROM {db}.items "
+            f"SELECT label, argMax(deleted, version), argMax(embedding, version) AS vector FROM {db}.items "
             f"WHERE collection_id = %(cid)s AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
             f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s "
             "AND (vector_changed = 1 OR deleted = 1)) GROUP BY label",
             {"cid": collection_id, "unseen": tuple(unseen)},
-            column_formats={"embedding": "bytes"},
+            column_formats={"vector": "bytes"},
         )
         kept = [r for r in rows if not r[1]]
         dimension = len(kept[0][2]) // 4 if kept else 0
@@ -580,6 +598,23 @@ class Clickhouse(DB):
                 for client in self._clients:
                     client.close()
                 self._clients.clear()
+
+
+class Chdb(Clickhouse):
+    """The same tables in chDB, a current ClickHouse engine inside this process.
+
+    Data lives in ``persist_directory``; one process at a time (chDB is no
+    server). It runs the very SQL of :class:`Clickhouse`, which is how the
+    suite checks that SQL against a current engine.
+    """
+
+    def _connect(self):
+        directory = os.path.abspath(self._settings.persist_directory)
+        os.makedirs(directory, exist_ok=True)
+        return clickhouse_connect.get_client(
+            dsn=f"chdb://{os.path.join(directory, 'chdb')}", query_limit=0,
+            settings={"max_query_size": _MAX_QUERY_BYTES},
+        )
 
 
 class _LabelClash(Exception):
