@@ -549,7 +549,9 @@ class Clickhouse(DB):
 
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         record = self._collection(collection_id)
-        rows = self._rows(f"SELECT label, embedding FROM {self._live(['label', 'embedding'])}", {"cid": collection_id},
+        # in insertion order, as the index breaks ties by position
+        rows = self._rows(f"SELECT label, embedding FROM {self._live(['label', 'embedding'])} ORDER BY label",
+                          {"cid": collection_id},
                           column_formats={"embedding": "bytes"})
         labels = np.array([r[0] for r in rows], dtype=np.int64)
         return labels, _vectors([r[1] for r in rows], record.dimension or 0)
@@ -578,7 +580,7 @@ class Clickhouse(DB):
             f"SELECT label, argMax(deleted, version), argMax(embedding, version) AS vector FROM {db}.items "
             f"WHERE collection_id = %(cid)s AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
             f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s "
-            "AND (vector_changed = 1 OR deleted = 1)) GROUP BY label",
+            "AND (vector_changed = 1 OR deleted = 1)) GROUP BY label ORDER BY label",
             {"cid": collection_id, "unseen": tuple(unseen)},
             column_formats={"vector": "bytes"},
         )
