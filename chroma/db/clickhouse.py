@@ -40,7 +40,7 @@ import numpy as np
 from chroma import errors
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, Changes, CollectionRecord, Records, WriteResult
-from chroma.db.sql import Dialect, compile_clause
+from chroma.db.sql import Dialect, compile_clause, reads_document
 from chroma.filters import Clause
 
 _ITEM_COLUMNS = {
@@ -67,7 +67,6 @@ _COLLECTION_COLUMNS = {
     "version": "UInt64",
     "deleted": "UInt8",
 }
-_META_COLUMNS = ("meta_keys", "meta_strings", "meta_ints", "meta_floats", "meta_bools")
 _COMMIT_COLUMNS = {"collection_id": "String", "version": "UInt64"}
 
 
@@ -171,12 +170,17 @@ class Clickhouse(DB):
             contains="(position(ifNull(e.document, ''), ?) > 0)",
             int_as_double="toFloat64(int_value)",
             false="0",
+            # Every stored row's metadata, current or not: matching on (label,
+            # version) against the current rows ``e`` keeps only current ones, and
+            # spares computing the current metadata of the whole collection.
             metadata_table=(
-                "(SELECT label, key, string_value, int_value, float_value, bool_value "
-                f"FROM {self._live(['label', *_META_COLUMNS])} ARRAY JOIN meta_keys AS key, "
-                "meta_strings AS string_value, meta_ints AS int_value, meta_floats AS float_value, "
-                "meta_bools AS bool_value)"
+                "(SELECT label, version, key, string_value, int_value, float_value, bool_value "
+                f"FROM {database}.items ARRAY JOIN meta_keys AS key, meta_strings AS string_value, "
+                "meta_ints AS int_value, meta_floats AS float_value, meta_bools AS bool_value "
+                "WHERE collection_id = %(cid)s)"
             ),
+            row_key="(e.label, e.version)",
+            metadata_key="label, version",
         )
         for statement in _schema(database):
             self._client().command(statement)
@@ -475,9 +479,12 @@ class Clickhouse(DB):
                 return []
             narrow = "AND id IN %(ids)s"
             params["ids"] = tuple(ids)
-        fetched = list(dict.fromkeys([*columns, "id", *(["document"] if where is not None else [])]))
-        sql = (f"SELECT {', '.join('e.' + c for c in columns)}, e.id AS item_id "
-               f"FROM {self._live(fetched, narrow)} AS e WHERE 1")
+        extra = ["id"] if ids is not None else []
+        if where is not None:
+            extra += ["version", *(["document"] if reads_document(where) else [])]
+        fetched = list(dict.fromkeys([*columns, *extra]))
+        selected = ", ".join("e." + c for c in columns) + (", e.id AS item_id" if ids is not None else "")
+        sql = f"SELECT {selected} FROM {self._live(fetched, narrow)} AS e WHERE 1"
         if where is not None:
             condition, args = compile_clause(where, self._dialect)
             condition, params = _bind(condition, args, params)
@@ -488,7 +495,7 @@ class Clickhouse(DB):
             params.update(offset=offset or 0, limit=limit if limit is not None else 2**62)  # 18.16 overflows on offset + 2**63
         rows = self._rows(sql, params, column_formats={"embedding": "bytes"})
         if ids is None:
-            return [r[:-1] for r in rows]
+            return rows
         by_id = {r[-1]: r[:-1] for r in rows}
         ordered = [by_id[i] for i in ids if i in by_id]
         start = offset or 0

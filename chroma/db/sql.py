@@ -25,6 +25,11 @@ class Dialect:
     false: str = "FALSE"
     metadata_table: str = "metadata"
     """What the metadata rows are read from: a table, or a parenthesized subquery."""
+    row_key: str = "e.label"
+    metadata_key: str = "label"
+    """How a metadata row names its item row: ``row_key IN (SELECT metadata_key ...)``.
+    A versioned store matches (label, version), so that an older version's
+    metadata never matches the current row."""
 
 
 DUCKDB = Dialect()
@@ -68,7 +73,7 @@ def _metadata_match(clause: Compare, dialect: Dialect) -> tuple[str, list]:
 
 def _compare(clause: Compare, dialect: Dialect) -> tuple[str, list]:
     match, params = _metadata_match(clause, dialect)
-    return f"e.label IN (SELECT label FROM {dialect.metadata_table} WHERE {match})", params
+    return f"{dialect.row_key} IN (SELECT {dialect.metadata_key} FROM {dialect.metadata_table} WHERE {match})", params
 
 
 def _metadata_only(clause: Clause) -> bool:
@@ -96,6 +101,13 @@ def compile_label_set(clause: Clause, collection_id: str, dialect: Dialect = DUC
         params.extend(args)
     joiner = " INTERSECT " if clause.op == "$and" else " UNION "
     return joiner.join(parts), params
+
+
+def reads_document(clause: Clause) -> bool:
+    """Whether ``clause`` tests the document (``$contains``/``$not_contains``)."""
+    if isinstance(clause, Logical):
+        return any(reads_document(child) for child in clause.clauses)
+    return isinstance(clause, Contains)
 
 
 def compile_clause(clause: Clause, dialect: Dialect = DUCKDB) -> tuple[str, list]:
