@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,18 +14,17 @@ import pytest
 
 from chroma import errors
 from chroma.api.local import Local
-from chroma.bench.server_process import PACKAGE_ROOT, ServerProcess  # noqa: F401 - PACKAGE_ROOT for the tests
+from chroma.bench.server_process import (  # noqa: F401 - re-exported for the tests
+    PACKAGE_ROOT,
+    ServerProcess,
+    free_port,
+    stop_process,
+)
 from chroma.config import Settings
 from chroma.db.duckdb import DuckDB
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def local_error(call) -> errors.ChromaError:

@@ -21,7 +21,8 @@ from chroma.bench.server_process import ServerProcess
 
 REMOTE_APIS = {"fastapi": ("fastapi", "server_http_port"), "arrowflight": ("flight", "server_flight_port")}
 """Remote API implementations: the ``chroma run --impl`` serving them, the client setting taking its port."""
-PERSISTENT_DBS = ("persistent_duckdb",)
+PERSISTENT_DBS = ("persistent_duckdb", "clickhouse", "chdb")
+"""DBs whose data outlives the process: the reopen phase runs on them."""
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -65,9 +66,14 @@ class Combination:
                 return str(exc)
         if self.api in REMOTE_APIS:
             try:
-                registry.lookup("server_impl", self.api)
+                registry.lookup("server_impl", REMOTE_APIS[self.api][0])
             except errors.MissingDependency as exc:
                 return str(exc)
+        if self.db == "clickhouse":
+            from chroma.bench.clickhouse_server import SERVER_BINARY, server_available
+
+            if not server_available():
+                return f"{SERVER_BINARY} is not installed (apt-get install clickhouse-server)"
         return None
 
 
@@ -84,23 +90,32 @@ def every_combination() -> list[Combination]:
 @contextlib.contextmanager
 def running(combination: Combination, workdir: Path) -> Iterator["Setup"]:
     """Starts what ``combination`` needs; yields its :class:`Setup`; stops it all afterwards."""
-    settings = {"api_impl": combination.api, "db_impl": combination.db, "index_impl": combination.index,
-                "allow_reset": True}
-    data = workdir / "data"
-    if combination.persistent:
-        settings["persist_directory"] = str(data)
-    if combination.api not in REMOTE_APIS:
-        yield Setup(settings, None)
-        return
-    args = ["--db", combination.db] + (["--path", str(data)] if combination.persistent else [])
-    server = ServerProcess(workdir, *args, impl=REMOTE_APIS[combination.api][0],
-                           settings={"index_impl": combination.index, "allow_reset": "1"},
-                           startup_timeout=STARTUP_TIMEOUT, stop_timeout=STOP_TIMEOUT).start()
-    try:
+    with contextlib.ExitStack() as stack:
+        db_settings: dict = {"db_impl": combination.db}
+        if combination.db == "clickhouse":
+            from chroma.bench.clickhouse_server import start_clickhouse
+
+            clickhouse = start_clickhouse(workdir / "clickhouse")
+            stack.callback(clickhouse.stop)
+            db_settings = clickhouse.settings
+        elif combination.persistent:
+            db_settings["persist_directory"] = str(workdir / "data")
+        settings = {"api_impl": combination.api, "index_impl": combination.index, "allow_reset": True,
+                    **db_settings}
+        if combination.api not in REMOTE_APIS:
+            yield Setup(settings, None)
+            return
+        args = ["--db", combination.db]
+        if "persist_directory" in db_settings:
+            args += ["--path", db_settings["persist_directory"]]
+        server_settings = {key: str(value) for key, value in db_settings.items()
+                           if key.startswith("clickhouse_")}
+        server = ServerProcess(workdir, *args, impl=REMOTE_APIS[combination.api][0],
+                               settings={"index_impl": combination.index, "allow_reset": "1", **server_settings},
+                               startup_timeout=STARTUP_TIMEOUT, stop_timeout=STOP_TIMEOUT).start()
+        stack.callback(server.stop)
         port = server.port if server.port is not None else server.flight_port
         yield Setup({**settings, "server_host": "127.0.0.1", REMOTE_APIS[combination.api][1]: port}, server)
-    finally:
-        server.stop()
 
 
 @dataclass

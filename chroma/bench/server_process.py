@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import chroma
 
@@ -100,16 +101,7 @@ class ServerProcess:
 
     def stop(self) -> Optional[int]:
         """SIGTERM, then SIGKILL if it does not stop in time; the exit status (None if never started)."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return None if self.process is None else stop_process(self.process, self.stop_timeout)
 
     def restart(self) -> "ServerProcess":
         self.stop()
@@ -127,3 +119,42 @@ class ServerProcess:
         except OSError:
             pass
         return 0
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, then SIGKILL if it does not stop within ``timeout`` s; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def wait_until_answers(process: subprocess.Popen, url: str, timeout: float, what: str,
+                       output: Callable[[], str]) -> None:
+    """Waits until ``GET url`` answers 200; stops ``process`` and raises RuntimeError if it exits or times out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}\n{output()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(process, 5.0)
+            raise RuntimeError(f"{what} did not answer {url} within {timeout} s\n{output()}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free right now (for servers that cannot bind port 0 and report it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
