@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from common import cpu_model, ms, percentile, start_server, timed
+from common import TRANSPORT_INDEX, cpu_model, ms, percentile, start_server, timed
 import requests
 
 import chroma
@@ -141,7 +141,7 @@ def print_header(sizes: Sizes) -> None:
           f"fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, requests {requests.__version__}")
     print(f"data: {sizes.n:,} x {sizes.dim} float32 (standard normal), adds in batches of {sizes.batch:,}, "
           f"ids only (no metadata/documents); in-memory DuckDB, index_impl "
-          f"{chroma.current_settings().index_impl}, space l2")
+          f"{TRANSPORT_INDEX} (exact, on both sides), space l2")
     print("HTTP: chroma.api.FastAPI -> `chroma run` subprocess on 127.0.0.1 (one uvicorn worker), "
           "vectors as binary float32 frames (http_encoding=binary) or as JSON (http_encoding=json)")
     print("ratios: time / time (x slower; for throughput rows the inverse of the throughputs)")
@@ -178,14 +178,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="chroma-bench-http-") as workdir:
         server = start_server(Path(workdir))
         try:
-            local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
+            local, local_ids = run_one({"api_impl": "local", "index_impl": TRANSPORT_INDEX}, vectors, queries, sizes)
             remote = {"api_impl": "fastapi", "server_host": "127.0.0.1", "server_http_port": server.port}
             binary, binary_ids = run_one({**remote, "http_encoding": "binary"}, vectors, queries, sizes)
             as_json, json_ids = run_one({**remote, "http_encoding": "json"}, vectors, queries, sizes)
         finally:
             status = server.stop()
         if status != 0:
-            raise RuntimeError(f"chroma run ended with status {status}:\n{server.log.read_text()}")
+            raise RuntimeError(f"chroma run ended with status {status}:\n{server.output()}")
     if not binary_ids == json_ids == local_ids:
         raise AssertionError("the batch query answers differently over HTTP than in-process")
     print_table(local, binary, as_json)

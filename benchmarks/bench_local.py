@@ -1,4 +1,5 @@
-"""End-to-end benchmark of the Local API over ``duckdb`` and ``persistent_duckdb``.
+"""End-to-end benchmark of the Local API over ``duckdb`` and ``persistent_duckdb``
+(and, with ``--db``, ``clickhouse`` on a real clickhouse-server or ``chdb``).
 
 Measures what a user sees through ``chroma.get_api()``: batched adds, single
 and batch queries, filtered queries, get by ids and, for the persistent DB,
@@ -7,24 +8,29 @@ numpy ground truth, filters honoured, get returning what was stored).
 
     python benchmarks/bench_local.py                 # 100k x 128
     python benchmarks/bench_local.py --quick         # a few seconds, a smoke test
+    python benchmarks/bench_local.py --db duckdb --db clickhouse   # side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from common import cpu_model, ms, timed
 
 import chroma
 
-DB_IMPLS = ("duckdb", "persistent_duckdb")
+DB_IMPLS = ("duckdb", "persistent_duckdb", "clickhouse", "chdb")
+DEFAULT_DB_IMPLS = ("duckdb", "persistent_duckdb")
 CATEGORIES = 100  # {"category": c} selects 1% of the items
 TAGS = 10
 N_RESULTS = 10
@@ -67,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=1_000, help="queries in the batch query")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in seconds (smoke test)")
+    parser.add_argument("--db", action="append", choices=DB_IMPLS, default=None,
+                        help="DB to run on, repeatable (default: duckdb and persistent_duckdb); clickhouse starts "
+                        "a clickhouse-server of its own on 127.0.0.1")
     return parser.parse_args()
 
 
@@ -201,10 +210,28 @@ def bench_reopen(directory: str, data: Dataset, report: Report) -> None:
         raise AssertionError("the reopened directory answers differently")
 
 
+@contextlib.contextmanager
+def db_settings(db_impl: str, directory: str) -> Iterator[dict]:
+    """``chroma.configure`` settings of ``db_impl``, with a ClickHouse server running for ``clickhouse``."""
+    if db_impl != "clickhouse":
+        yield {"db_impl": db_impl, "persist_directory": directory}
+        return
+    # A server on free ports in a scratch directory, stopped by PID (as the tests start theirs).
+    from chroma.bench.clickhouse_server import SERVER_BINARY, server_available, start_clickhouse
+
+    if not server_available():
+        raise SystemExit(f"--db clickhouse needs {SERVER_BINARY} (apt-get install clickhouse-server)")
+    server = start_clickhouse(Path(directory) / "clickhouse")
+    try:
+        yield server.settings
+    finally:
+        server.stop()
+
+
 def run_one(db_impl: str, data: Dataset, sizes: Sizes, truth: np.ndarray, seed: int) -> Report:
     report = Report()
-    with tempfile.TemporaryDirectory(prefix="chroma-bench-") as directory:
-        chroma.configure(api_impl="local", db_impl=db_impl, persist_directory=directory, allow_reset=True)
+    with tempfile.TemporaryDirectory(prefix="chroma-bench-") as directory, db_settings(db_impl, directory) as settings:
+        chroma.configure(api_impl="local", allow_reset=True, **settings)
         collection = chroma.get_api().create_collection("bench")
         bench_add(collection, data, sizes, report)
         bench_queries(collection, data, sizes, truth, report)
@@ -213,7 +240,7 @@ def run_one(db_impl: str, data: Dataset, sizes: Sizes, truth: np.ndarray, seed: 
         if db_impl == "persistent_duckdb":
             bench_reopen(directory, data, report)
             report.add("on-disk size", f"{directory_size(directory) / 2**20:.1f} MiB")
-        chroma.configure(api_impl=None, db_impl=None, persist_directory=None, allow_reset=None)
+        chroma.configure(api_impl=None, allow_reset=None, **{key: None for key in settings})
         chroma.get_db()  # closes this DB before its directory goes away
     return report
 
@@ -263,7 +290,7 @@ def main() -> int:
     print_header(sizes)
     data = make_dataset(sizes, args.seed)
     truth = exact_top_k(data.vectors, data.queries[: sizes.recall_sample], N_RESULTS)
-    reports = {db_impl: run_one(db_impl, data, sizes, truth, args.seed) for db_impl in DB_IMPLS}
+    reports = {db_impl: run_one(db_impl, data, sizes, truth, args.seed) for db_impl in args.db or DEFAULT_DB_IMPLS}
     print_table(reports)
     return 0
 

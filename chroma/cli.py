@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"port of the chosen server (default {HTTP_PORT} for HTTP, {FLIGHT_PORT} for Flight; "
                      "with --impl both, the HTTP port); 0 picks a free one")
     run.add_argument("--flight-port", type=int, default=None,
-                     help=f"port of the Flight server with --impl both (default {FLIGHT_PORT})")
+                     help=f"port of the Flight server (default {FLIGHT_PORT}); --port also sets it with --impl flight")
     run.add_argument("--path", default=None, metavar="DIR",
                      help="persistent directory (implies --db persistent_duckdb)")
     run.add_argument("--db", default=None, metavar="NAME",
@@ -61,7 +61,8 @@ def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], p
         db: Optional[str]) -> None:
     settings = {"server_impl": SERVER_IMPLS[impl], "server_host": host}
     if impl == "flight":
-        settings["server_flight_port"] = FLIGHT_PORT if port is None else port
+        given = port if port is not None else flight_port
+        settings["server_flight_port"] = FLIGHT_PORT if given is None else given
     else:
         settings["server_http_port"] = HTTP_PORT if port is None else port
         settings["server_flight_port"] = FLIGHT_PORT if flight_port is None else flight_port

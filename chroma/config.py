@@ -24,6 +24,11 @@ class Settings:
     persist_directory: str = "./chroma_data"
     clickhouse_host: str = "127.0.0.1"
     clickhouse_port: int = 8123
+    """HTTP port of the ClickHouse server (``db_impl="clickhouse"``)."""
+    clickhouse_user: str = "default"
+    clickhouse_password: Optional[str] = None
+    clickhouse_database: str = "chroma"
+    """ClickHouse database holding chroma's tables; created when missing."""
     server_host: str = "127.0.0.1"
     server_http_port: int = 8000
     server_flight_port: int = 8815

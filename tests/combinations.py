@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ContextManager
 
+import pytest
+
+from clickhouse_helpers import running_clickhouse
 from server_helpers import running_server
 
 
@@ -96,6 +99,29 @@ def _flight_persistent_duckdb(tmp_path: pathlib.Path) -> Iterator[dict]:
         yield _flight_settings(server.flight_port)
 
 
+@contextlib.contextmanager
+def _local_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # A real clickhouse-server (the Debian package, 18.16) in a subprocess.
+    with running_clickhouse(tmp_path / "clickhouse") as clickhouse:
+        yield {"api_impl": "local", **clickhouse.settings, "allow_reset": True}
+
+
+@contextlib.contextmanager
+def _fastapi_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
+    with running_clickhouse(tmp_path / "clickhouse") as clickhouse:
+        server_settings = {key: str(value) for key, value in clickhouse.settings.items() if key != "db_impl"}
+        with running_server(tmp_path, "--db", "clickhouse", allow_reset="1", **server_settings) as server:
+            yield _fastapi_settings(server.port)
+
+
+@contextlib.contextmanager
+def _local_chdb(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # The same SQL on a current ClickHouse engine (chDB, in process).
+    pytest.importorskip("chdb", reason="chdb is not installed (pip install 'chroma[chdb]')")
+    persist_directory = tmp_path / "chroma-chdb"
+    yield {"api_impl": "local", "db_impl": "chdb", "persist_directory": str(persist_directory), "allow_reset": True}
+
+
 register(Combination("local-duckdb", _local_duckdb))
 register(Combination("local-persistent_duckdb", _local_persistent_duckdb))
 register(Combination("local-duckdb-hnswlib", _local_duckdb_hnswlib))
@@ -103,3 +129,6 @@ register(Combination("fastapi-duckdb", _fastapi_duckdb))
 register(Combination("fastapi-persistent_duckdb", _fastapi_persistent_duckdb))
 register(Combination("flight-duckdb", _flight_duckdb))
 register(Combination("flight-persistent_duckdb", _flight_persistent_duckdb))
+register(Combination("local-clickhouse", _local_clickhouse))
+register(Combination("fastapi-clickhouse", _fastapi_clickhouse))
+register(Combination("local-chdb", _local_chdb))

@@ -8,8 +8,10 @@ Chosen by ``api_impl="arrowflight"``; talks to ``grpc://server_host:server_fligh
 Embeddings travel as Arrow ``fixed_size_list<float32>`` columns, without a
 text encoding on either side. A write streams its rows in record batches of
 about ``chroma.flight_protocol.CHUNK_BYTES``, built one at a time from the
-checked input, so the client holds one chunk in Arrow form beside the caller's
-arrays; the server writes the batch only once the whole stream has arrived.
+checked batch (the caller's own array when it is C-contiguous float32; the
+embedding chunks are views of it), so the client holds one chunk in Arrow
+form beyond that; the server writes the batch only once the whole stream has
+arrived (see ``chroma.server.arrowflight`` for its bound).
 
 The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages:

@@ -3,7 +3,9 @@
 The DB is the truth; each collection's vector index is derived from it,
 loaded on the first query and kept current by every write made through this
 client afterwards. Writes hold one lock across the DB transaction and the
-index update, so the index sees them in commit order.
+index update, so the index sees them in commit order. Over a DB that other
+processes write to (ClickHouse), a query first applies the batches they
+committed since (``DB.changes_since``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Local(API):
         self._db = db if db is not None else factory.get_db()
         self._index_class = registry.lookup("index_impl", settings.index_impl)
         self._indexes: dict[str, Index] = {}
+        self._versions: dict[str, frozenset] = {}
+        """Per cached index: the DB's committed batch versions it reflects."""
         self._write_lock = threading.RLock()
         self._default_embedding_function = (
             load_embedding_function(settings.embedding_function) if settings.embedding_function else None
@@ -124,6 +128,7 @@ class Local(API):
         with self._write_lock:  # no write may land between the load and the caching
             index = self._indexes.get(record.id)
             if index is None:
+                versions = self._db.versions(record.id)
                 labels, vectors = self._db.load_vectors(record.id)
                 if not len(labels):
                     return None
@@ -132,15 +137,42 @@ class Local(API):
                 index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
                 index.add(labels, vectors)
                 self._indexes[record.id] = index
+                self._versions[record.id] = versions
         return index
+
+    def _catch_up(self, collection_id: str) -> None:
+        """Applies to the cached index the batches other processes committed since it was current."""
+        if collection_id not in self._indexes or self._db.changes_since(
+            collection_id, self._versions.get(collection_id, frozenset())
+        ) is None:
+            return
+        with self._write_lock:  # again under the lock, so no write of ours interleaves
+            index = self._indexes.get(collection_id)
+            if index is None:
+                return
+            try:
+                changes = self._db.changes_since(collection_id, self._versions.get(collection_id, frozenset()))
+            except errors.CollectionNotFound:
+                self._indexes.pop(collection_id, None)
+                raise
+            if changes is None:
+                return
+            if len(changes.removed):
+                index.remove(changes.removed)
+            if len(changes.labels):
+                index.add(changes.labels, changes.embeddings)
+            self._versions[collection_id] = changes.versions
 
     def _apply(self, collection_id: str, result: WriteResult) -> None:
         index = self._indexes.get(collection_id)
         if index is None:
             # Loading now (the new batch included) spares the first query the wait.
             self._index(self._db.get_collection_by_id(collection_id))
-        elif result.embeddings is not None and len(result.labels):
-            index.add(result.labels, result.embeddings)
+        else:
+            if result.embeddings is not None and len(result.labels):
+                index.add(result.labels, result.embeddings)
+            if result.version is not None:
+                self._versions[collection_id] = self._versions.get(collection_id, frozenset()) | {result.version}
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
         with self._write_lock:
@@ -210,8 +242,9 @@ class Local(API):
     ) -> QueryResult:
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         queries, include = checked.queries, checked.include
-        # A cached index answers for its collection: every write and delete of
-        # the collection goes through this client and keeps it current.
+        self._catch_up(collection_id)
+        # A cached index answers for its collection: this client's writes keep
+        # it current, and _catch_up applies other processes' writes.
         index = self._indexes.get(collection_id)
         dimension = index.dim if index is not None else self._db.get_collection_by_id(collection_id).dimension
         if dimension is not None and queries.shape[1] != dimension:

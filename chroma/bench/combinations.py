@@ -10,25 +10,21 @@ and yields the ``chroma.configure`` settings of its client.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from chroma import errors, registry
+from chroma.bench.server_process import ServerProcess
 
 REMOTE_APIS = {"fastapi": ("fastapi", "server_http_port"), "arrowflight": ("flight", "server_flight_port")}
 """Remote API implementations: the ``chroma run --impl`` serving them, the client setting taking its port."""
-PERSISTENT_DBS = ("persistent_duckdb",)
+PERSISTENT_DBS = ("persistent_duckdb", "clickhouse", "chdb")
+"""DBs whose data outlives the process: the reopen phase runs on them."""
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-_LISTENING = re.compile(r"listening on \w+://[^\s]*:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -70,9 +66,14 @@ class Combination:
                 return str(exc)
         if self.api in REMOTE_APIS:
             try:
-                registry.lookup("server_impl", self.api)
+                registry.lookup("server_impl", REMOTE_APIS[self.api][0])
             except errors.MissingDependency as exc:
                 return str(exc)
+        if self.db == "clickhouse":
+            from chroma.bench.clickhouse_server import SERVER_BINARY, server_available
+
+            if not server_available():
+                return f"{SERVER_BINARY} is not installed (apt-get install clickhouse-server)"
         return None
 
 
@@ -89,100 +90,38 @@ def every_combination() -> list[Combination]:
 @contextlib.contextmanager
 def running(combination: Combination, workdir: Path) -> Iterator["Setup"]:
     """Starts what ``combination`` needs; yields its :class:`Setup`; stops it all afterwards."""
-    settings = {"api_impl": combination.api, "db_impl": combination.db, "index_impl": combination.index,
-                "allow_reset": True}
-    data = workdir / "data"
-    if combination.persistent:
-        settings["persist_directory"] = str(data)
-    if combination.api not in REMOTE_APIS:
-        yield Setup(settings, None)
-        return
-    server = Server(combination, workdir, data)
-    server.start()
-    try:
-        yield Setup({**settings, "server_host": "127.0.0.1", REMOTE_APIS[combination.api][1]: server.port}, server)
-    finally:
-        server.stop()
+    with contextlib.ExitStack() as stack:
+        db_settings: dict = {"db_impl": combination.db}
+        if combination.db == "clickhouse":
+            from chroma.bench.clickhouse_server import start_clickhouse
+
+            clickhouse = start_clickhouse(workdir / "clickhouse")
+            stack.callback(clickhouse.stop)
+            db_settings = clickhouse.settings
+        elif combination.persistent:
+            db_settings["persist_directory"] = str(workdir / "data")
+        settings = {"api_impl": combination.api, "index_impl": combination.index, "allow_reset": True,
+                    **db_settings}
+        if combination.api not in REMOTE_APIS:
+            yield Setup(settings, None)
+            return
+        args = ["--db", combination.db]
+        if "persist_directory" in db_settings:
+            args += ["--path", db_settings["persist_directory"]]
+        server_settings = {key: str(value) for key, value in db_settings.items()
+                           if key.startswith("clickhouse_")}
+        server = ServerProcess(workdir, *args, impl=REMOTE_APIS[combination.api][0],
+                               settings={"index_impl": combination.index, "allow_reset": "1", **server_settings},
+                               startup_timeout=STARTUP_TIMEOUT, stop_timeout=STOP_TIMEOUT).start()
+        stack.callback(server.stop)
+        port = server.port if server.port is not None else server.flight_port
+        yield Setup({**settings, "server_host": "127.0.0.1", REMOTE_APIS[combination.api][1]: port}, server)
 
 
 @dataclass
 class Setup:
     settings: dict
-    server: Optional["Server"]
-
-
-class Server:
-    """``python -m chroma run`` for one combination, on a free port of 127.0.0.1."""
-
-    def __init__(self, combination: Combination, workdir: Path, data: Path) -> None:
-        self.combination = combination
-        self.workdir = workdir
-        self.data = data
-        self.process: Optional[subprocess.Popen] = None
-        self.port = 0
-
-    def start(self) -> None:
-        import chroma
-
-        package_root = str(Path(chroma.__file__).resolve().parent.parent)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [package_root, env.get("PYTHONPATH", "")] if p)
-        env.update(CHROMA_INDEX_IMPL=self.combination.index, CHROMA_ALLOW_RESET="1")
-        command = [sys.executable, "-m", "chroma", "run", "--impl", REMOTE_APIS[self.combination.api][0],
-                   "--host", "127.0.0.1", "--port", "0", "--db", self.combination.db]
-        if self.combination.persistent:
-            command += ["--path", str(self.data)]
-        log = self.workdir / "server.log"
-        self.log = log
-        with open(log, "a") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            match = _LISTENING.search(log.read_text())
-            if match:
-                self.port = int(match.group(1))
-                return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise errors.ServerUnavailable(f"chroma run for {self.combination.name} did not start:\n"
-                                               f"{log.read_text()}")
-            time.sleep(0.02)
-
-    def peak_memory_bytes(self) -> int:
-        """The server process's peak resident memory (VmHWM), 0 if unknown."""
-        return _peak_memory_of(self.process.pid) if self.process else 0
-
-    def restart(self) -> None:
-        self.stop()
-        self.log.write_text("")
-        self.start()
-
-    def stop(self) -> Optional[int]:
-        """SIGTERM, then SIGKILL if it does not stop in time; the exit status (None if never started)."""
-        return terminate(self.process) if self.process is not None else None
-
-
-def terminate(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> int:
-    """SIGTERM to ``process``, SIGKILL if it is still running after ``timeout`` seconds; its exit status."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-def _peak_memory_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    server: Optional[ServerProcess]
 
 
 def own_peak_memory_bytes() -> int:

@@ -165,8 +165,8 @@ def _reopen(setup, query: np.ndarray) -> float:
     if setup.server is not None:
         start = time.perf_counter()
         setup.server.restart()
-        port_setting = REMOTE_APIS[setup.server.combination.api][1]
-        settings = {**setup.settings, port_setting: setup.server.port}
+        port = setup.server.port if setup.server.port is not None else setup.server.flight_port
+        settings = {**setup.settings, REMOTE_APIS[setup.settings["api_impl"]][1]: port}
         chroma.configure(**settings)
         found = chroma.get_api().get_collection(COLLECTION).query(query_embeddings=query[None, :], n_results=K)
         assert len(found["ids"][0]) == K

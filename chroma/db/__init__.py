@@ -4,7 +4,13 @@ A DB stores each item's id, embedding, metadata and document, and gives each
 item an int64 *label*, unique in the DB and increasing in insertion order, by
 which the vector index knows it. Every write method is atomic: it applies the
 whole batch or, on any error, nothing. Implementations (imported on first use
-by ``chroma.get_db()``): ``chroma.db.DuckDB``, ``chroma.db.PersistentDuckDB``.
+by ``chroma.get_db()``): ``chroma.db.DuckDB``, ``chroma.db.PersistentDuckDB``,
+``chroma.db.Clickhouse``.
+
+A DB that other processes may write to (ClickHouse) also numbers each
+committed write batch with a *version*; a process that keeps a vector index
+remembers the versions its index reflects and asks ``changes_since`` for the
+rest, so that it catches up with other processes' writes incrementally.
 """
 
 from __future__ import annotations
@@ -93,6 +99,21 @@ class WriteResult:
     labels: np.ndarray
     """Labels whose vectors are now ``embeddings`` (added or replaced)."""
     embeddings: Optional[np.ndarray]
+    version: Optional[int] = None
+    """The committed batch's version, for a DB that numbers batches; else None."""
+
+
+@dataclass
+class Changes:
+    """What other writers changed in a collection's vectors since some versions."""
+
+    versions: frozenset
+    """Every committed batch version these changes bring an index up to."""
+    labels: np.ndarray
+    """Labels whose vectors are now ``embeddings`` (added or replaced)."""
+    embeddings: np.ndarray
+    removed: np.ndarray
+    """Labels no longer in the collection."""
 
 
 class DB(abc.ABC):
@@ -177,6 +198,22 @@ class DB(abc.ABC):
     @abc.abstractmethod
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, embeddings)`` of every item, to build an index from."""
+
+    def versions(self, collection_id: str) -> frozenset:
+        """The committed batch versions of the collection now (taken before ``load_vectors``).
+
+        A DB that only this process writes needs none and returns an empty set.
+        """
+        return frozenset()
+
+    def changes_since(self, collection_id: str, versions: frozenset) -> Optional[Changes]:
+        """The vector changes of batches committed besides ``versions``; None when there are none.
+
+        Writes made through this instance are applied by the caller from their
+        ``WriteResult``, so a DB that only this process writes returns None.
+        Raises CollectionNotFound (another process deleted the collection).
+        """
+        return None
 
     def close(self) -> None:
         """Releases files and connections; the instance is unusable afterwards."""

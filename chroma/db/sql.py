@@ -22,6 +22,14 @@ class Dialect:
 
     contains: str = "contains(COALESCE(e.document, ''), ?)"
     int_as_double: str = "CAST(int_value AS DOUBLE)"
+    false: str = "FALSE"
+    metadata_table: str = "metadata"
+    """What the metadata rows are read from: a table, or a parenthesized subquery."""
+    row_key: str = "e.label"
+    metadata_key: str = "label"
+    """How a metadata row names its item row: ``row_key IN (SELECT metadata_key ...)``.
+    A versioned store matches (label, version), so that an older version's
+    metadata never matches the current row."""
 
 
 DUCKDB = Dialect()
@@ -42,7 +50,7 @@ def _value_match(op: str, value: Any, dialect: Dialect) -> tuple[str, list]:
 
 def _any_match(values: tuple, dialect: Dialect) -> tuple[str, list]:
     if not values:
-        return "FALSE", []
+        return dialect.false, []
     parts, params = [], []
     for value in values:
         sql, args = _value_match("$eq", value, dialect)
@@ -59,13 +67,13 @@ def _metadata_match(clause: Compare, dialect: Dialect) -> tuple[str, list]:
         match, params = _value_match(clause.op, clause.value, dialect)
     if clause.op in ("$ne", "$nin"):
         # The complement among items that have the key: a missing key never matches.
-        match = f"NOT COALESCE({match}, FALSE)"
+        match = f"NOT COALESCE({match}, {dialect.false})"
     return f"key = ? AND {match}", [clause.key, *params]
 
 
 def _compare(clause: Compare, dialect: Dialect) -> tuple[str, list]:
     match, params = _metadata_match(clause, dialect)
-    return f"e.label IN (SELECT label FROM metadata WHERE {match})", params
+    return f"{dialect.row_key} IN (SELECT {dialect.metadata_key} FROM {dialect.metadata_table} WHERE {match})", params
 
 
 def _metadata_only(clause: Clause) -> bool:
@@ -85,7 +93,7 @@ def compile_label_set(clause: Clause, collection_id: str, dialect: Dialect = DUC
         return None
     if isinstance(clause, Compare):
         match, params = _metadata_match(clause, dialect)
-        return f"SELECT label FROM metadata WHERE collection_id = ? AND {match}", [collection_id, *params]
+        return f"SELECT label FROM {dialect.metadata_table} WHERE collection_id = ? AND {match}", [collection_id, *params]
     parts, params = [], []
     for child in clause.clauses:
         sql, args = compile_label_set(child, collection_id, dialect)
@@ -93,6 +101,13 @@ def compile_label_set(clause: Clause, collection_id: str, dialect: Dialect = DUC
         params.extend(args)
     joiner = " INTERSECT " if clause.op == "$and" else " UNION "
     return joiner.join(parts), params
+
+
+def reads_document(clause: Clause) -> bool:
+    """Whether ``clause`` tests the document (``$contains``/``$not_contains``)."""
+    if isinstance(clause, Logical):
+        return any(reads_document(child) for child in clause.clauses)
+    return isinstance(clause, Contains)
 
 
 def compile_clause(clause: Clause, dialect: Dialect = DUCKDB) -> tuple[str, list]:
