@@ -10,6 +10,8 @@ Printed per data set:
   build     : seconds to add all vectors (2 threads), ours and hnswlib.
   per ef    : recall@10, queries/s single-threaded (one batch call of all
               queries, 1 thread) and with 2 threads, ours and hnswlib.
+  save/load : seconds to save the index to a file and load it back, ours
+              (checksummed, atomic rename) and hnswlib's save_index/load_index.
   filtered  : at 50%, 10%, 1%, 0.1% selectivity (random allowed labels),
               recall@10 against the filtered exact answer and mean latency
               per query (one batch call, 1 thread, the allow-list built from
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -89,6 +93,18 @@ def run(name: str, space: str, data: np.ndarray, queries: np.ndarray, rounds: in
         print(f"build (2 threads): ours {t_ours:.2f} s, hnswlib {t_theirs:.2f} s, hnswlib/ours {t_theirs / t_ours:.2f}x")
     else:
         print(f"build (2 threads): ours {t_ours:.2f} s (hnswlib not installed)")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "index")
+        save, _ = best_of(rounds, lambda: ours.save(path))
+        load, loaded = best_of(rounds, lambda: _core.HnswIndex.load(path))
+        assert len(loaded) == n
+        row = f"save/load: ours {save:.3f} s / {load:.3f} s ({os.path.getsize(path) / 2**20:.0f} MiB)"
+        if theirs is not None:
+            hsave, _ = best_of(rounds, lambda: theirs.save_index(path + ".hnswlib"))
+            hload, _ = best_of(rounds, lambda: hnswlib.Index(space=space, dim=d).load_index(path + ".hnswlib"))
+            row += f", hnswlib {hsave:.3f} s / {hload:.3f} s, hnswlib/ours {hsave / save:.2f}x / {hload / load:.2f}x"
+        print(row)
 
     print(f"{'ef':>4} | {'recall ours':>11} {'hnswlib':>8} | {'QPS 1T ours':>11} {'hnswlib':>8} {'ratio':>6} |"
           f" {'QPS 2T ours':>11} {'hnswlib':>8} {'ratio':>6}")

@@ -165,6 +165,12 @@ class FlatIndex:
         """Internal: bytes held by the int8 copy (``dim`` rounded up to even
         bytes per row plus 12 bytes of scale and error bounds)."""
 
+class IndexFileError(ValueError):
+    """A file given to :meth:`HnswIndex.load` is truncated, corrupted, of another format version, or no index file."""
+
+class IndexIOError(OSError):
+    """An index file cannot be opened, read or written."""
+
 class AllowList:
     """A set of int64 labels for filtered search (:meth:`HnswIndex.search`).
 
@@ -253,6 +259,20 @@ class HnswIndex:
         ``sqrt(2048 * len(index))`` allowed); ``_plan`` (``"auto"``,
         ``"graph"``, ``"exact"``) forces a path, for tests and benchmarks.
         """
+
+    def save(self, path: str) -> None:
+        """Write the index to ``path`` atomically: ``path + ".tmp"`` is written,
+        fsynced and renamed over ``path``. Waits for running writes. The file
+        (format version 1) holds a header with its own checksum and the
+        payload's, then labels, flags, levels, link lists, vectors and the
+        free slots. IndexIOError if it cannot be written."""
+
+    @staticmethod
+    def load(path: str) -> "HnswIndex":
+        """Read a file written by :meth:`save` in one read. Checksums, sizes,
+        link ids, levels and counts are all checked before anything is built:
+        a truncated, bit-flipped or foreign file raises IndexFileError, never
+        a crash. IndexIOError if it cannot be read."""
 
     @property
     def _slots(self) -> int:
