@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import chroma
+from test_durability import open_persistent
+from test_durability import switch_away as close
 
 
 @pytest.fixture(autouse=True)
@@ -15,16 +15,6 @@ def restore_configuration():
     yield
     chroma.configure(api_impl=None, db_impl=None, persist_directory=None)
     chroma.get_api()  # closes the persistent client, releasing its directory
-
-
-def open_persistent(directory: Path) -> chroma.API:
-    chroma.configure(api_impl="local", db_impl="persistent_duckdb", persist_directory=str(directory))
-    return chroma.get_api()
-
-
-def close() -> None:
-    chroma.configure(db_impl=None, persist_directory=None)
-    chroma.get_api()
 
 
 def slots(client: chroma.API, collection_id: str) -> int:
