@@ -255,8 +255,8 @@ class HnswIndex:
         until it holds ``max(ef, k)`` allowed results, so a filter never
         shortens the answer. ``ef`` defaults to :attr:`ef_search` and is
         raised to ``k``. A planner answers by exact search when the
-        candidates are few (at most 2048, or fewer than
-        ``sqrt(2048 * len(index))`` allowed); ``_plan`` (``"auto"``,
+        candidates are few (at most 1024, or at most
+        ``sqrt(256 * len(index))`` allowed; csrc/hnsw.h says how this was measured); ``_plan`` (``"auto"``,
         ``"graph"``, ``"exact"``) forces a path, for tests and benchmarks.
         """
 

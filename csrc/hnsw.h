@@ -321,16 +321,19 @@ class HnswIndex {
     // An exact scan costs ~ncand row reads; a filtered walk visits about
     // 1/selectivity = live/ncand times the nodes of an unfiltered one, whose
     // cost is that of scanning ~kWalkRows rows. They break even at
-    // ncand = sqrt(kWalkRows * live). Constants from bench_hnsw.py --planner
-    // (100k x 128, M=16, ef 64, one thread; README "HNSW planner"): the
-    // filtered walk overtook exact search between 5% and 10% selectivity,
-    // and an unfiltered walk cost about as much as scanning ~1000 rows.
+    // ncand = sqrt(kWalkRows * live). bench_hnsw.py prints both paths forced
+    // ("us graph", "us exact") per selectivity; on this machine (M=16, ef 64,
+    // one thread) exact won at 1% everywhere and at 5% of 100k x 128, the
+    // walk won at 10% of 100k x 128 and of 50k x 384 (break-even there
+    // between 3.5k and 5k rows, i.e. kWalkRows ~ 250-500): 256 keeps exact
+    // search up to ~5k allowed rows of 100k. Below kExactRows candidates (a
+    // small collection) exact search is as fast as a walk and exact.
     static bool use_exact(size_t ncand, size_t live) {
         if (ncand <= kExactRows) return true;
         return double(ncand) * double(ncand) <= double(kWalkRows) * double(live);
     }
     static constexpr size_t kExactRows = 1024;
-    static constexpr size_t kWalkRows = 512;
+    static constexpr size_t kWalkRows = 256;
 
     // File format, version 1 (native little-endian): FileHeader, then the
     // payload: per slot label (i64), hidden (u32), level (i32); per slot the
