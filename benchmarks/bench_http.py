@@ -103,6 +103,10 @@ class Server:
         return self.process.returncode
 
 
+INDEX_IMPL = "flat"
+"""Exact on both sides, so the answers must be identical (two HNSW builds need not be)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,6 +117,7 @@ def start_server(workdir: Path) -> Server:
     """``python -m chroma run`` (in-memory DuckDB) on a free port, once its heartbeat answers."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
+    env["CHROMA_INDEX_IMPL"] = INDEX_IMPL
     port = free_port()
     log = workdir / "server.log"
     with open(log, "w") as out:
@@ -205,7 +210,7 @@ def print_header(sizes: Sizes) -> None:
           f"fastapi {fastapi.__version__}, uvicorn {uvicorn.__version__}, requests {requests.__version__}")
     print(f"data: {sizes.n:,} x {sizes.dim} float32 (standard normal), adds in batches of {sizes.batch:,}, "
           f"ids only (no metadata/documents); in-memory DuckDB, index_impl "
-          f"{chroma.current_settings().index_impl}, space l2")
+          f"{INDEX_IMPL}, space l2")
     print("HTTP: chroma.api.FastAPI -> `chroma run` subprocess on 127.0.0.1 (one uvicorn worker), "
           "wire encoding JSON only (the binary vector encoding is not built yet)")
     print("ratio: HTTP time / Local time (x slower over HTTP; for throughput rows, Local / HTTP)")
@@ -238,7 +243,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="chroma-bench-http-") as workdir:
         server = start_server(Path(workdir))
         try:
-            local, local_ids = run_one({"api_impl": "local"}, vectors, queries, sizes)
+            local, local_ids = run_one({"api_impl": "local", "index_impl": INDEX_IMPL}, vectors, queries, sizes)
             http, http_ids = run_one({"api_impl": "fastapi", "server_host": "127.0.0.1",
                                       "server_http_port": server.port}, vectors, queries, sizes)
         finally:
