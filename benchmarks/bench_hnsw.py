@@ -239,8 +239,11 @@ def run_local(data: np.ndarray, queries: np.ndarray, repeats: int) -> None:
         np.save(query_file, queries[:1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(os.path.dirname(_core.__file__)),
                                                              os.environ.get("PYTHONPATH", "")])}
+        # cwd away from a source checkout, whose chroma/ ("-c" puts the cwd first) may lack the core
         child = subprocess.run([sys.executable, "-c", textwrap.dedent(REOPEN), directory, query_file],
-                               capture_output=True, text=True, env=env, check=True)
+                               capture_output=True, text=True, env=env, cwd=directory)
+        if child.returncode != 0:
+            raise RuntimeError(f"the reopening process failed:\n{child.stderr}")
         t_reopen = float(child.stdout.strip())
         print(f"reopen in a new process + first query: {t_reopen:.3f} s, raw index load {t_load:.3f} s,"
               f" ratio {t_reopen / t_load:.2f}x (target <= 2x)")
