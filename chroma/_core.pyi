@@ -173,6 +173,12 @@ class FlatIndex:
         """Internal: bytes held by the int8 copy (``dim`` rounded up to even
         bytes per row plus 12 bytes of scale and error bounds)."""
 
+class IndexFileError(ValueError):
+    """A file given to :meth:`HnswIndex.load` is truncated, corrupted, of another format version, or no index file."""
+
+class IndexIOError(OSError):
+    """An index file cannot be opened, read or written."""
+
 class AllowList:
     """A set of int64 labels for filtered search (:meth:`HnswIndex.search`).
 
@@ -257,10 +263,24 @@ class HnswIndex:
         until it holds ``max(ef, k)`` allowed results, so a filter never
         shortens the answer. ``ef`` defaults to :attr:`ef_search` and is
         raised to ``k``. A planner answers by exact search when the
-        candidates are few (at most 2048, or fewer than
-        ``sqrt(2048 * len(index))`` allowed); ``_plan`` (``"auto"``,
+        candidates are few (at most 1024, or at most
+        ``sqrt(256 * len(index))`` allowed; csrc/hnsw.h says how this was measured); ``_plan`` (``"auto"``,
         ``"graph"``, ``"exact"``) forces a path, for tests and benchmarks.
         """
+
+    def save(self, path: str) -> None:
+        """Write the index to ``path`` atomically: ``path + ".tmp"`` is written,
+        fsynced and renamed over ``path``. Waits for running writes. The file
+        (format version 1) holds a header with its own checksum and the
+        payload's, then labels, flags, levels, link lists, vectors and the
+        free slots. IndexIOError if it cannot be written."""
+
+    @staticmethod
+    def load(path: str) -> "HnswIndex":
+        """Read a file written by :meth:`save` in one read. Checksums, sizes,
+        link ids, levels and counts are all checked before anything is built:
+        a truncated, bit-flipped or foreign file raises IndexFileError, never
+        a crash. IndexIOError if it cannot be read."""
 
     @property
     def _slots(self) -> int:

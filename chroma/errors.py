@@ -79,6 +79,12 @@ class PersistentDirectoryLocked(ChromaError):
     status_code = 409
 
 
+class IndexFileError(ChromaError, ValueError):
+    """A saved vector index cannot be loaded: truncated, corrupted, of another format version, or not an index file."""
+
+    status_code = 500
+
+
 class MissingDependency(ChromaError, ImportError):
     """An implementation was chosen whose optional dependency is not installed."""
 

@@ -389,6 +389,8 @@ PYBIND11_MODULE(_core, m) {
             py::arg("num_threads") = 0, py::arg("_two_pass") = py::none())
         .def_property_readonly("_quant_bytes", &FlatIndex::quant_bytes);
     def_label_methods(flat);
+    py::register_exception<IndexFileError>(m, "IndexFileError", PyExc_ValueError);
+    py::register_exception<IndexIOError>(m, "IndexIOError", PyExc_OSError);
     py::class_<AllowList, std::shared_ptr<AllowList>>(
         m, "AllowList", "A set of int64 labels for filtered search, built once and reusable.")
         .def(py::init([](const py::object& labels) {
@@ -443,6 +445,15 @@ PYBIND11_MODULE(_core, m) {
         .def("search", &py_hnsw_search, py::arg("queries"), py::arg("k"),
              py::arg("allowed") = py::none(), py::arg("ef") = py::none(),
              py::arg("num_threads") = 0, py::arg("_plan") = py::none())
-        .def_property_readonly("_slots", &HnswIndex::slots);
+        .def_property_readonly("_slots", &HnswIndex::slots)
+        .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
+             "Write the index to path atomically (temporary file, fsync, rename).")
+        .def_static(
+            "load",
+            [](const std::string& path) {
+                py::gil_scoped_release nogil;
+                return HnswIndex::load(path);
+            },
+            py::arg("path"), "Read an index written by save(); IndexFileError if the file is not one.");
     def_label_methods(hnsw);
 }

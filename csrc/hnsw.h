@@ -35,10 +35,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <cstddef>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -49,6 +52,9 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "distances.h"
 #include "thread_pool.h"
@@ -116,6 +122,35 @@ class AllowList {
     std::vector<uint64_t> bits_;
     std::vector<int64_t> sorted_;
 };
+
+// A saved index that cannot be loaded: truncated, corrupted, of another
+// format version, or not an index file at all.
+struct IndexFileError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// An index file that cannot be read or written at all (OS error).
+struct IndexIOError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// 64-bit checksum over 8-byte words. Each step is a bijection of the state
+// for a fixed word and of the word for a fixed state, so any change confined
+// to one word (any number of flipped bits in it) always changes the result.
+inline uint64_t checksum(const char* p, size_t n, uint64_t h = 0x243f6a8885a308d3ull) {
+    constexpr uint64_t kMul = 0x9fb21c651e98df25ull;  // odd
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ w) * kMul;
+        h ^= h >> 29;
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, p + i, n - i);
+    h = (h ^ tail ^ (uint64_t(n) << 56)) * kMul;
+    return h ^ (h >> 32);
+}
 
 // Default ef for searches: measured to give recall@10 >= 0.95 on both
 // benchmark sets (benchmarks/bench_hnsw.py; README "HNSW").
@@ -286,19 +321,231 @@ class HnswIndex {
     // An exact scan costs ~ncand row reads; a filtered walk visits about
     // 1/selectivity = live/ncand times the nodes of an unfiltered one, whose
     // cost is that of scanning ~kWalkRows rows. They break even at
-    // ncand = sqrt(kWalkRows * live). Constants from bench_hnsw.py --planner
-    // (100k x 128, M=16, ef 64, one thread; README "HNSW planner"): the
-    // filtered walk overtook exact search between 5% and 10% selectivity,
-    // and an unfiltered walk cost about as much as scanning ~1000 rows.
+    // ncand = sqrt(kWalkRows * live). bench_hnsw.py prints both paths forced
+    // ("us graph", "us exact") per selectivity; on this machine (M=16, ef 64,
+    // one thread) exact won at 1% everywhere and at 5% of 100k x 128, the
+    // walk won at 10% of 100k x 128 and of 50k x 384 (break-even there
+    // between 3.5k and 5k rows, i.e. kWalkRows ~ 250-500): 256 keeps exact
+    // search up to ~5k allowed rows of 100k. Below kExactRows candidates (a
+    // small collection) exact search is as fast as a walk and exact.
     static bool use_exact(size_t ncand, size_t live) {
         if (ncand <= kExactRows) return true;
         return double(ncand) * double(ncand) <= double(kWalkRows) * double(live);
     }
     static constexpr size_t kExactRows = 1024;
-    static constexpr size_t kWalkRows = 512;
+    static constexpr size_t kWalkRows = 256;
+
+    // File format, version 1 (native little-endian): FileHeader, then the
+    // payload: per slot label (i64), hidden (u32), level (i32); per slot the
+    // level-0 list (1 + M0 u32); per slot the vector (dim f32); the upper
+    // lists of every node with level > 0, in slot order; the free slots.
+    // The header carries the payload's checksum and its own.
+    static constexpr char kMagic[8] = {'C', 'H', 'R', 'H', 'N', 'S', 'W', '\0'};
+    static constexpr uint32_t kVersion = 1;
+    struct FileHeader {
+        char magic[8];
+        uint32_t version, byte_order;
+        uint64_t dim;
+        uint32_t metric, M;
+        uint64_t ef_construction, ef_search, slots, live, entry, nfree, upper_words;
+        uint64_t payload_bytes, payload_sum, header_sum;
+    };
+
+    // Writes the index to `path` atomically: a temporary file beside it,
+    // flushed to disk, then renamed over `path`. Waits for running writes.
+    void save(const std::string& path) const {
+        std::unique_lock<std::shared_mutex> lk(mu_);
+        std::shared_lock<std::shared_mutex> lk2(label_mu_);
+        const uint32_t n = count_.load();
+        FileHeader h{};
+        std::memcpy(h.magic, kMagic, 8);
+        h.version = kVersion;
+        h.byte_order = 0x01020304;
+        h.dim = dim_;
+        h.metric = uint32_t(metric_);
+        h.M = uint32_t(M_);
+        h.ef_construction = ef_construction_;
+        h.ef_search = ef_search_.load();
+        h.slots = n;
+        h.live = live_.load();
+        h.entry = entry_.load();
+        h.nfree = free_.size();
+        for (uint32_t id = 0; id < n; ++id) h.upper_words += size_t(head(id).level) * (1 + M_);
+        std::vector<char> payload(payload_size(n, dim_, M0_, h.upper_words, h.nfree));
+        char* w = payload.data();
+        auto put = [&w](const void* src, size_t bytes) {
+            std::memcpy(w, src, bytes);
+            w += bytes;
+        };
+        for (uint32_t id = 0; id < n; ++id) put(&label(id), 8);
+        for (uint32_t id = 0; id < n; ++id) {
+            const uint32_t v = hidden(id).load();
+            put(&v, 4);
+        }
+        for (uint32_t id = 0; id < n; ++id) put(&head(id).level, 4);
+        for (uint32_t id = 0; id < n; ++id) put(list(id, 0), 4 * (1 + M0_));
+        for (uint32_t id = 0; id < n; ++id) put(vec(id), 4 * dim_);
+        for (uint32_t id = 0; id < n; ++id)
+            if (head(id).level > 0) put(head(id).upper, 4 * size_t(head(id).level) * (1 + M_));
+        put(free_.data(), 4 * free_.size());
+        h.payload_bytes = payload.size();
+        h.payload_sum = checksum(payload.data(), payload.size());
+        h.header_sum = checksum(reinterpret_cast<const char*>(&h), offsetof(FileHeader, header_sum));
+        write_atomically(path, h, payload);
+    }
+
+    // Reads a file written by save() in one read and checks it completely
+    // (checksums, then every size, id, level and count against the others)
+    // before building anything; a bad file raises IndexFileError.
+    static std::unique_ptr<HnswIndex> load(const std::string& path) {
+        std::vector<char> file = read_file(path);
+        auto bad = [&path](const std::string& why) {
+            return IndexFileError("'" + path + "' is not a valid chroma HNSW index file: " + why);
+        };
+        FileHeader h;
+        if (file.size() < sizeof(h)) throw bad("too short for its header (" + std::to_string(file.size()) + " bytes)");
+        std::memcpy(&h, file.data(), sizeof(h));
+        if (std::memcmp(h.magic, kMagic, 8) != 0) throw bad("wrong magic bytes (not an index file)");
+        if (h.header_sum != checksum(file.data(), offsetof(FileHeader, header_sum)))
+            throw bad("header checksum mismatch (corrupted)");
+        if (h.version != kVersion)
+            throw bad("format version " + std::to_string(h.version) + ", this build reads " + std::to_string(kVersion));
+        if (h.byte_order != 0x01020304) throw bad("written on a machine of another byte order");
+        if (h.dim == 0 || h.dim > (1u << 20) || h.metric > 2 || h.M < 2 || h.M > 512 ||
+            h.ef_construction == 0 || h.ef_construction > (1u << 24) || h.ef_search == 0 ||
+            h.ef_search > (1u << 24) || h.slots >= (size_t(1) << 31) || h.nfree > h.slots ||
+            h.live > h.slots || h.upper_words > h.slots * 31 * (1 + h.M))
+            throw bad("header fields out of range");
+        const size_t M0 = 2 * size_t(h.M);
+        if (h.payload_bytes != payload_size(h.slots, h.dim, M0, h.upper_words, h.nfree) ||
+            file.size() != sizeof(h) + h.payload_bytes)
+            throw bad("size " + std::to_string(file.size()) + " does not match its header (truncated?)");
+        const char* p = file.data() + sizeof(h);
+        if (h.payload_sum != checksum(p, h.payload_bytes)) throw bad("data checksum mismatch (corrupted)");
+
+        const size_t n = h.slots;
+        const char* labels = p;
+        const char* hiddens = labels + 8 * n;
+        const char* levels = hiddens + 4 * n;
+        const char* lists = levels + 4 * n;
+        const char* vectors = lists + 4 * (1 + M0) * n;
+        const char* uppers = vectors + 4 * h.dim * n;
+        const char* frees = uppers + 4 * h.upper_words;
+        auto u32 = [](const char* at, size_t i) {
+            uint32_t v;
+            std::memcpy(&v, at + 4 * i, 4);
+            return v;
+        };
+        auto check_list = [&](const char* at, size_t cap) {
+            const uint32_t c = u32(at, 0);
+            if (c > cap) throw bad("a link list is longer than M allows");
+            for (uint32_t j = 1; j <= c; ++j)
+                if (u32(at, j) >= n) throw bad("a link points past the last node");
+        };
+        size_t upper_words = 0, visible_count = 0;
+        for (size_t id = 0; id < n; ++id) {
+            const int32_t level = int32_t(u32(levels, id));
+            if (level < 0 || level > 30) throw bad("a node level is out of range");
+            if (u32(hiddens, id) > 1) throw bad("a node flag is out of range");
+            visible_count += u32(hiddens, id) == 0;
+            check_list(lists + 4 * (1 + M0) * id, M0);
+            for (int32_t l = 0; l < level; ++l) {
+                if (upper_words + (1 + h.M) > h.upper_words) throw bad("upper link lists do not add up");
+                check_list(uppers + 4 * upper_words, h.M);
+                upper_words += 1 + h.M;
+            }
+        }
+        if (upper_words != h.upper_words) throw bad("upper link lists do not add up");
+        if (visible_count != h.live || h.live + h.nfree != n) throw bad("node counts do not add up");
+        if (n == 0 ? h.entry != kNoEntry
+                   : (uint32_t(h.entry) >= n || int32_t(h.entry >> 32) != int32_t(u32(levels, uint32_t(h.entry)))))
+            throw bad("the entry point is not a node of its level");
+
+        auto index = std::make_unique<HnswIndex>(h.dim, Metric(h.metric), h.M, h.ef_construction, h.ef_search);
+        HnswIndex& x = *index;
+        std::vector<char> freed(n, 0);
+        for (size_t i = 0; i < h.nfree; ++i) {
+            const uint32_t id = u32(frees, i);
+            if (id >= n || freed[id] || u32(hiddens, id) == 0) throw bad("the free list is inconsistent");
+            freed[id] = 1;
+            x.free_.push_back(id);
+        }
+        x.label_to_id_.reserve(h.live);
+        upper_words = 0;
+        for (uint32_t id = 0; id < n; ++id) {
+            if (id % kChunkNodes == 0) {
+                char* c = static_cast<char*>(std::aligned_alloc(64, kChunkPrefix + kChunkNodes * x.block_));
+                if (!c) throw std::bad_alloc();
+                x.chunks_.get()[id >> kChunkShift].store(c);
+            }
+            Header& hd = x.head(id);
+            hd.level = int32_t(u32(levels, id));
+            hd.upper = nullptr;
+            x.count_.store(id + 1);  // the destructor frees what is set up so far
+            std::memcpy(&x.label(id), labels + 8 * size_t(id), 8);
+            x.hidden(id).store(u32(hiddens, id));
+            std::memcpy(x.list(id, 0), lists + 4 * (1 + M0) * id, 4 * (1 + M0));
+            std::memcpy(x.vec(id), vectors + 4 * h.dim * id, 4 * h.dim);
+            if (hd.level > 0) {
+                const size_t words = size_t(hd.level) * (1 + h.M);
+                hd.upper = new uint32_t[words];
+                std::memcpy(hd.upper, uppers + 4 * upper_words, 4 * words);
+                upper_words += words;
+            }
+            if (!u32(hiddens, id) && !x.label_to_id_.emplace(x.label(id), id).second)
+                throw bad("a label appears twice");
+        }
+        x.live_.store(h.live);
+        x.entry_.store(h.entry);
+        return index;
+    }
 
    private:
+    static size_t payload_size(size_t n, size_t dim, size_t M0, size_t upper_words, size_t nfree) {
+        return n * (8 + 4 + 4 + 4 * (1 + M0) + 4 * dim) + 4 * upper_words + 4 * nfree;
+    }
+
+    static std::vector<char> read_file(const std::string& path) {
+        std::FILE* f = std::fopen(path.c_str(), "rb");
+        if (!f) throw IndexIOError("cannot open '" + path + "': " + std::strerror(errno));
+        std::vector<char> data;
+        if (std::fseek(f, 0, SEEK_END) == 0) {
+            const long size = std::ftell(f);
+            if (size > 0) data.resize(size_t(size));
+            std::rewind(f);
+        }
+        const size_t got = data.empty() ? 0 : std::fread(data.data(), 1, data.size(), f);
+        std::fclose(f);
+        data.resize(got);
+        return data;
+    }
+
+    static void write_atomically(const std::string& path, const FileHeader& h, const std::vector<char>& payload) {
+        const std::string tmp = path + ".tmp";
+        const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) throw IndexIOError("cannot write '" + tmp + "': " + std::strerror(errno));
+        auto write_all = [&](const char* p, size_t n) {
+            while (n) {
+                const ssize_t k = ::write(fd, p, n);
+                if (k < 0 && errno == EINTR) continue;
+                if (k <= 0) return false;
+                p += k;
+                n -= size_t(k);
+            }
+            return true;
+        };
+        const bool ok = write_all(reinterpret_cast<const char*>(&h), sizeof(h)) &&
+                        write_all(payload.data(), payload.size()) && ::fsync(fd) == 0;
+        const int err = errno;
+        ::close(fd);
+        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+            std::remove(tmp.c_str());
+            throw IndexIOError("cannot write '" + path + "': " + std::strerror(ok ? errno : err));
+        }
+    }
+
     static constexpr size_t kHeader = 32;
+    static constexpr size_t kScanGroup = 16;  // rows of exact search prefetched together
     static constexpr unsigned kChunkShift = 12;
     static constexpr uint32_t kChunkNodes = 1u << kChunkShift;
     static constexpr size_t kMaxChunks = size_t(1) << 19;  // 2^31 nodes
@@ -696,9 +943,19 @@ class HnswIndex {
         auto worse = [&](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) {
             return ranks_after(b.first, cand[b.second].label, a.first, cand[a.second].label);
         };
-        const size_t block = s.rows.size();
+        // The rows are scattered blocks, so the hardware prefetchers see no
+        // stream: each group of rows is requested while the previous one is
+        // computed, which keeps several cache misses in flight.
+        const size_t block = kScanGroup, lines = (dim_ * sizeof(float) + 63) / 64;
+        auto prefetch = [&](size_t from) {
+            for (size_t r = from; r < std::min(from + block, cand.size()); ++r)
+                for (size_t l = 0; l < lines; ++l)
+                    __builtin_prefetch(reinterpret_cast<const char*>(cand[r].vec) + 64 * l);
+        };
+        prefetch(0);
         for (size_t b = 0; b < cand.size(); b += block) {
             const size_t nr = std::min(block, cand.size() - b);
+            prefetch(b + block);
             for (size_t r = 0; r < nr; ++r) s.rows[r] = cand[b + r].vec;
             K.horizontal(walk_metric_, s.rows.data(), nr, dim_, q, 1.f, nullptr, s.dist.data());
             for (size_t r = 0; r < nr; ++r) {

@@ -34,8 +34,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 def built(vectors: np.ndarray, space: str = "l2", labels=None, **kwargs) -> _core.HnswIndex:
+    """An index built on one thread: the graph (levels are drawn per label) and so the recall are reproducible."""
     index = _core.HnswIndex(vectors.shape[1], space, **kwargs)
-    index.add(np.arange(len(vectors)) if labels is None else labels, vectors)
+    index.add(np.arange(len(vectors)) if labels is None else labels, vectors, num_threads=1)
     return index
 
 
@@ -193,3 +194,87 @@ def test_search_during_parallel_add_is_safe(data):
     assert not errors
     truth, _ = _core.exact_search(vectors, queries, 10, "l2")
     assert recall(index.search(queries, 10, ef=EF, _plan="graph")[0], truth) >= 0.95
+
+
+# --- the file format ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from chroma import errors  # noqa: E402
+from chroma.index.hnsw import HnswIndex  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, data) -> tuple[bytes, HnswIndex]:
+    """A small saved index with deleted slots, several levels and cosine vectors."""
+    vectors, _ = data
+    index = HnswIndex(DIM, "cosine", {"hnsw:M": 4, "hnsw:search_ef": 32})
+    index.add(np.arange(300), vectors[:300])
+    index.remove(np.arange(0, 300, 7))
+    path = tmp_path_factory.mktemp("saved") / "index.bin"
+    index.save(path)
+    return path.read_bytes(), index
+
+
+def test_save_load_round_trip(tmp_path, saved, data):
+    raw, index = saved
+    path = tmp_path / "index.bin"
+    path.write_bytes(raw)
+    loaded = HnswIndex.load(path)
+    assert (loaded.dim, loaded.space, loaded.params) == (DIM, "cosine", {"hnsw:M": 4, "hnsw:construction_ef": 100, "hnsw:search_ef": 32})
+    assert len(loaded) == len(index)
+    np.testing.assert_array_equal(loaded._core.labels(), index._core.labels())
+    _, queries = data
+    for plan in ("graph", "exact"):
+        a = index._core.search(queries, 5, _plan=plan)
+        b = loaded._core.search(queries, 5, _plan=plan)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    loaded.add(np.array([1000]), queries[:1])  # a loaded index takes writes (and reuses a deleted slot)
+    assert loaded._core._slots == index._core._slots and loaded.search(queries[:1], 1)[0][0, 0] == 1000
+    loaded.save(path)  # overwriting in place leaves no temporary file behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.bin"]
+
+
+def load_bytes(tmp_path, raw: bytes) -> None:
+    path = tmp_path / "fuzzed.bin"
+    path.write_bytes(raw)
+    HnswIndex.load(path)
+
+
+fuzz = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@fuzz
+@given(cut=st.integers(min_value=0))
+def test_truncated_file_raises(tmp_path, saved, cut):
+    raw, _ = saved
+    with pytest.raises(errors.IndexFileError):
+        load_bytes(tmp_path, raw[: cut % len(raw)])
+
+
+@fuzz
+@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 7)), min_size=1, max_size=4))
+def test_flipped_bits_raise(tmp_path, saved, flips):
+    raw, _ = saved
+    data = bytearray(raw)
+    for position, bit in flips:
+        data[position % len(data)] ^= 1 << bit
+    if bytes(data) == raw:  # flips that cancel out leave a valid file
+        return
+    with pytest.raises(errors.IndexFileError):
+        load_bytes(tmp_path, bytes(data))
+
+
+@fuzz
+@given(junk=st.binary(max_size=400), keep_magic=st.booleans())
+def test_foreign_files_raise(tmp_path, saved, junk, keep_magic):
+    raw, _ = saved
+    with pytest.raises(errors.IndexFileError):
+        load_bytes(tmp_path, (raw[:8] if keep_magic else b"") + junk)
+
+
+def test_missing_file_is_an_os_error(tmp_path):
+    with pytest.raises(OSError):
+        HnswIndex.load(tmp_path / "absent.bin")

@@ -10,10 +10,12 @@ committed since (``DB.changes_since``).
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import threading
 import time
 import warnings
+import weakref
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -25,6 +27,7 @@ from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, WriteResult
 from chroma.index import Index
+from chroma.index.saved import SavedIndexes
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 
@@ -49,6 +52,9 @@ class Local(API):
         self._versions: dict[str, frozenset] = {}
         """Per cached index: the DB's committed batch versions it reflects."""
         self._write_lock = threading.RLock()
+        # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
+        self._saved = SavedIndexes(settings.persist_directory if settings.db_impl == "persistent_duckdb" else None)
+        atexit.register(_close_at_exit, weakref.ref(self))
         self._default_embedding_function = (
             load_embedding_function(settings.embedding_function) if settings.embedding_function else None
         )
@@ -93,6 +99,7 @@ class Local(API):
         with self._write_lock:
             collection_id = self._db.delete_collection(name)
             self._indexes.pop(collection_id, None)
+            self._saved.forget(collection_id)
 
     def reset(self) -> None:
         if not self._settings.allow_reset:
@@ -100,6 +107,7 @@ class Local(API):
         with self._write_lock:
             self._db.reset()
             self._indexes.clear()
+            self._saved.clear()
 
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
         new_name = UNCHANGED if name is None else validation.collection_name(name)
@@ -120,6 +128,11 @@ class Local(API):
     def _count(self, collection_id: str) -> int:
         return self._db.count(collection_id)
 
+    def close(self) -> None:
+        """Saves the loaded indexes of a persistent DB (see chroma.index.saved)."""
+        with self._write_lock:
+            self._saved.save_all(self._indexes)
+
     # index upkeep
     def _index(self, record: CollectionRecord) -> Optional[Index]:
         index = self._indexes.get(record.id)
@@ -129,13 +142,15 @@ class Local(API):
             index = self._indexes.get(record.id)
             if index is None:
                 versions = self._db.versions(record.id)
-                labels, vectors = self._db.load_vectors(record.id)
-                if not len(labels):
-                    return None
                 metadata = record.metadata or {}
                 params = {k: v for k, v in metadata.items() if k.startswith("hnsw:")}
-                index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
-                index.add(labels, vectors)
+                index = self._saved.load(self._index_class, record.id, params)
+                if index is None:
+                    labels, vectors = self._db.load_vectors(record.id)
+                    if not len(labels):
+                        return None
+                    index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
+                    index.add(labels, vectors)
                 self._indexes[record.id] = index
                 self._versions[record.id] = versions
         return index
@@ -176,6 +191,7 @@ class Local(API):
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
         with self._write_lock:
+            self._saved.forget(collection_id)  # before the write: a crash then leaves no stale file
             result = getattr(self._db, operation)(collection_id, batch)
             try:
                 self._apply(collection_id, result)
@@ -206,6 +222,7 @@ class Local(API):
             if ids == []:
                 self._db.count(collection_id)  # still report a missing collection
                 return
+            self._saved.forget(collection_id)
             labels = self._db.delete(collection_id, ids, clause)
             index = self._indexes.get(collection_id)
             if index is not None and len(labels):
@@ -274,6 +291,12 @@ class Local(API):
         labels = np.take_along_axis(labels, order, axis=-1)
         distances = np.take_along_axis(distances, order, axis=-1)
         return _query_result(list(labels), list(distances), records, include, dimension)
+
+
+def _close_at_exit(client: "weakref.ref[Local]") -> None:
+    local = client()
+    if local is not None:
+        local.close()
 
 
 _QUERY_ATTEMPTS = 5

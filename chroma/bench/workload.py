@@ -126,7 +126,8 @@ def run_job(job: dict, progress: Callable[[str], None] = lambda phase: None) -> 
             if combination.persistent:
                 progress("reopen")
                 if setup.server is None:
-                    chroma.get_db().close()  # a persistent directory takes one process at a time
+                    client.close()  # as at a process's end: a persistent DB saves its indexes
+                    chroma.get_db().close()  # and a persistent directory takes one process at a time
                 phases["reopen"] = {"seconds": _reopen(setup, queries[0])}
             figures["peak_memory_bytes"] = own_peak_memory_bytes() + (
                 setup.server.peak_memory_bytes() if setup.server else 0)

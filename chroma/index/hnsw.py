@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from chroma import _core
+from chroma import _core, errors
 from chroma.index.core import CoreIndex
 
 DEFAULT_M = 16
@@ -33,3 +34,36 @@ class HnswIndex(CoreIndex):
         super().__init__(dim, space, params)
         M, construction_ef, search_ef = index_params(params)
         self._core = _core.HnswIndex(dim, space, M, construction_ef, search_ef)
+
+    def set_search_ef(self, ef: int) -> None:
+        """Sets the default ef of later searches."""
+        self._core.ef_search = ef
+        self.params = {**self.params, "hnsw:search_ef": ef}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the index to ``path`` atomically (a temporary file beside it, flushed, then renamed).
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        self._core.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "HnswIndex":
+        """The index saved at ``path``, read in one read and checked completely before use.
+
+        Raises:
+            IndexFileError: the file is truncated, corrupted (a checksum or
+                an internal count does not match), of another format version, or
+                not an index file.
+            OSError: the file cannot be read.
+        """
+        try:
+            core = _core.HnswIndex.load(os.fspath(path))
+        except _core.IndexFileError as exc:
+            raise errors.IndexFileError(str(exc)) from None
+        params = {"hnsw:M": core.M, "hnsw:construction_ef": core.ef_construction, "hnsw:search_ef": core.ef_search}
+        index = cls.__new__(cls)
+        super(HnswIndex, index).__init__(core.dim, core.space, params)
+        index._core = core
+        return index

@@ -1,0 +1,54 @@
+"""Local over persistent_duckdb saves its HNSW indexes on close and loads them on reopen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chroma
+from test_durability import open_persistent
+from test_durability import switch_away as close
+
+
+@pytest.fixture(autouse=True)
+def restore_configuration():
+    yield
+    chroma.configure(api_impl=None, db_impl=None, persist_directory=None)
+    chroma.get_api()  # closes the persistent client, releasing its directory
+
+
+def slots(client: chroma.API, collection_id: str) -> int:
+    """Node slots of the collection's core index: a rebuild from the DB has no deleted ones."""
+    return client._indexes[collection_id]._core._slots
+
+
+def test_reopen_loads_the_saved_index_and_a_write_invalidates_it(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    ids = [f"v{i}" for i in range(300)]
+    client = open_persistent(tmp_path)
+    collection = client.create_collection("saved", metadata={"hnsw:search_ef": 50})
+    collection.add(ids=ids, embeddings=vectors)
+    collection.delete(ids=ids[:30])
+    expected = collection.query(query_embeddings=vectors[:5], n_results=4, include=["distances"])
+    assert slots(client, collection.id) == 300
+    close()
+    saved = tmp_path / "indexes" / f"{collection.id}.hnsw"
+    assert saved.exists()
+
+    client = open_persistent(tmp_path)
+    collection = client.get_collection("saved")
+    assert collection.query(query_embeddings=vectors[:5], n_results=4, include=["distances"]) == expected
+    assert slots(client, collection.id) == 300  # loaded (with its 30 deleted slots), not rebuilt
+    collection.add(ids=["new"], embeddings=vectors[:1] + 1)
+    assert not saved.exists()  # the file no longer matches the DB
+    close()
+
+    saved.write_bytes(saved.read_bytes()[:-5])  # truncated: ignored with a warning, then rebuilt
+    client = open_persistent(tmp_path)
+    collection = client.get_collection("saved")
+    with pytest.warns(RuntimeWarning, match="saved index"):
+        got = collection.query(query_embeddings=vectors[:5], n_results=4, include=[])
+    assert got["ids"] == expected["ids"]
+    assert slots(client, collection.id) == 271
+    assert not saved.exists()
