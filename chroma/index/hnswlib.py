@@ -39,6 +39,13 @@ class Hnswlib(Index):
         self._live: set[int] = set()
         self._lock = threading.Lock()
 
+    def set_search_ef(self, ef: int) -> None:
+        """Sets the default ef of later searches (at least k is used)."""
+        with self._lock:
+            self.search_ef = ef
+            self._index.set_ef(ef)
+        self.params = {**self.params, "hnsw:search_ef": ef}
+
     def add(self, labels: np.ndarray, vectors: np.ndarray, num_threads: int = 0) -> None:
         labels, vectors = as_labels(labels), as_vectors(vectors)
         if not len(labels):
