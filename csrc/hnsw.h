@@ -248,6 +248,7 @@ class HnswIndex {
                 hidden(id).store(0, std::memory_order_release);
                 live_.fetch_add(1);
             });
+            relink_orphans(K, num_threads);
         }
         if (updates.empty()) return;
         // Last occurrence wins: keep one update per node, the latest row.
@@ -259,6 +260,7 @@ class HnswIndex {
             store_vector(todo[j].first, vectors + todo[j].second * dim_);
             link(K, todo[j].first, s);
         });
+        relink_orphans(K, num_threads);
     }
 
     // Hides the labels from every later search and frees their slots for
@@ -481,6 +483,7 @@ class HnswIndex {
             Header& hd = x.head(id);
             hd.level = int32_t(u32(levels, id));
             hd.upper = nullptr;
+            hd.in_links = 0;
             x.count_.store(id + 1);  // the destructor frees what is set up so far
             std::memcpy(&x.label(id), labels + 8 * size_t(id), 8);
             x.hidden(id).store(u32(hiddens, id));
@@ -494,6 +497,10 @@ class HnswIndex {
             }
             if (!u32(hiddens, id) && !x.label_to_id_.emplace(x.label(id), id).second)
                 throw bad("a label appears twice");
+        }
+        for (uint32_t id = 0; id < n; ++id) {
+            const uint32_t* lst = x.list(id, 0);
+            for (uint32_t j = 1; j <= lst[0]; ++j) ++x.head(lst[j]).in_links;
         }
         x.live_.store(h.live);
         x.entry_.store(h.entry);
@@ -554,7 +561,7 @@ class HnswIndex {
 
     struct Header {
         int32_t level;
-        uint32_t reserved0;
+        uint32_t in_links;  // level-0 lists that hold this node (derived; recounted on load)
         uint32_t* upper;  // level * (1 + M) entries: per level >= 1, count then ids
         uint64_t reserved[2];
     };
@@ -570,7 +577,8 @@ class HnswIndex {
         std::vector<uint32_t> mark;
         uint32_t epoch = 0;
         uint32_t limit = 0;
-        std::vector<std::pair<float, uint32_t>> cand, top, sel, nb;
+        std::vector<std::pair<float, uint32_t>> cand, top, nb;
+        std::vector<std::vector<std::pair<float, uint32_t>>> sel;  // per level, while linking
         std::vector<const float*> rows;
         std::vector<uint32_t> ids;
         std::vector<float> dist;
@@ -649,6 +657,7 @@ class HnswIndex {
             Header& h = head(id);
             h.level = random_level(lab);
             h.upper = h.level > 0 ? new uint32_t[size_t(h.level) * (1 + M_)]() : nullptr;
+            h.in_links = 0;
             store(list(id, 0), 0);
             count_.store(id + 1, std::memory_order_release);
         }
@@ -818,17 +827,25 @@ class HnswIndex {
         c.resize(kept);
     }
 
-    // Links id at `level` to its selected neighbours (s.sel) and each of them
+    // Links id at `level` to its selected neighbours `sel` and each of them
     // back to id, pruning a full list with the same heuristic.
-    void connect(const KernelTable& K, uint32_t id, int level, Scratch& s) const {
+    void connect(const KernelTable& K, uint32_t id, int level,
+                 const std::vector<std::pair<float, uint32_t>>& sel, Scratch& s) const {
         const size_t cap = max_links(level);
+        const bool counted = level == 0;
         {
             std::lock_guard<std::mutex> lk(lock_of(id));
             uint32_t* lst = list(id, level);
-            for (size_t j = 0; j < s.sel.size(); ++j) store(lst + 1 + j, s.sel[j].second);
-            __atomic_store_n(lst, uint32_t(s.sel.size()), __ATOMIC_RELEASE);
+            if (counted) {
+                // A reused slot or an updated node drops the links it had.
+                const size_t old = std::min<size_t>(load(lst), cap);
+                for (size_t j = 1; j <= old; ++j) drop_in_link(load(lst + j));
+                for (const auto& chosen : sel) add_in_link(chosen.second);
+            }
+            for (size_t j = 0; j < sel.size(); ++j) store(lst + 1 + j, sel[j].second);
+            __atomic_store_n(lst, uint32_t(sel.size()), __ATOMIC_RELEASE);
         }
-        for (const auto& [dn, n] : s.sel) {
+        for (const auto& [dn, n] : sel) {
             std::lock_guard<std::mutex> lk(lock_of(n));
             uint32_t* lst = list(n, level);
             const size_t cnt = std::min<size_t>(load(lst), cap);
@@ -838,6 +855,7 @@ class HnswIndex {
             if (cnt < cap) {
                 store(lst + 1 + cnt, id);
                 __atomic_store_n(lst, uint32_t(cnt + 1), __ATOMIC_RELEASE);
+                if (counted) add_in_link(id);
                 continue;
             }
             auto& nb = s.nb;
@@ -850,10 +868,54 @@ class HnswIndex {
             for (size_t j = 0; j < cnt; ++j) nb.emplace_back(s.dist[j], s.ids[j]);
             nb.emplace_back(dn, id);
             select_neighbors(K, nb, cap, s);
+            if (counted) {
+                for (size_t j = 0; j < cnt; ++j) drop_in_link(s.ids[j]);
+                for (const auto& kept : nb) add_in_link(kept.second);
+            }
             for (size_t j = 0; j < nb.size(); ++j) store(lst + 1 + j, nb[j].second);
             __atomic_store_n(lst, uint32_t(nb.size()), __ATOMIC_RELEASE);
         }
     }
+
+    // In-links. Pruning a full list and reusing a deleted node's slot both
+    // take links away from nodes, and a node whose in-links at level 0 run
+    // out can no longer be reached by any walk (seen under delete/insert
+    // churn: a stored vector stopped finding itself). Every level-0 list
+    // change is counted, and after each batch the nodes left with fewer than
+    // kMinInLinks are linked again, which gives them back-links.
+    void add_in_link(uint32_t id) const { __atomic_fetch_add(&head(id).in_links, 1u, __ATOMIC_RELAXED); }
+    void drop_in_link(uint32_t id) const {
+        if (__atomic_sub_fetch(&head(id).in_links, 1u, __ATOMIC_RELAXED) == kMinInLinks - 1) {
+            std::lock_guard<std::mutex> lk(orphans_mu_);
+            orphans_.push_back(id);
+        }
+    }
+
+    // Links again the live nodes whose in-links fell below kMinInLinks (their
+    // vectors do not change, so searches may run meanwhile). Linking one can
+    // prune links of others; a few rounds settle it.
+    void relink_orphans(const KernelTable& K, int num_threads) {
+        for (int round = 0; round < kRelinkRounds; ++round) {
+            std::vector<uint32_t> todo;
+            {
+                std::lock_guard<std::mutex> lk(orphans_mu_);
+                todo.swap(orphans_);
+            }
+            std::sort(todo.begin(), todo.end());
+            todo.erase(std::unique(todo.begin(), todo.end()), todo.end());
+            todo.erase(std::remove_if(todo.begin(), todo.end(), [&](uint32_t id) {
+                           return !visible(id) || __atomic_load_n(&head(id).in_links, __ATOMIC_RELAXED) >= kMinInLinks ||
+                                  uint32_t(entry_.load()) == id;
+                       }),
+                       todo.end());
+            if (todo.empty()) return;
+            parallel(todo.size(), num_threads, [&](size_t j, Scratch& s) { link(K, todo[j], s); });
+        }
+        std::lock_guard<std::mutex> lk(orphans_mu_);
+        orphans_.clear();
+    }
+    static constexpr uint32_t kMinInLinks = 2;
+    static constexpr int kRelinkRounds = 3;
 
     // (Re)links node id, whose vector is already stored, at each of its levels.
     void link(const KernelTable& K, uint32_t id, Scratch& s) {
@@ -872,16 +934,28 @@ class HnswIndex {
         float d = distance(K, q, vec(ep));
         ep = descend(K, q, ep, d, top, level, s);
         auto not_self = [id](uint32_t x) { return x != id; };
-        for (int l = std::min(level, top); l >= 0; --l) {
+        // Every level's neighbours are chosen first and connected from level 0
+        // up, so a walk that reaches this node at some level (through a
+        // back-link) finds its lists below already complete; connected top
+        // down, a concurrent insert could stop at it and get one link only.
+        const int linked = std::min(level, top);
+        s.sel.resize(size_t(std::max(int(s.sel.size()), linked + 1)));
+        for (int l = linked; l >= 0; --l) {
             search_level(K, q, ep, d, l, ef_construction_, not_self, s);
-            if (s.top.empty()) continue;
-            s.sel.assign(s.top.begin(), s.top.end());
-            select_neighbors(K, s.sel, M_, s);
-            ep = s.sel.front().second;
-            d = s.sel.front().first;
-            connect(K, id, l, s);
+            auto& sel = s.sel[size_t(l)];
+            sel.assign(s.top.begin(), s.top.end());
+            if (sel.empty()) continue;
+            select_neighbors(K, sel, M_, s);
+            ep = sel.front().second;
+            d = sel.front().first;
         }
+        for (int l = 0; l <= linked; ++l)
+            if (!s.sel[size_t(l)].empty()) connect(K, id, l, s.sel[size_t(l)], s);
         if (level > top) entry_.store(pack_entry(id, level));
+        if (__atomic_load_n(&head(id).in_links, __ATOMIC_RELAXED) < kMinInLinks) {
+            std::lock_guard<std::mutex> lk(orphans_mu_);
+            orphans_.push_back(id);
+        }
     }
 
     // Graph search of one query; returns how many results it wrote.
@@ -999,6 +1073,8 @@ class HnswIndex {
 
     mutable std::shared_mutex mu_;        // shared: searches, new inserts; exclusive: updates, deletes
     mutable std::shared_mutex label_mu_;  // label_to_id_, free_, slot allocation
+    mutable std::mutex orphans_mu_;
+    mutable std::vector<uint32_t> orphans_;  // nodes whose in-links fell below kMinInLinks
     std::unordered_map<int64_t, uint32_t> label_to_id_;
     std::vector<uint32_t> free_;
 
