@@ -2,6 +2,7 @@
 
     chroma run [--impl fastapi|flight|both] [--host 127.0.0.1] [--port PORT]
                [--flight-port PORT] [--path DIR] [--db NAME]
+    chroma worker [--concurrency N] [--loglevel LEVEL]
     chroma bench [--quick] [--combinations API-DB-INDEX,...] [...]   (see chroma.bench)
 
 starts a server: HTTP (``chroma.server.FastAPI``, the default), Arrow Flight
@@ -12,12 +13,17 @@ SIGINT (Ctrl-C); then it lets running requests finish, closes the database
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
 ``max_batch_size``, ``max_n_results``, ``cors_origins``, ...) come from the
 ``CHROMA_<SETTING>`` environment variables.
+
+``chroma worker`` runs a Celery worker for ``api_impl="celery"`` clients
+(``chroma.worker``), configured by the same ``CHROMA_*`` variables as they are
+(broker, result backend, the shared DB, the default embedding function).
 """
 
 from __future__ import annotations
 
 import argparse
 import faulthandler
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -53,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", default=None, metavar="NAME",
                      help=f"database implementation: {', '.join(registry.DB_IMPLS)} "
                      "(default duckdb, in memory; persistent_duckdb with --path)")
+    work = commands.add_parser(
+        "worker",
+        help="run a Celery worker for api_impl='celery' clients",
+        description="Run a Celery worker that takes the bulk writes, index builds and large query batches of "
+        "api_impl='celery' clients. It reads the same CHROMA_<SETTING> variables as they do: "
+        "CHROMA_CELERY_BROKER_URL, CHROMA_CELERY_RESULT_BACKEND, CHROMA_DB_IMPL=clickhouse, "
+        "CHROMA_CLICKHOUSE_HOST/PORT, CHROMA_EMBEDDING_FUNCTION.",
+    )
+    work.add_argument("--concurrency", type=int, default=1,
+                      help="tasks run at once (default 1: one process; more: a pool of that many processes)")
+    work.add_argument("--loglevel", default="info", help="Celery's log level (default info)")
+    work.add_argument("--name", default=None, help="the worker's node name (default chroma-<pid>@<host>)")
     commands.add_parser("bench", help="benchmark API/DB/index combinations (chroma bench --help)", add_help=False)
     return parser
 
@@ -80,6 +98,22 @@ def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], p
     print("chroma server stopped", flush=True)
 
 
+def worker(concurrency: int, loglevel: str, name: Optional[str]) -> None:
+    try:
+        from chroma import worker as celery_worker
+    except ModuleNotFoundError as exc:
+        raise errors.MissingDependency(
+            f"chroma worker needs the package {exc.name!r}, which is not installed; "
+            "install it with: pip install 'chroma[server]'"
+        ) from None
+    from chroma.config import current_settings
+
+    app = celery_worker.make_app(current_settings())
+    pool = ["--pool=solo"] if concurrency <= 1 else ["--pool=prefork", f"--concurrency={concurrency}"]
+    app.worker_main(["worker", *pool, f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+                     "--without-heartbeat", "-n", name or f"chroma-{os.getpid()}@%h"])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -90,6 +124,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "run":
             run(args.impl, args.host, args.port, args.flight_port, args.path, args.db)
+        elif args.command == "worker":
+            worker(args.concurrency, args.loglevel, args.name)
     except (errors.ChromaError, OSError) as exc:
         print(f"chroma: error: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -69,11 +69,14 @@ class Collection:
         """The embeddings to write: as given, else computed from the documents.
 
         A ``None`` document gets a ``None`` embedding (for update and upsert:
-        that item's vector stays as it is).
+        that item's vector stays as it is). None when the client embeds the
+        documents itself (see ``API._embeds_documents``).
         """
         if embeddings is not None or documents is None:
             return embeddings
         texts = self._documents(ids, documents)
+        if self._client._embeds_documents(self.embedding_function, len(texts)):
+            return None
         present = [i for i, text in enumerate(texts) if text is not None]
         computed = self._embed([texts[i] for i in present], "documents") if present else None
         if computed is None:

@@ -34,7 +34,24 @@ class Settings:
     server_flight_port: int = 8815
     """The Arrow Flight server's port (``chroma run --impl flight|both``); the ``arrowflight`` client's too."""
     celery_broker_url: Optional[str] = None
+    """``api_impl="celery"``: the broker clients and workers share, e.g. ``redis://host:6379/0``."""
     celery_result_backend: Optional[str] = None
+    """``api_impl="celery"``: where workers leave task results; defaults to the broker URL."""
+    celery_write_threshold: int = 10_000
+    """Celery: adds, upserts and updates of at least this many ids go to the workers, as do
+    index builds of collections with at least this many items."""
+    celery_chunk_size: int = 5_000
+    """Celery: ids per worker task of a large write."""
+    celery_query_threshold: int = 1_000
+    """Celery: query batches of at least this many queries go to the workers."""
+    celery_query_chunk_size: int = 250
+    """Celery: queries per worker task of a large query batch."""
+    celery_timeout: float = 120.0
+    """Celery: seconds a call waits without any progress of its tasks before it fails with
+    ``WorkerError`` (no worker running, or a worker died and none took its task again)."""
+    celery_visibility_timeout: int = 60
+    """Celery over Redis: seconds after which a task whose worker died unacknowledged is given
+    to another worker. Keep it below ``celery_timeout`` so that such a call still succeeds."""
     auth_token: Optional[str] = None
     """Server: when set, every route except ``GET /api/v1/heartbeat``, ``/docs`` and
     ``/openapi.json`` needs ``Authorization: Bearer <auth_token>`` (401 ``Unauthorized``
@@ -127,6 +144,16 @@ def _coerce(name: str, value: Any, from_env: bool = False) -> Any:
             raise ConfigurationError(f"setting {source} must be an integer, got {value!r}") from None
         if number < 0:
             raise ConfigurationError(f"setting {source} must be >= 0, got {value!r}")
+        return number
+    if kind in ("float", float):
+        if isinstance(value, bool):
+            raise ConfigurationError(f"setting {source} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"setting {source} must be a number, got {value!r}") from None
+        if not number > 0 or number == float("inf"):
+            raise ConfigurationError(f"setting {source} must be a positive number, got {value!r}")
         return number
     if not isinstance(value, (str, os.PathLike)):
         raise ConfigurationError(f"setting {source} must be a string, got {value!r}")

@@ -109,6 +109,13 @@ class ServerUnavailable(ChromaError, ConnectionError):
     status_code = 503
 
 
+class WorkerError(ChromaError):
+    """Work handed to Celery workers did not finish: no worker took it, or the
+    workers stopped making progress (one died and none took its task again)."""
+
+    status_code = 503
+
+
 def _all_error_classes() -> dict[str, type[ChromaError]]:
     found: dict[str, type[ChromaError]] = {}
     stack: list[type[ChromaError]] = [ChromaError]

@@ -26,6 +26,7 @@ API_IMPLS: dict[str, Implementation] = {
     # The HTTP client needs only requests, a base dependency; the Flight client pyarrow.
     "fastapi": Implementation("chroma.api.fastapi.FastAPI"),
     "arrowflight": Implementation("chroma.api.arrowflight.ArrowFlight"),
+    "celery": Implementation("chroma.api.celery.Celery", extra="server"),
 }
 
 DB_IMPLS: dict[str, Implementation] = {

@@ -17,6 +17,7 @@ from typing import ContextManager
 
 import pytest
 
+from celery_helpers import running_redis, running_workers, worker_settings
 from clickhouse_helpers import running_clickhouse
 from server_helpers import running_server
 
@@ -114,6 +115,29 @@ def _fastapi_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
             yield _fastapi_settings(server.port)
 
 
+CELERY_EVERYTHING_TO_WORKERS = {
+    # Thresholds low enough that the suite's small batches go to the workers in
+    # several chunks, and every collection's index is built by a worker.
+    "celery_write_threshold": 2,
+    "celery_chunk_size": 2,
+    "celery_query_threshold": 2,
+    "celery_query_chunk_size": 1,
+    "celery_timeout": 60,
+}
+
+
+@contextlib.contextmanager
+def _celery_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
+    # Real clickhouse-server, redis-server and two `chroma worker` processes.
+    with running_clickhouse(tmp_path / "clickhouse") as clickhouse, running_redis(tmp_path / "redis") as redis:
+        settings = worker_settings(clickhouse.settings, redis)
+        with running_workers(tmp_path / "workers", settings, count=2):
+            # The clients have no default embedding function, as in every combination; the
+            # workers' one is for tests/test_celery.py.
+            client = {key: value for key, value in settings.items() if key != "embedding_function"}
+            yield {"api_impl": "celery", **client, **CELERY_EVERYTHING_TO_WORKERS, "allow_reset": True}
+
+
 @contextlib.contextmanager
 def _local_chdb(tmp_path: pathlib.Path) -> Iterator[dict]:
     # The same SQL on a current ClickHouse engine (chDB, in process).
@@ -132,3 +156,4 @@ register(Combination("flight-persistent_duckdb", _flight_persistent_duckdb))
 register(Combination("local-clickhouse", _local_clickhouse))
 register(Combination("fastapi-clickhouse", _fastapi_clickhouse))
 register(Combination("local-chdb", _local_chdb))
+register(Combination("celery-clickhouse", _celery_clickhouse))

@@ -114,6 +114,11 @@ class API(abc.ABC):
         include: Sequence[str],
     ) -> QueryResult: ...
 
+    def _embeds_documents(self, embedding_function: Optional[EmbeddingFunction], count: int) -> bool:
+        """Whether this client computes the embeddings of a write's ``count`` documents itself
+        (``chroma.api.Celery``: on its workers) rather than the Collection before the call."""
+        return False
+
     def close(self) -> None:
         """Releases what the client holds; called when the configuration changes."""
 

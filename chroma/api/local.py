@@ -25,7 +25,7 @@ from chroma import errors, factory, registry, validation
 from chroma.api import API, RESET_DISABLED, arguments
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, WriteResult
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, WriteResult
 from chroma.index import Index
 from chroma.index.saved import SavedIndexes
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
@@ -145,6 +145,9 @@ class Local(API):
                 metadata = record.metadata or {}
                 params = {k: v for k, v in metadata.items() if k.startswith("hnsw:")}
                 index = self._saved.load(self._index_class, record.id, params)
+                snapshot = None if index is not None or not self._db.shared else self._load_snapshot(record, params)
+                if snapshot is not None:
+                    index, versions = snapshot
                 if index is None:
                     labels, vectors = self._db.load_vectors(record.id)
                     if not len(labels):
@@ -153,7 +156,44 @@ class Local(API):
                     index.add(labels, vectors)
                 self._indexes[record.id] = index
                 self._versions[record.id] = versions
+                if snapshot is not None:
+                    self._catch_up(record.id)  # the batches committed after the snapshot was taken
         return index
+
+    def _load_snapshot(self, record: CollectionRecord, params: dict) -> Optional[tuple[Index, frozenset]]:
+        """The index snapshot a worker kept in the shared DB, and the versions it reflects; None if
+        there is none, or it does not fit the collection (it is then rebuilt here)."""
+        from_bytes = getattr(self._index_class, "from_bytes", None)
+        snapshot = None if from_bytes is None else self._db.load_index_snapshot(record.id)
+        if snapshot is None:
+            return None
+        try:
+            index = from_bytes(snapshot.data)
+        except errors.IndexFileError as exc:
+            warnings.warn(f"index snapshot of collection {record.id} ignored, rebuilding: {exc}", RuntimeWarning,
+                          stacklevel=3)
+            return None
+        if index.dim != record.dimension or index.space != validation.space_of(record.metadata or {}):
+            return None
+        if "hnsw:search_ef" in params:  # the one setting that modify() may have changed since
+            index.set_search_ef(int(params["hnsw:search_ef"]))
+        return index, snapshot.versions
+
+    def index_snapshot(self, collection_id: str) -> Optional[IndexSnapshot]:
+        """This process's index of the collection, brought up to date, as an IndexSnapshot for a shared
+        DB; None for an empty collection or an index that cannot serialize itself.
+
+        Raises:
+            CollectionNotFound: the collection does not exist.
+        """
+        record = self._db.get_collection_by_id(collection_id)
+        with self._write_lock:
+            index = self._index(record)
+            self._catch_up(collection_id)
+            index = self._indexes.get(collection_id, index)
+            if index is None or not hasattr(index, "to_bytes"):
+                return None
+            return IndexSnapshot(versions=self._versions.get(collection_id, frozenset()), data=index.to_bytes())
 
     def _catch_up(self, collection_id: str) -> None:
         """Applies to the cached index the batches other processes committed since it was current."""

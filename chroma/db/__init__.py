@@ -21,13 +21,32 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from chroma import registry
+from chroma import errors, registry
 
 if TYPE_CHECKING:
     from chroma.filters import Clause
 
 UNCHANGED: Any = object()
 """Marks an argument of ``update_collection`` that keeps its stored value."""
+
+
+def some_ids(ids: Sequence[str], shown: int = 10) -> str:
+    """The first ids of a list, for an error message."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(repr(i) for i in ids[:shown]) + more
+
+
+def add_without_vectors(ids: Sequence[str]) -> errors.InvalidArgument:
+    """The error of an add whose rows ``ids`` carry no vector."""
+    return errors.InvalidArgument(f"add needs an embedding for every id; none for: {some_ids(ids)}")
+
+
+def new_ids_without_vectors(ids: Sequence[str]) -> errors.InvalidArgument:
+    """The error of an upsert whose new ids ``ids`` carry no vector."""
+    return errors.InvalidArgument(
+        f"upsert: new ids need embeddings: {some_ids(ids)}; pass embeddings=..., or give the "
+        "collection an embedding_function to compute them from documents"
+    )
 
 
 @dataclass(frozen=True)
@@ -116,8 +135,38 @@ class Changes:
     """Labels no longer in the collection."""
 
 
+@dataclass(frozen=True)
+class StagedWrite:
+    """A write batch split among processes: planned once, its rows written in
+    chunks by any process (``stage_rows``), then made visible whole by one
+    ``commit_staged``. Until then no reader sees any of its rows."""
+
+    collection_id: str
+    version: int
+    labels: np.ndarray
+    """One label per batch row (an existing id keeps its label)."""
+    existing: np.ndarray
+    """Per batch row: the id was stored when planned (stage_rows keeps the fields it does not replace)."""
+    new_labels: Optional[tuple[int, int]]
+    """The range ``[start, stop)`` of labels taken for new ids, or None."""
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """A serialized vector index kept in a shared DB, and the committed batch versions it reflects."""
+
+    versions: frozenset
+    data: bytes
+
+
 class DB(abc.ABC):
     """Storage of collections and items. Thread-safe."""
+
+    shared: bool = False
+    """True for a store that several processes use at once (ClickHouse): it
+    numbers batches (``versions``/``changes_since``), can split a batch among
+    processes (``plan_write``/``stage_rows``/``commit_staged``) and keeps index
+    snapshots (``save_index_snapshot``/``load_index_snapshot``)."""
 
     # collections
     @abc.abstractmethod
@@ -213,6 +262,44 @@ class DB(abc.ABC):
         ``WriteResult``, so a DB that only this process writes returns None.
         Raises CollectionNotFound (another process deleted the collection).
         """
+        return None
+
+    # A shared store's batches split among processes (chroma.api.Celery) and its index snapshots.
+    def plan_write(self, collection_id: str, ids: list[str], has_vector: np.ndarray, allow_new: bool,
+                   allow_old: bool) -> StagedWrite:
+        """Checks a batch against the stored ids and takes its version and labels; writes nothing.
+
+        ``has_vector`` flags the rows that will carry a vector. Raises what
+        ``add`` (``allow_old`` false), ``update`` (``allow_new`` false) or
+        ``upsert`` would: DuplicateIDError, IDNotFoundError, InvalidArgument.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot split a batch among processes")
+
+    def stage_rows(self, staged: StagedWrite, positions: Sequence[int], chunk: Batch) -> None:
+        """Writes the rows ``positions`` of a planned batch (their values in ``chunk``), invisibly.
+
+        Idempotent: writing a chunk again (a retried task) changes nothing.
+        Raises InvalidDimensionError, IDNotFoundError (an existing id was deleted since).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot split a batch among processes")
+
+    def commit_staged(self, staged: StagedWrite, dimension: Optional[int]) -> None:
+        """Makes every staged row of the batch visible at once; ``dimension`` is its vectors'.
+
+        Raises InvalidDimensionError (it differs from the collection's), ChromaError
+        (another process took some of its labels meanwhile: nothing becomes visible).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot split a batch among processes")
+
+    def abort_staged(self, staged: StagedWrite) -> None:
+        """Discards a planned batch that will not be committed (its rows stay invisible)."""
+
+    def save_index_snapshot(self, collection_id: str, snapshot: IndexSnapshot) -> None:
+        """Keeps a serialized index of the collection for other processes (replacing older ones)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no index snapshots")
+
+    def load_index_snapshot(self, collection_id: str) -> Optional[IndexSnapshot]:
+        """The newest complete index snapshot of the collection, or None."""
         return None
 
     def close(self) -> None:

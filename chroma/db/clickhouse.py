@@ -39,7 +39,8 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, Changes, CollectionRecord, Records, WriteResult
+from chroma.db import (DB, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, WriteResult,
+                       add_without_vectors, new_ids_without_vectors, some_ids)
 from chroma.db.sql import Dialect, compile_clause, reads_document
 from chroma.filters import Clause
 
@@ -68,30 +69,38 @@ _COLLECTION_COLUMNS = {
     "deleted": "UInt8",
 }
 _COMMIT_COLUMNS = {"collection_id": "String", "version": "UInt64"}
+_SNAPSHOT_COLUMNS = {
+    "collection_id": "String",
+    "snapshot": "UInt64",
+    "part": "UInt32",
+    "parts": "UInt32",
+    "versions": "Array(UInt64)",
+    "data": "String",
+}
+_SNAPSHOT_PART_BYTES = 8 << 20
+"""Index snapshots travel in parts of this size (one INSERT each)."""
 
 
 def _schema(db: str) -> list[str]:
     items = ", ".join(f"{name} {kind}" for name, kind in _ITEM_COLUMNS.items())
     collections = ", ".join(f"{name} {kind}" for name, kind in _COLLECTION_COLUMNS.items())
+    snapshots = ", ".join(f"{name} {kind}" for name, kind in _SNAPSHOT_COLUMNS.items())
     return [
         f"CREATE DATABASE IF NOT EXISTS {db}",
         f"CREATE TABLE IF NOT EXISTS {db}.items ({items}) ENGINE = MergeTree ORDER BY (collection_id, label, version)",
         f"CREATE TABLE IF NOT EXISTS {db}.collections ({collections}) ENGINE = MergeTree ORDER BY (id, version)",
         f"CREATE TABLE IF NOT EXISTS {db}.commits (collection_id String, version UInt64) "
         "ENGINE = MergeTree ORDER BY (collection_id, version)",
+        f"CREATE TABLE IF NOT EXISTS {db}.index_snapshots ({snapshots}) "
+        "ENGINE = MergeTree ORDER BY (collection_id, snapshot, part)",
     ]
 
 
-_TABLES = ("items", "collections", "commits")
+_TABLES = ("items", "collections", "commits", "index_snapshots")
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_QUERY_BYTES = 1 << 30
 """A get or delete by 100,000 ids binds them into the query text: lift the 256 KiB default."""
 _LABEL_ATTEMPTS = 5
-
-
-def _some(ids: Sequence[str], shown: int = 10) -> str:
-    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-    return ", ".join(repr(i) for i in ids[:shown]) + more
 
 
 def _metadata_json(metadata: Optional[dict]) -> Optional[str]:
@@ -151,6 +160,8 @@ class _Clock:
 
 class Clickhouse(DB):
     """Collections in a ClickHouse server (``clickhouse_host``/``clickhouse_port``, HTTP)."""
+
+    shared = True
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -317,7 +328,7 @@ class Clickhouse(DB):
             record = self.get_collection(name)
             self._write_collection(record, deleted=True)
             # Its rows are unreachable now; reclaim the space in the background.
-            for table in ("items", "commits"):
+            for table in ("items", "commits", "index_snapshots"):
                 self._client().command(
                     f"ALTER TABLE {self._db}.{table} DELETE WHERE collection_id = %(cid)s", {"cid": record.id}
                 )
@@ -352,15 +363,16 @@ class Clickhouse(DB):
         )
         return {r[0]: r[1:] for r in rows}
 
-    def _commit(self, collection_id: str, rows: list[list], version: int, new_labels: Optional[tuple[int, int]],
-                record: Optional[CollectionRecord]) -> None:
-        """Writes a batch's rows (items columns) and makes them visible.
+    def _insert_rows(self, rows: list[list]) -> None:
+        self._insert("items", _ITEM_COLUMNS, [list(column) for column in zip(*rows)])
+
+    def _publish(self, collection_id: str, version: int, new_labels: Optional[tuple[int, int]],
+                 record: Optional[CollectionRecord]) -> None:
+        """Makes the rows of batch ``version`` visible (``record``: the collection with its dimension fixed).
 
         Raises _LabelClash (another process took some of ``new_labels``: the
         rows stay invisible, try again with new labels).
         """
-        data = [list(column) for column in zip(*rows)]
-        self._insert("items", _ITEM_COLUMNS, data)
         if new_labels is not None:
             clash = self._rows(
                 f"SELECT count() FROM {self._db}.items WHERE collection_id = %(cid)s AND label >= %(lo)s "
@@ -379,6 +391,59 @@ class Clickhouse(DB):
         return [collection_id, label, version, int(deleted), int(vector_changed), item_id, vector, document,
                 _metadata_json(metadata), *_typed_metadata(metadata)]
 
+    @staticmethod
+    def _vector_mask(batch: Batch) -> np.ndarray:
+        has_vector = np.zeros(len(batch.ids), dtype=bool)
+        has_vector[batch.embedded_rows()] = True
+        return has_vector
+
+    def _plan(self, collection_id: str, ids: Sequence[str], has_vector: np.ndarray, stored: dict,
+              allow_new: bool, allow_old: bool) -> StagedWrite:
+        """The batch's version and labels, after checking ``ids`` against ``stored`` (id -> label, ...)."""
+        new = [p for p, i in enumerate(ids) if i not in stored]
+        old = [p for p, i in enumerate(ids) if i in stored]
+        if old and not allow_old:
+            raise errors.DuplicateIDError(f"ids already in the collection: {some_ids([ids[p] for p in old])}")
+        if new and not allow_new:
+            raise errors.IDNotFoundError(f"ids not in the collection: {some_ids([ids[p] for p in new])}")
+        unembedded = [ids[p] for p in new if not has_vector[p]]
+        if unembedded:
+            raise new_ids_without_vectors(unembedded)
+        version = self._clock.take()
+        first_label = self._clock.take(len(new)) if new else 0
+        labels = np.empty(len(ids), dtype=np.int64)
+        labels[new] = first_label + np.arange(len(new))
+        labels[old] = [stored[ids[p]][0] for p in old]
+        existing = np.zeros(len(ids), dtype=bool)
+        existing[old] = True
+        return StagedWrite(collection_id, version, labels, existing,
+                           (first_label, first_label + len(new)) if new else None)
+
+    def _item_rows(self, staged: StagedWrite, positions: Sequence[int], chunk: Batch, current: dict) -> list[list]:
+        """Full item rows of batch rows ``positions`` (values in ``chunk``; ``current``: the stored rows of
+        its existing ids, whose fields not given are kept)."""
+        has_vector = self._vector_mask(chunk)
+        blobs = _vector_bytes(chunk.embeddings) if chunk.embeddings is not None else None
+        rows = []
+        for offset, position in enumerate(positions):
+            item_id = chunk.ids[offset]
+            document = chunk.documents[offset] if chunk.documents is not None else None
+            metadata = chunk.metadatas[offset] if chunk.metadatas is not None else None
+            if staged.existing[position]:
+                if item_id not in current:
+                    raise errors.IDNotFoundError(f"ids not in the collection (deleted meanwhile): {item_id!r}")
+                _, old_vector, old_document, old_metadata = current[item_id]
+                vector = blobs[offset] if has_vector[offset] else old_vector
+                if document is None:
+                    document = old_document
+                if metadata is None:
+                    metadata = None if old_metadata is None else json.loads(old_metadata)
+            else:
+                vector = blobs[offset]
+            rows.append(self._row(staged.collection_id, int(staged.labels[position]), staged.version, item_id,
+                                  vector, bool(has_vector[offset]), document, metadata))
+        return rows
+
     def _write(self, collection_id: str, batch: Batch, allow_new: bool, allow_old: bool) -> WriteResult:
         """Adds the new ids and rewrites the existing ones of ``batch`` as one committed batch."""
         for _ in range(_LABEL_ATTEMPTS):
@@ -392,52 +457,54 @@ class Clickhouse(DB):
         record = self._collection(collection_id)
         fixed = self._fix_dimension(record, batch.embeddings)
         current = self._current(collection_id, batch.ids)
-        new = [p for p, i in enumerate(batch.ids) if i not in current]
-        old = [p for p, i in enumerate(batch.ids) if i in current]
-        if old and not allow_old:
-            raise errors.DuplicateIDError(f"ids already in the collection: {_some([batch.ids[p] for p in old])}")
-        if new and not allow_new:
-            raise errors.IDNotFoundError(f"ids not in the collection: {_some([batch.ids[p] for p in new])}")
-        unembedded = batch.take(new).without_embedding()
-        if unembedded:
-            raise errors.InvalidArgument(
-                f"upsert: new ids need embeddings: {_some(unembedded)}; pass embeddings=..., or give the "
-                "collection an embedding_function to compute them from documents"
-            )
-        has_vector = np.zeros(len(batch.ids), dtype=bool)
-        has_vector[batch.embedded_rows()] = True
-        blobs = _vector_bytes(batch.embeddings) if batch.embeddings is not None else None
-        version = self._clock.take()
-        first_label = self._clock.take(len(new)) if new else 0
-        labels = np.empty(len(batch.ids), dtype=np.int64)
-        rows = []
-        for offset, position in enumerate(new):
-            labels[position] = first_label + offset
-        for position, item_id in enumerate(batch.ids):
-            document = batch.documents[position] if batch.documents is not None else None
-            metadata = batch.metadatas[position] if batch.metadatas is not None else None
-            if item_id in current:
-                label, old_vector, old_document, old_metadata = current[item_id]
-                labels[position] = label
-                vector = blobs[position] if has_vector[position] else old_vector
-                if document is None:
-                    document = old_document
-                if metadata is None:
-                    metadata = None if old_metadata is None else json.loads(old_metadata)
-            else:
-                vector = blobs[position]
-            rows.append(self._row(collection_id, int(labels[position]), version, item_id, vector,
-                                  bool(has_vector[position]), document, metadata))
-        new_labels = (first_label, first_label + len(new)) if new else None
-        self._commit(collection_id, rows, version, new_labels, fixed)
+        has_vector = self._vector_mask(batch)
+        staged = self._plan(collection_id, batch.ids, has_vector, current, allow_new, allow_old)
+        self._insert_rows(self._item_rows(staged, range(len(batch.ids)), batch, current))
+        self._publish(collection_id, staged.version, staged.new_labels, fixed)
         embedded = np.flatnonzero(has_vector)
         if not len(embedded):
-            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=version)
-        return WriteResult(labels=labels[embedded], embeddings=batch.embeddings[embedded], version=version)
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=staged.version)
+        return WriteResult(labels=staged.labels[embedded], embeddings=batch.embeddings[embedded],
+                           version=staged.version)
+
+    # a batch split among processes (chroma.api.Celery)
+    def plan_write(self, collection_id: str, ids: list[str], has_vector: np.ndarray, allow_new: bool,
+                   allow_old: bool) -> StagedWrite:
+        self._collection(collection_id)
+        stored = {item_id: (label,) for item_id, label in self._select(collection_id, ids, None, ["id", "label"],
+                                                                        None, None)}
+        return self._plan(collection_id, ids, has_vector, stored, allow_new, allow_old)
+
+    def stage_rows(self, staged: StagedWrite, positions: Sequence[int], chunk: Batch) -> None:
+        record = self._collection(staged.collection_id)
+        self._fix_dimension(record, chunk.embeddings)
+        kept = [item_id for offset, item_id in enumerate(chunk.ids) if staged.existing[positions[offset]]]
+        current = self._current(staged.collection_id, kept) if kept else {}
+        # Rows equal in (label, version) are the same row to every reader, so a retried chunk changes nothing.
+        self._insert_rows(self._item_rows(staged, positions, chunk, current))
+
+    def commit_staged(self, staged: StagedWrite, dimension: Optional[int]) -> None:
+        with self._write_lock:
+            record = self._collection(staged.collection_id)
+            probe = None if dimension is None else np.empty((0, dimension), dtype=np.float32)
+            fixed = self._fix_dimension(record, probe)
+            try:
+                self._publish(staged.collection_id, staged.version, staged.new_labels, fixed)
+            except _LabelClash:
+                self.abort_staged(staged)
+                raise errors.ChromaError("another process took labels of this batch while it was written; "
+                                         "nothing of it was written, write it again") from None
+
+    def abort_staged(self, staged: StagedWrite) -> None:
+        # Its rows are invisible without a commit; reclaim their space in the background.
+        self._client().command(
+            f"ALTER TABLE {self._db}.items DELETE WHERE collection_id = %(cid)s AND version = %(v)s",
+            {"cid": staged.collection_id, "v": staged.version},
+        )
 
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
-            raise errors.InvalidArgument(f"add needs an embedding for every id; none for: {_some(batch.without_embedding())}")
+            raise add_without_vectors(batch.without_embedding())
         with self._write_lock:
             return self._write(collection_id, batch, allow_new=True, allow_old=False)
 
@@ -456,9 +523,9 @@ class Clickhouse(DB):
             if not rows:
                 return np.empty(0, dtype=np.int64)
             version = self._clock.take()
-            tombstones = [self._row(collection_id, label, version, item_id, b"", False, None, None, deleted=True)
-                          for label, item_id in rows]
-            self._commit(collection_id, tombstones, version, None, None)
+            self._insert_rows([self._row(collection_id, label, version, item_id, b"", False, None, None, deleted=True)
+                               for label, item_id in rows])
+            self._publish(collection_id, version, None, None)
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     # reads
@@ -599,6 +666,40 @@ class Clickhouse(DB):
             embeddings=_vectors([r[2] for r in kept], dimension),
             removed=np.array([r[0] for r in rows if r[1]], dtype=np.int64),
         )
+
+    # index snapshots
+    def save_index_snapshot(self, collection_id: str, snapshot: IndexSnapshot) -> None:
+        number = self._clock.take()
+        data = memoryview(snapshot.data)
+        parts = max(1, -(-len(data) // _SNAPSHOT_PART_BYTES))
+        for part in range(parts):
+            piece = bytes(data[part * _SNAPSHOT_PART_BYTES:(part + 1) * _SNAPSHOT_PART_BYTES])
+            versions = sorted(snapshot.versions) if part == 0 else []
+            self._insert("index_snapshots", _SNAPSHOT_COLUMNS,
+                         [[collection_id], [number], [part], [parts], [versions], [piece]])
+        # Readers take the newest complete snapshot; older ones go in the background.
+        self._client().command(
+            f"ALTER TABLE {self._db}.index_snapshots DELETE WHERE collection_id = %(cid)s AND snapshot < %(n)s",
+            {"cid": collection_id, "n": number},
+        )
+
+    def load_index_snapshot(self, collection_id: str) -> Optional[IndexSnapshot]:
+        table = f"{self._db}.index_snapshots"
+        newest = self._rows(
+            f"SELECT snapshot FROM {table} WHERE collection_id = %(cid)s GROUP BY snapshot "
+            "HAVING uniqExact(part) = max(parts) ORDER BY snapshot DESC LIMIT 1",
+            {"cid": collection_id},
+        )
+        if not newest:
+            return None
+        rows = self._rows(
+            f"SELECT part, versions, data FROM {table} WHERE collection_id = %(cid)s AND snapshot = %(n)s "
+            "ORDER BY part",
+            {"cid": collection_id, "n": newest[0][0]},
+            column_formats={"data": "bytes"},
+        )
+        parts = {part: (versions, data) for part, versions, data in rows}  # a part inserted twice is the same part
+        return IndexSnapshot(versions=frozenset(parts[0][0]), data=b"".join(parts[p][1] for p in sorted(parts)))
 
     def close(self) -> None:
         if not self._closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from chroma import _core, errors
@@ -67,3 +68,24 @@ class HnswIndex(CoreIndex):
         super(HnswIndex, index).__init__(core.dim, core.space, params)
         index._core = core
         return index
+
+    def to_bytes(self) -> bytes:
+        """The index in its file format (what :meth:`save` writes), for keeping it in a shared DB."""
+        with tempfile.TemporaryDirectory(prefix="chroma-index-") as directory:
+            path = os.path.join(directory, "index.hnsw")
+            self.save(path)
+            with open(path, "rb") as file:
+                return file.read()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "HnswIndex":
+        """The index that :meth:`to_bytes` gave, checked completely before use.
+
+        Raises:
+            IndexFileError: the bytes are not a valid index file.
+        """
+        with tempfile.TemporaryDirectory(prefix="chroma-index-") as directory:
+            path = os.path.join(directory, "index.hnsw")
+            with open(path, "wb") as file:
+                file.write(data)
+            return cls.load(path)

@@ -1,0 +1,272 @@
+"""``chroma.api.Celery``: a Local that hands long-running work to Celery workers.
+
+Chosen by ``api_impl="celery"`` with ``celery_broker_url`` (and
+``celery_result_backend``, the broker by default) over a DB that the workers
+share (``db_impl="clickhouse"``); workers run ``chroma worker`` with the same
+settings (``chroma.worker``). What goes to the workers:
+
+- adds, upserts and updates of at least ``celery_write_threshold`` ids. The
+  batch is checked and planned here (ids against the store, labels, one
+  version), written by the workers in chunks of ``celery_chunk_size`` ids in
+  parallel, each chunk invisible until this process commits the whole batch
+  after every chunk succeeded. When the collection uses the configured default
+  embedding function (``embedding_function``, which workers load too), the
+  workers also compute the embeddings of documents;
+- building the index of a collection of at least ``celery_write_threshold``
+  items that this process has not loaded yet: a worker builds (or brings up to
+  date) its index and keeps a snapshot of it in the DB, which this process
+  then loads and catches up from, instead of building it here;
+- query batches of at least ``celery_query_threshold`` queries, in chunks of
+  ``celery_query_chunk_size``, each answered by a worker's own index.
+
+Everything else runs in this process, exactly as in Local. A call blocks until
+its work is done and returns what Local returns; an error a worker raised is
+raised here with the same ``chroma.errors`` class and message. A batch whose
+chunks did not all succeed is never committed, so none of it becomes visible.
+The waiting has no overall limit, but a call fails with ``WorkerError`` when
+none of its tasks made progress for ``celery_timeout`` seconds (no worker
+running, or a worker died and no other took its task again within that
+time); an unreachable broker raises ``ServerUnavailable`` within seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from celery.result import AsyncResult
+from kombu.utils.url import maybe_sanitize_url
+
+from chroma import errors, worker
+from chroma.api import arguments
+from chroma.api.local import Local
+from chroma.collection import NO_EMBEDDING_FUNCTION
+from chroma.config import Settings
+from chroma.db import DB, Batch, CollectionRecord, WriteResult, add_without_vectors
+from chroma.index import Index
+from chroma.types import EmbeddingFunction, QueryResult
+
+BROKER_CONNECT_SECONDS = 3.0
+_POLL_SECONDS = (0.002, 0.05)
+"""First and longest pause between looks at the tasks' states (it doubles in between)."""
+
+
+def _count(ids: Any) -> int:
+    return len(ids) if isinstance(ids, Sequence) and not isinstance(ids, str) else 1
+
+
+class Celery(Local):
+    """Local, with bulk writes, index builds and large query batches done by Celery workers."""
+
+    def __init__(self, settings: Settings, db: Optional[DB] = None) -> None:
+        super().__init__(settings, db)
+        if not self._db.shared:
+            raise errors.ConfigurationError(
+                f"api_impl='celery' needs a DB that its workers share: db_impl='clickhouse' "
+                f"(got db_impl={settings.db_impl!r})"
+            )
+        self._app = worker.make_app(settings)
+        self._broker = maybe_sanitize_url(settings.celery_broker_url)
+        self._check_broker()
+
+    def _check_broker(self) -> None:
+        try:
+            with self._app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=BROKER_CONNECT_SECONDS)
+        except Exception as exc:  # kombu raises the transport's own errors
+            raise errors.ServerUnavailable(
+                f"cannot reach the Celery broker at {self._broker} (setting celery_broker_url): {exc}"
+            ) from None
+
+    def close(self) -> None:
+        super().close()
+        self._app.close()
+
+    # --- running tasks ------------------------------------------------------------------------------
+    def _run(self, task: str, payloads: list[dict]) -> list[dict]:
+        """Sends one task per payload and waits for all; their results in payload order.
+
+        Raises:
+            ServerUnavailable: the broker cannot be reached.
+            WorkerError: no task made progress for ``celery_timeout`` seconds, or a task failed
+                outside chroma's errors (its worker's traceback is in the message).
+            ChromaError: the first (in payload order) chroma error a task reported.
+        """
+        try:
+            pending = [self._app.send_task(task, args=(payload,)) for payload in payloads]
+        except Exception as exc:
+            raise errors.ServerUnavailable(
+                f"cannot send work to the Celery broker at {self._broker} (setting celery_broker_url): {exc}"
+            ) from None
+        try:
+            results = self._wait(task, pending)
+        except BaseException:
+            try:  # best effort: what still runs is discarded, and a batch is not committed anyway
+                for result in pending:
+                    result.revoke()
+            except Exception:  # noqa: BLE001 - the broker may be what failed
+                pass
+            raise
+        for result in results:
+            if "error" in result:
+                raise errors.from_name(result["error"], result["message"])
+        return results
+
+    def _wait(self, task: str, pending: list[AsyncResult]) -> list[dict]:
+        done: dict[int, dict] = {}
+        seen: dict[int, Any] = {}
+        last_progress = time.monotonic()
+        pause = _POLL_SECONDS[0]
+        while len(done) < len(pending):
+            for position, result in enumerate(pending):
+                if position in done:
+                    continue
+                meta = result.backend.get_task_meta(result.id)
+                state, info = meta["status"], meta.get("result")
+                if state == "SUCCESS":
+                    done[position] = info
+                elif state in ("FAILURE", "REVOKED"):
+                    raise errors.WorkerError(f"a {task} task failed on its worker: {meta.get('traceback') or info!r}")
+                if seen.get(position) != (state, repr(info)):
+                    seen[position] = (state, repr(info))
+                    last_progress = time.monotonic()
+            if len(done) == len(pending):
+                break
+            if time.monotonic() - last_progress > self._settings.celery_timeout:
+                started = sum(1 for state, _ in seen.values() if state != "PENDING")
+                raise errors.WorkerError(
+                    f"no progress from the Celery workers for {self._settings.celery_timeout:g} s "
+                    f"({len(done)} of {len(pending)} {task} tasks done, {started} taken): is `chroma worker` "
+                    f"running against the broker {self._broker}? (setting celery_timeout)"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, _POLL_SECONDS[1])
+        return [done[position] for position in range(len(pending))]
+
+    # --- bulk writes --------------------------------------------------------------------------------
+    def _embeds_documents(self, embedding_function: Optional[EmbeddingFunction], count: int) -> bool:
+        # Workers load the default function from their own settings; a function given to
+        # one collection in this process cannot be shipped to them.
+        return (embedding_function is not None and embedding_function is self._default_embedding_function
+                and count >= self._settings.celery_write_threshold)
+
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        if _count(ids) < self._settings.celery_write_threshold:
+            return super()._add(collection_id, ids, embeddings, metadatas, documents)
+        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "add")
+
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        if _count(ids) < self._settings.celery_write_threshold:
+            return super()._upsert(collection_id, ids, embeddings, metadatas, documents)
+        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "upsert")
+
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        if _count(ids) < self._settings.celery_write_threshold:
+            return super()._update(collection_id, ids, embeddings, metadatas, documents)
+        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "update")
+
+    def _bulk_write(self, collection_id: str, batch: Batch, operation: str) -> None:
+        """Plans the batch here, has the workers write its chunks, then commits it whole."""
+        embed = batch.embeddings is None and batch.documents is not None and self._embeds_documents(
+            self._default_embedding_function, len(batch.ids))
+        if embed:
+            has_vector = np.array([document is not None for document in batch.documents], dtype=bool)
+        else:
+            has_vector = np.zeros(len(batch.ids), dtype=bool)
+            has_vector[batch.embedded_rows()] = True
+        if operation == "add":
+            if batch.embeddings is None and not embed:
+                raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
+            if not has_vector.all():
+                raise add_without_vectors([i for i, present in zip(batch.ids, has_vector) if not present])
+        with self._write_lock:
+            staged = self._db.plan_write(collection_id, batch.ids, has_vector, allow_new=operation != "update",
+                                         allow_old=operation != "add")
+            size = self._settings.celery_chunk_size
+            payloads = []
+            for start in range(0, len(batch.ids), size):
+                rows = range(start, min(start + size, len(batch.ids)))
+                chunk = batch.take(rows)
+                payloads.append({
+                    "collection_id": collection_id,
+                    "version": staged.version,
+                    "labels": np.ascontiguousarray(staged.labels[start:rows.stop], dtype="<i8").tobytes(),
+                    "existing": np.ascontiguousarray(staged.existing[start:rows.stop]).tobytes(),
+                    "new_labels": list(staged.new_labels) if staged.new_labels else None,
+                    "ids": chunk.ids,
+                    "embeddings": worker.pack_matrix(chunk.embeddings),
+                    "missing": None if chunk.missing is None else np.ascontiguousarray(chunk.missing).tobytes(),
+                    "metadatas": chunk.metadatas,
+                    "documents": chunk.documents,
+                    "embed": embed,
+                    "embedding_function": self._settings.embedding_function,
+                    "required": operation == "add",
+                })
+            try:
+                dimensions = {r["dimension"] for r in self._run(worker.STAGE_ROWS, payloads)} - {None}
+                if len(dimensions) > 1:
+                    raise errors.InvalidDimensionError(
+                        f"the embedding function returned vectors of dimensions {sorted(dimensions)} in one batch")
+                self._db.commit_staged(staged, dimensions.pop() if dimensions else None)
+            except BaseException:
+                self._db.abort_staged(staged)
+                raise
+            embedded = np.flatnonzero(has_vector)
+            if batch.embeddings is not None and len(embedded):
+                # The vectors are at hand: keep a loaded index current as Local does. Vectors the
+                # workers computed come with the next query's catch-up.
+                self._apply_loaded(collection_id, WriteResult(staged.labels[embedded], batch.embeddings[embedded],
+                                                              staged.version))
+
+    def _apply_loaded(self, collection_id: str, result: WriteResult) -> None:
+        """Applies a write to this process's index of the collection if it has one (unlike
+        Local, no index is built for it: a worker builds it when it is first needed)."""
+        if collection_id in self._indexes:
+            self._apply(collection_id, result)
+
+    # --- index builds -------------------------------------------------------------------------------
+    def _index(self, record: CollectionRecord) -> Optional[Index]:
+        if (record.id not in self._indexes and record.dimension is not None
+                and hasattr(self._index_class, "from_bytes")
+                and self._db.count(record.id) >= self._settings.celery_write_threshold):
+            # A worker builds it and leaves a snapshot in the DB, which Local's load then takes.
+            self._run(worker.BUILD_INDEX, [{"collection_id": record.id}])
+        return super()._index(record)
+
+    # --- large query batches ------------------------------------------------------------------------
+    def _query(
+        self,
+        collection_id: str,
+        query_embeddings: Any,
+        n_results: Any,
+        where: Any,
+        where_document: Any,
+        include: Sequence[str],
+    ) -> QueryResult:
+        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
+        if len(checked.queries) < self._settings.celery_query_threshold:
+            return super()._query(collection_id, checked.queries, n_results, where, where_document, include)
+        dimension = self._db.get_collection_by_id(collection_id).dimension
+        if dimension is not None and checked.queries.shape[1] != dimension:
+            raise errors.InvalidDimensionError(
+                f"query dimension {checked.queries.shape[1]} does not match the collection's dimension {dimension}"
+            )
+        size = self._settings.celery_query_chunk_size
+        payloads = [{
+            "collection_id": collection_id,
+            "queries": worker.pack_matrix(checked.queries[start:start + size]),
+            "n_results": checked.n_results,
+            "where": where,
+            "where_document": where_document,
+            "include": list(checked.include),
+        } for start in range(0, len(checked.queries), size)]
+        parts = [r["result"] for r in self._run(worker.QUERY, payloads)]
+        merged: QueryResult = {key: None for key in ("ids", "embeddings", "metadatas", "documents", "distances")}
+        for key in merged:
+            if key == "ids" or parts[0].get(key) is not None:
+                merged[key] = [row for part in parts for row in part[key]]
+        if merged["embeddings"] is not None:
+            merged["embeddings"] = [worker.unpack_matrix(rows) for rows in merged["embeddings"]]
+        return merged
