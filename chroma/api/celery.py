@@ -36,7 +36,6 @@ import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from celery.result import AsyncResult
 from kombu.utils.url import maybe_sanitize_url
 
 from chroma import errors, worker
@@ -95,17 +94,17 @@ class Celery(Local):
             ChromaError: the first (in payload order) chroma error a task reported.
         """
         try:
-            pending = [self._app.send_task(task, args=(payload,)) for payload in payloads]
+            # Task ids only: a result object alive later talks to the result backend when freed.
+            task_ids = [self._app.send_task(task, args=(payload,)).id for payload in payloads]
         except Exception as exc:
             raise errors.ServerUnavailable(
                 f"cannot send work to the Celery broker at {self._broker} (setting celery_broker_url): {exc}"
             ) from None
         try:
-            results = self._wait(task, pending)
+            results = self._wait(task, task_ids)
         except BaseException:
             try:  # best effort: what still runs is discarded, and a batch is not committed anyway
-                for result in pending:
-                    result.revoke()
+                self._app.control.revoke(task_ids)
             except Exception:  # noqa: BLE001 - the broker may be what failed
                 pass
             raise
@@ -114,16 +113,17 @@ class Celery(Local):
                 raise errors.from_name(result["error"], result["message"])
         return results
 
-    def _wait(self, task: str, pending: list[AsyncResult]) -> list[dict]:
+    def _wait(self, task: str, task_ids: list[str]) -> list[dict]:
+        backend = self._app.backend
         done: dict[int, dict] = {}
-        seen: dict[int, Any] = {}
+        seen: dict[int, tuple] = {}
         last_progress = time.monotonic()
         pause = _POLL_SECONDS[0]
-        while len(done) < len(pending):
-            for position, result in enumerate(pending):
+        while len(done) < len(task_ids):
+            for position, task_id in enumerate(task_ids):
                 if position in done:
                     continue
-                meta = result.backend.get_task_meta(result.id)
+                meta = backend.get_task_meta(task_id)
                 state, info = meta["status"], meta.get("result")
                 if state == "SUCCESS":
                     done[position] = info
@@ -132,18 +132,18 @@ class Celery(Local):
                 if seen.get(position) != (state, repr(info)):
                     seen[position] = (state, repr(info))
                     last_progress = time.monotonic()
-            if len(done) == len(pending):
+            if len(done) == len(task_ids):
                 break
             if time.monotonic() - last_progress > self._settings.celery_timeout:
                 started = sum(1 for state, _ in seen.values() if state != "PENDING")
                 raise errors.WorkerError(
                     f"no progress from the Celery workers for {self._settings.celery_timeout:g} s "
-                    f"({len(done)} of {len(pending)} {task} tasks done, {started} taken): is `chroma worker` "
+                    f"({len(done)} of {len(task_ids)} {task} tasks done, {started} taken): is `chroma worker` "
                     f"running against the broker {self._broker}? (setting celery_timeout)"
                 )
             time.sleep(pause)
             pause = min(pause * 2, _POLL_SECONDS[1])
-        return [done[position] for position in range(len(pending))]
+        return [done[position] for position in range(len(task_ids))]
 
     # --- bulk writes --------------------------------------------------------------------------------
     def _embeds_documents(self, embedding_function: Optional[EmbeddingFunction], count: int) -> bool:
