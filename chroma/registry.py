@@ -33,7 +33,7 @@ DB_IMPLS: dict[str, Implementation] = {
     "duckdb": Implementation("chroma.db.duckdb.DuckDB"),
     "persistent_duckdb": Implementation("chroma.db.duckdb.PersistentDuckDB"),
     "clickhouse": Implementation("chroma.db.clickhouse.Clickhouse", extra="server"),
-    "chdb": Implementation("chroma.db.clickhouse.Chdb", extra="chdb"),
+    "chdb": Implementation("chroma.db.chdb.Chdb", extra="chdb"),
 }
 
 SERVER_IMPLS: dict[str, Implementation] = {

@@ -25,6 +25,8 @@ PERSISTENT_DBS = ("persistent_duckdb", "clickhouse", "chdb")
 """DBs whose data outlives the process: the reopen phase runs on them."""
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+CELERY_WORKERS = 2
+"""``chroma worker`` processes started for a celery combination."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,13 @@ class Combination:
 
             if not server_available():
                 return f"{SERVER_BINARY} is not installed (apt-get install clickhouse-server)"
+        if self.api == "celery":
+            from chroma.bench.celery_processes import REDIS_BINARY, redis_available
+
+            if not registry.lookup("db_impl", self.db).shared:
+                return f"api_impl='celery' needs a DB its workers share (clickhouse), not {self.db!r}"
+            if not redis_available():
+                return f"{REDIS_BINARY} is not installed (apt-get install redis-server)"
         return None
 
 
@@ -102,6 +111,15 @@ def running(combination: Combination, workdir: Path) -> Iterator["Setup"]:
             db_settings["persist_directory"] = str(workdir / "data")
         settings = {"api_impl": combination.api, "index_impl": combination.index, "allow_reset": True,
                     **db_settings}
+        if combination.api == "celery":
+            from chroma.bench.celery_processes import WorkerProcess, start_redis
+
+            redis = start_redis(workdir / "redis")
+            stack.callback(redis.stop)
+            settings.update(celery_broker_url=redis.url, celery_result_backend=redis.url)
+            worker_settings = {key: value for key, value in settings.items() if key != "api_impl"}
+            for number in range(CELERY_WORKERS):
+                stack.callback(WorkerProcess(workdir, worker_settings, name=f"worker{number}").start().stop)
         if combination.api not in REMOTE_APIS:
             yield Setup(settings, None)
             return

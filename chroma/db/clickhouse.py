@@ -98,7 +98,7 @@ def _schema(db: str) -> list[str]:
 
 _TABLES = ("items", "collections", "commits", "index_snapshots")
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MAX_QUERY_BYTES = 1 << 30
+MAX_QUERY_BYTES = 1 << 30
 """A get or delete by 100,000 ids binds them into the query text: lift the 256 KiB default."""
 _LABEL_ATTEMPTS = 5
 
@@ -219,7 +219,7 @@ class Clickhouse(DB):
                 compress=False,  # 18.16 rejects lz4/zstd request bodies
                 autogenerate_session_id=False,
                 query_limit=0,
-                settings={"max_query_size": _MAX_QUERY_BYTES},
+                settings={"max_query_size": MAX_QUERY_BYTES},
             )
         except Exception as exc:
             raise errors.ChromaError(
@@ -708,23 +708,6 @@ class Clickhouse(DB):
                 for client in self._clients:
                     client.close()
                 self._clients.clear()
-
-
-class Chdb(Clickhouse):
-    """The same tables in chDB, a current ClickHouse engine inside this process.
-
-    Data lives in ``persist_directory``; one process at a time (chDB is no
-    server). It runs the very SQL of :class:`Clickhouse`, which is how the
-    suite checks that SQL against a current engine.
-    """
-
-    def _connect(self):
-        directory = os.path.abspath(self._settings.persist_directory)
-        os.makedirs(directory, exist_ok=True)
-        return clickhouse_connect.get_client(
-            dsn=f"chdb://{os.path.join(directory, 'chdb')}", query_limit=0,
-            settings={"max_query_size": _MAX_QUERY_BYTES},
-        )
 
 
 class _LabelClash(Exception):
