@@ -136,28 +136,25 @@ def _coerce(name: str, value: Any, from_env: bool = False) -> Any:
             return value.strip().lower() in _TRUE
         raise ConfigurationError(f"setting {source} must be a boolean, got {value!r}")
     if kind in ("int", int):
-        if isinstance(value, bool):
-            raise ConfigurationError(f"setting {source} must be an integer, got {value!r}")
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"setting {source} must be an integer, got {value!r}") from None
-        if number < 0:
-            raise ConfigurationError(f"setting {source} must be >= 0, got {value!r}")
-        return number
+        return _number(value, int, source, "an integer", lambda n: n >= 0, ">= 0")
     if kind in ("float", float):
-        if isinstance(value, bool):
-            raise ConfigurationError(f"setting {source} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"setting {source} must be a number, got {value!r}") from None
-        if not number > 0 or number == float("inf"):
-            raise ConfigurationError(f"setting {source} must be a positive number, got {value!r}")
-        return number
+        return _number(value, float, source, "a number", lambda n: 0 < n < float("inf"), "a positive number")
     if not isinstance(value, (str, os.PathLike)):
         raise ConfigurationError(f"setting {source} must be a string, got {value!r}")
     text = os.fspath(value)
     if from_env and text == "" and "Optional" in str(kind):
         return None
     return text
+
+
+def _number(value: Any, parse: type, source: str, kind: str, allowed: Any, bound: str) -> Any:
+    """``value`` as ``parse`` (int or float), checked against ``allowed``; booleans are not numbers here."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"setting {source} must be {kind}, got {value!r}")
+    try:
+        number = parse(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"setting {source} must be {kind}, got {value!r}") from None
+    if not allowed(number):
+        raise ConfigurationError(f"setting {source} must be {bound}, got {value!r}")
+    return number

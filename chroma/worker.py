@@ -118,12 +118,14 @@ def _heartbeat(task: Any) -> Iterator[None]:
         stop.set()
 
 
-def _reported(work: Callable[[], dict]) -> dict:
-    """``work()``, or the chroma error it raised as ``{"error": class name, "message": text}``."""
-    try:
-        return work()
-    except errors.ChromaError as exc:
-        return {"error": type(exc).__name__, "message": exc.message}
+def _reported(task: Any, work: Callable[[], dict]) -> dict:
+    """``work()`` under the task's heartbeat, or the chroma error it raised as
+    ``{"error": class name, "message": text}``."""
+    with _heartbeat(task):
+        try:
+            return work()
+        except errors.ChromaError as exc:
+            return {"error": type(exc).__name__, "message": exc.message}
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -164,8 +166,7 @@ def _stage_rows(task: Any, payload: dict) -> dict:
         dimension = None if chunk.embeddings is None else int(chunk.embeddings.shape[1])
         return {"dimension": dimension}
 
-    with _heartbeat(task):
-        return _reported(work)
+    return _reported(task, work)
 
 
 def _query(task: Any, payload: dict) -> dict:
@@ -179,8 +180,7 @@ def _query(task: Any, payload: dict) -> dict:
             result["embeddings"] = [pack_matrix(rows) for rows in result["embeddings"]]
         return {"result": result}
 
-    with _heartbeat(task):
-        return _reported(work)
+    return _reported(task, work)
 
 
 def _build_index(task: Any, payload: dict) -> dict:
@@ -194,8 +194,7 @@ def _build_index(task: Any, payload: dict) -> dict:
         local._db.save_index_snapshot(payload["collection_id"], snapshot)
         return {"saved": True, "versions": len(snapshot.versions)}
 
-    with _heartbeat(task):
-        return _reported(work)
+    return _reported(task, work)
 
 
 # --- vectors in messages ----------------------------------------------------------------------------

@@ -8,13 +8,11 @@ Redis and the workers are started by ``chroma.bench.celery_processes``. When
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from chroma.bench.celery_processes import REDIS_BINARY, RedisServer, WorkerProcess, redis_available, start_redis
+from required_services import require_service
 
 TESTS = Path(__file__).resolve().parent
 DEFAULT_EMBEDDING_FUNCTION = "embedding_functions:hashed"
@@ -23,12 +21,7 @@ DEFAULT_EMBEDDING_FUNCTION = "embedding_functions:hashed"
 
 def require_redis() -> None:
     """Skips the calling test without redis-server; fails instead under CI=true."""
-    if redis_available():
-        return
-    message = f"{REDIS_BINARY} is not installed (apt-get install redis-server)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require_service(redis_available(), f"{REDIS_BINARY} is not installed (apt-get install redis-server)")
 
 
 @contextlib.contextmanager

@@ -8,24 +8,17 @@ installs the Debian package and a missing server is a failure.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from chroma.bench.clickhouse_server import SERVER_BINARY, ClickhouseServer, server_available, start_clickhouse
+from required_services import require_service
 
 
 def require_server() -> None:
     """Skips the calling test without a ClickHouse server; fails instead under CI=true."""
-    if server_available():
-        return
-    message = f"{SERVER_BINARY} is not installed (apt-get install clickhouse-server)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    require_service(server_available(), f"{SERVER_BINARY} is not installed (apt-get install clickhouse-server)")
 
 
 @contextlib.contextmanager
