@@ -19,7 +19,7 @@ def restore_configuration():
 
 def slots(client: chroma.API, collection_id: str) -> int:
     """Node slots of the collection's core index: a rebuild from the DB has no deleted ones."""
-    return client._indexes[collection_id]._core._slots
+    return client._cached[collection_id].index._core._slots
 
 
 def test_reopen_loads_the_saved_index_and_a_write_invalidates_it(tmp_path):

@@ -39,9 +39,9 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, Changes, CollectionRecord, Records, WriteResult
-from chroma.db.sql import Dialect, compile_clause, reads_document
-from chroma.filters import Clause
+from chroma.db import DB, UNCHANGED, Batch, Changes, CollectionRecord, Records, StoredItems, WriteResult
+from chroma.db.sql import Dialect, compile_clause
+from chroma.filters import Clause, reads_document
 
 _ITEM_COLUMNS = {
     "collection_id": "String",
@@ -430,10 +430,12 @@ class Clickhouse(DB):
                                   bool(has_vector[position]), document, metadata))
         new_labels = (first_label, first_label + len(new)) if new else None
         self._commit(collection_id, rows, version, new_labels, fixed)
+        items = StoredItems(labels, batch.ids, batch.metadatas)
         embedded = np.flatnonzero(has_vector)
         if not len(embedded):
-            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=version)
-        return WriteResult(labels=labels[embedded], embeddings=batch.embeddings[embedded], version=version)
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=version, items=items)
+        return WriteResult(labels=labels[embedded], embeddings=batch.embeddings[embedded], version=version,
+                           items=items)
 
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
@@ -563,6 +565,17 @@ class Clickhouse(DB):
         labels = np.array([r[0] for r in rows], dtype=np.int64)
         return labels, _vectors([r[1] for r in rows], record.dimension or 0)
 
+    def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
+        self._collection(collection_id)
+        rows = self._rows(f"SELECT label, id FROM {self._live(['label', 'id'])} ORDER BY label", {"cid": collection_id})
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
+        self._collection(collection_id)
+        rows = self._rows(f"SELECT label, metadata FROM {self._live(['label', 'metadata'])} WHERE metadata IS NOT NULL",
+                          {"cid": collection_id})
+        return np.array([r[0] for r in rows], dtype=np.int64), [json.loads(r[1]) for r in rows]
+
     # other writers
     def versions(self, collection_id: str) -> frozenset:
         rows = self._rows(f"SELECT version FROM {self._db}.commits WHERE collection_id = %(cid)s", {"cid": collection_id})
@@ -581,23 +594,32 @@ class Clickhouse(DB):
         unseen = committed - versions
         if not unseen:
             return None
-        # The newest committed state of every label an unseen batch touched:
-        # right whatever order the batches committed in.
+        # The newest committed state of every label an unseen batch touched,
+        # right whatever order the batches committed in; its vector only if
+        # an unseen batch changed it (a metadata update keeps the vector).
         rows = self._rows(
-            f"SELECT label, argMax(deleted, version), argMax(embedding, version) AS vector FROM {db}.items "
+            f"SELECT label, argMax(deleted, version), argMax(id, version), argMax(metadata, version), "
+            "max(vector_changed = 1 AND version IN %(unseen)s) AS moved, "
+            f"if(moved, argMax(embedding, version), '') AS vector FROM {db}.items "
             f"WHERE collection_id = %(cid)s AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
-            f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s "
-            "AND (vector_changed = 1 OR deleted = 1)) GROUP BY label ORDER BY label",
+            f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s) "
+            "GROUP BY label ORDER BY label",
             {"cid": collection_id, "unseen": tuple(unseen)},
             column_formats={"vector": "bytes"},
         )
         kept = [r for r in rows if not r[1]]
-        dimension = len(kept[0][2]) // 4 if kept else 0
+        moved = [r for r in kept if r[4]]
+        dimension = len(moved[0][5]) // 4 if moved else 0
         return Changes(
             versions=committed,
-            labels=np.array([r[0] for r in kept], dtype=np.int64),
-            embeddings=_vectors([r[2] for r in kept], dimension),
+            labels=np.array([r[0] for r in moved], dtype=np.int64),
+            embeddings=_vectors([r[5] for r in moved], dimension),
             removed=np.array([r[0] for r in rows if r[1]], dtype=np.int64),
+            items=StoredItems(
+                labels=np.array([r[0] for r in kept], dtype=np.int64),
+                ids=[r[2] for r in kept],
+                metadatas=[None if r[3] is None else json.loads(r[3]) for r in kept],
+            ),
         )
 
     def close(self) -> None:
