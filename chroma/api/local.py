@@ -150,19 +150,21 @@ class Local(API):
         with self._write_lock:  # no write may land between the load and the caching
             cached = self._cached.get(record.id)
             if cached is None:
+                pending = self._saved.start_load(self._index_class, record.id)
                 versions = self._db.versions(record.id)  # first: catching up from them covers what loads after
                 labels, ids = self._db.load_ids(record.id)
                 if not len(labels):
                     return None
                 metadata = record.metadata or {}
                 params = {k: v for k, v in metadata.items() if k.startswith("hnsw:")}
-                index = self._saved.load(self._index_class, record.id, params, self._db.state_marker(record.id),
-                                         labels)
+                label_ids = LabelIds(labels, ids)
+                index = self._saved.finish_load(pending, record.id, params, self._db.state_marker(record.id),
+                                                label_ids.labels())
                 if index is None:
                     vector_labels, vectors = self._db.load_vectors(record.id)
                     index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
                     index.add(vector_labels, vectors)
-                cached = self._cached[record.id] = CachedCollection(index, LabelIds(labels, ids), versions)
+                cached = self._cached[record.id] = CachedCollection(index, label_ids, versions)
         return cached
 
     def _metadata(self, collection_id: str, cached: CachedCollection) -> MetadataColumns:
@@ -301,11 +303,6 @@ class Local(API):
             # delete never makes an answer shorter than the collection allows.
             with self._write_lock:
                 pass
-        if distances.shape[1] > 1 and bool((distances[:, 1:] == distances[:, :-1]).any()):
-            # equal distances come back in insertion order, i.e. by label
-            order = np.lexsort((labels, distances), axis=-1)
-            labels = np.take_along_axis(labels, order, axis=-1)
-            distances = np.take_along_axis(distances, order, axis=-1)
         return _query_result(labels.tolist(), distances.tolist(), records, include, dimension)
 
     def _allowed(self, collection_id: str, cached: CachedCollection, metadata_clause: Optional[Clause],
@@ -326,8 +323,10 @@ class Local(API):
         """The items of ``labels`` that still exist, with the fields of ``fetch``: from the DB only if it names any."""
         if fetch:
             return self._db.get_by_labels(collection_id, labels, fetch)
-        found = [(label, item_id) for label, item_id in zip(labels.tolist(), cached.ids.ids_of(labels))
-                 if item_id is not None]
+        ids = cached.ids.ids_of(labels)
+        if None not in ids:
+            return Records(ids=ids, labels=labels)
+        found = [(label, item_id) for label, item_id in zip(labels.tolist(), ids) if item_id is not None]
         return Records(ids=[item_id for _, item_id in found],
                        labels=np.array([label for label, _ in found], dtype=np.int64))
 
@@ -349,6 +348,9 @@ def _query_result(labels: list, distances: list, records: Any, include: Sequence
     for name in include:
         result[name] = []
     for row_labels, row_distances in zip(labels, distances):
+        if any(a == b for a, b in zip(row_distances, row_distances[1:])):
+            # equal distances come back in insertion order, i.e. by label
+            row_distances, row_labels = zip(*sorted(zip(row_distances, row_labels)))
         # a label whose row a delete removed after the last attempt is dropped
         keep = [(position[l], d) for l, d in zip(row_labels, row_distances) if l in position]
         rows = [k for k, _ in keep]

@@ -216,7 +216,7 @@ class DB(abc.ABC):
 
     @abc.abstractmethod
     def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
-        """``(labels, ids)`` of every item, labels ascending."""
+        """``(labels, ids)`` of every item, in any order."""
 
     @abc.abstractmethod
     def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:

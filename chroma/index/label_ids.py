@@ -63,6 +63,14 @@ class LabelIds:
         arrays = self._arrays
         return len(arrays.labels) - self._dead + len(arrays.added)
 
+    def labels(self) -> np.ndarray:
+        """Every mapped label, ascending."""
+        arrays = self._arrays
+        added = np.fromiter(arrays.added.keys(), dtype=np.int64, count=len(arrays.added))
+        if not len(added) and not self._dead:
+            return arrays.labels
+        return np.sort(np.concatenate([arrays.labels[arrays.alive], added]))
+
     def ids_of(self, labels: np.ndarray) -> list[Optional[str]]:
         """The id of each label, None for a label not in the map (a concurrent delete removed it)."""
         labels = np.asarray(labels, dtype=np.int64)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import warnings
-from typing import Any, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -47,19 +48,28 @@ class SavedIndexes:
     def _marker_path(self, collection_id: str) -> str:
         return self._path(collection_id)[: -len(".hnsw")] + ".json"
 
-    def load(self, index_class: type, collection_id: str, params: dict, marker: Optional[list],
-             labels: np.ndarray) -> Optional[Index]:
-        """The saved index of the collection if it matches the DB (its ``marker`` and ascending ``labels``).
+    def start_load(self, index_class: type, collection_id: str) -> Optional["PendingLoad"]:
+        """Starts reading the collection's saved index in another thread; None when there is none to read.
 
-        None when there is no file, and (after a RuntimeWarning, the file
-        removed) when the file cannot be read or is stale: then rebuild.
+        The file is read while the caller reads the DB state that
+        :meth:`finish_load` checks it against (the core's load runs without the GIL).
         """
         load = getattr(index_class, "load", None)
-        path = self._path(collection_id) if self._directory is not None else None
-        if path is None or load is None or marker is None or not os.path.exists(path):
+        if self._directory is None or load is None or not os.path.exists(self._path(collection_id)):
+            return None
+        return PendingLoad(load, self._path(collection_id))
+
+    def finish_load(self, pending: Optional["PendingLoad"], collection_id: str, params: dict,
+                    marker: Optional[list], labels: np.ndarray) -> Optional[Index]:
+        """The index ``pending`` read, if it matches the DB: its ``marker`` and ascending ``labels``.
+
+        None when nothing was read, and (after a RuntimeWarning, the files
+        removed) when the file could not be read or is stale: then rebuild.
+        """
+        if pending is None:
             return None
         try:
-            index = self._load_current(load, collection_id, marker, labels)
+            index = self._current_index(pending, collection_id, marker, labels)
         except (OSError, ValueError, errors.IndexFileError) as exc:
             warnings.warn(f"saved index of collection {collection_id} ignored, rebuilding: {exc}", RuntimeWarning,
                           stacklevel=3)
@@ -70,8 +80,12 @@ class SavedIndexes:
         self._current.add(collection_id)
         return index
 
-    def _load_current(self, load: Any, collection_id: str, marker: list, labels: np.ndarray) -> Index:
-        """The saved index. Raises ValueError (stale), IndexFileError, OSError."""
+    def _current_index(self, pending: "PendingLoad", collection_id: str, marker: Optional[list],
+                       labels: np.ndarray) -> Index:
+        """The index read. Raises ValueError (stale), IndexFileError, OSError."""
+        index = pending.wait()
+        if marker is None:
+            raise ValueError("the DB keeps no state marker to check it against")
         try:
             with open(self._marker_path(collection_id), encoding="utf-8") as file:
                 recorded = json.load(file).get("marker")
@@ -79,7 +93,6 @@ class SavedIndexes:
             raise ValueError("it has no record of the DB state it was saved at") from None
         if recorded != marker:
             raise ValueError(f"it is stale: saved at DB state {recorded}, the DB is at {marker}")
-        index = load(self._path(collection_id))
         if not np.array_equal(index.labels(), labels):
             raise ValueError(f"it is stale: it holds {len(index)} items, not the DB's {len(labels)}")
         return index
@@ -125,3 +138,27 @@ class SavedIndexes:
                 os.fsync(file.fileno())
             os.replace(temporary, self._marker_path(collection_id))
             self._current.add(collection_id)
+
+
+class PendingLoad:
+    """An index file being read in a thread of its own."""
+
+    def __init__(self, load: Callable[[str], Index], path: str) -> None:
+        self._index: Optional[Index] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(load, path), name="chroma-index-load", daemon=True)
+        self._thread.start()
+
+    def _run(self, load: Callable[[str], Index], path: str) -> None:
+        try:
+            self._index = load(path)
+        except BaseException as exc:  # re-raised in the waiting thread
+            self._error = exc
+
+    def wait(self) -> Index:
+        """The index read; raises what reading it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._index is not None
+        return self._index
