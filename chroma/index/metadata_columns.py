@@ -75,7 +75,7 @@ class _Column:
             setattr(self, name, new)
 
     def clear(self, rows: np.ndarray) -> None:
-        """Makes the key absent in ``rows``."""
+        """Makes the key absent in ``rows`` (distinct rows)."""
         self.counts -= np.bincount(self.kind[rows], minlength=5)
         self.kind[rows] = ABSENT
 
@@ -118,14 +118,15 @@ class MetadataColumns:
     # writes
     def replace(self, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> None:
         """Gives ``labels[i]`` the metadata ``metadatas[i]`` in place of what it had; a None entry leaves it as it was."""
-        given = [(int(label), metadata) for label, metadata in zip(np.asarray(labels).tolist(), metadatas)
-                 if metadata is not None]
+        # a label given twice takes its last metadata
+        given = {int(label): metadata for label, metadata in zip(np.asarray(labels).tolist(), metadatas)
+                 if metadata is not None}
         if not given:
             return
         with self._lock:
-            rows = self._rows_for([label for label, _ in given])
+            rows = self._rows_for(list(given))
             by_key: dict[str, tuple[list[int], list[Any]]] = {}
-            for row, (_, metadata) in zip(rows, given):
+            for row, metadata in zip(rows, given.values()):
                 for key, value in metadata.items():
                     entry = by_key.get(key)
                     if entry is None:
@@ -141,6 +142,7 @@ class MetadataColumns:
     def remove(self, labels: np.ndarray) -> None:
         """Forgets the metadata of ``labels``; unknown ones are ignored."""
         with self._lock:
+            # pop() finds a label given twice only once, so the rows are distinct
             rows = [row for row in (self._row_of.pop(int(label), None) for label in np.asarray(labels).tolist())
                     if row is not None]
             if rows:
