@@ -59,36 +59,3 @@ def test_a_failed_write_leaves_the_derived_state_as_it_was(local):
     local._db.close()
     assert collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, include=[])["ids"] == [["a", "b"]]
     assert collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, where={"k": 1}, include=[])["ids"] == [["a"]]
-
-
-class DuckDBFailingOnce(DuckDB):
-    """A real in-memory DuckDB whose next insert of metadata rows fails, as a full disk would, mid-transaction."""
-
-    fail = False
-
-    def _insert_metadata(self, *args, **kwargs):
-        if self.fail:
-            self.fail = False
-            raise OSError("no space left on device")
-        return super()._insert_metadata(*args, **kwargs)
-
-
-def test_an_add_that_fails_after_its_vectors_went_into_the_index_leaves_no_trace():
-    local = Local(Settings(), db=DuckDBFailingOnce(Settings()))
-    try:
-        collection = local.create_collection("failing")
-        collection.add(ids=["a", "b"], embeddings=[[0.0, 0.0], [5.0, 0.0]], metadatas=[{"k": 1}, {"k": 1}])
-        assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=1, include=[])["ids"] == [["a"]]
-        local._db.fail = True
-        with pytest.raises(OSError, match="no space"):
-            collection.add(ids=["near"], embeddings=[[1.0, 0.0]], metadatas=[{"k": 1}])
-        assert collection.count() == 2
-        # a vector left behind in the index would take a place of the two and be dropped from the answer
-        assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=[])["ids"] == [["a", "b"]]
-        got = collection.query(query_embeddings=[[1.0, 0.0]], n_results=3, where={"k": 1}, include=["distances"])
-        assert got == {"ids": [["a", "b"]], "embeddings": None, "metadatas": None, "documents": None,
-                       "distances": [[1.0, 16.0]]}
-        collection.add(ids=["near"], embeddings=[[1.0, 0.0]], metadatas=[{"k": 1}])  # its labels are free again
-        assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=1, include=[])["ids"] == [["near"]]
-    finally:
-        local._db.close()

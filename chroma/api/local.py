@@ -14,7 +14,6 @@ committed since (``DB.changes_since``).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib
 import threading
 import time
@@ -31,7 +30,7 @@ from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, WriteResult
 from chroma.filters import Clause, split_documents
-from chroma.index.cached import CachedCollection, IndexingInFlight
+from chroma.index.cached import CachedCollection
 from chroma.index.label_ids import LabelIds
 from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
@@ -206,33 +205,19 @@ class Local(API):
             warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
                           f"{exc!r}", RuntimeWarning, stacklevel=4)
 
-    def _apply(self, collection_id: str, result: WriteResult, indexing: Optional[IndexingInFlight]) -> None:
+    def _apply(self, collection_id: str, result: WriteResult) -> None:
         cached = self._cached.get(collection_id)
         if cached is None:
             # Loading now (the new batch included) spares the first query the wait.
             self._load(self._db.get_collection_by_id(collection_id))
         else:
-            cached.apply_write(result, indexing)
+            cached.apply_write(result)
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
         with self._write_lock:
             self._saved.forget(collection_id)  # before the write: a crash then leaves no stale file
-            cached = self._cached.get(collection_id)
-            indexing: list[IndexingInFlight] = []
-
-            def index_while_committing(labels: np.ndarray) -> None:
-                indexing.append(IndexingInFlight(cached.index, labels, batch.embeddings))
-
-            early = {"on_labels": index_while_committing} if operation == "add" and cached is not None else {}
-            try:
-                result = getattr(self._db, operation)(collection_id, batch, **early)
-            except BaseException:
-                if indexing:  # the index took vectors of a batch the DB did not commit
-                    with contextlib.suppress(Exception):
-                        indexing[0].wait()
-                    self._cached.pop(collection_id, None)
-                raise
-            self._derived_step(collection_id, lambda: self._apply(collection_id, result, indexing[0] if indexing else None))
+            result = getattr(self._db, operation)(collection_id, batch)
+            self._derived_step(collection_id, lambda: self._apply(collection_id, result))
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -165,14 +165,8 @@ class DB(abc.ABC):
 
     # items
     @abc.abstractmethod
-    def add(self, collection_id: str, batch: Batch,
-            on_labels: Optional[Callable[[np.ndarray], None]] = None) -> WriteResult:
+    def add(self, collection_id: str, batch: Batch) -> WriteResult:
         """Adds new items (``batch.embeddings`` required).
-
-        A DB may call ``on_labels`` with the batch's labels (in batch order)
-        once it has checked the batch and numbered it, before it commits, so
-        that the caller can index the vectors while the commit runs; when it
-        does, a failure afterwards leaves the batch uncommitted all the same.
 
         Raises DuplicateIDError (an id exists), InvalidDimensionError.
         """

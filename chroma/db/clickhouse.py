@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import clickhouse_connect
 import numpy as np
@@ -437,9 +437,7 @@ class Clickhouse(DB):
         return WriteResult(labels=labels[embedded], embeddings=batch.embeddings[embedded], version=version,
                            items=items)
 
-    def add(self, collection_id: str, batch: Batch,
-            on_labels: Optional[Callable[[np.ndarray], None]] = None) -> WriteResult:
-        # on_labels is not called: a label clash with another process renumbers the batch before it commits
+    def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
             raise errors.InvalidArgument(f"add needs an embedding for every id; none for: {_some(batch.without_embedding())}")
         with self._write_lock:

@@ -17,7 +17,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import duckdb
 import numpy as np
@@ -288,8 +288,7 @@ class DuckDB(DB):
                 cursor.execute(f"DELETE FROM {table}")
 
     # writes
-    def add(self, collection_id: str, batch: Batch,
-            on_labels: Optional[Callable[[np.ndarray], None]] = None) -> WriteResult:
+    def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
             raise errors.InvalidArgument(f"add needs an embedding for every id; none for: {_some(batch.without_embedding())}")
         with self._transaction() as cursor:
@@ -299,17 +298,14 @@ class DuckDB(DB):
             if existing:
                 taken = [i for i in batch.ids if i in existing]
                 raise errors.DuplicateIDError(f"ids already in the collection: {_some(taken)}")
-            labels = self._insert(cursor, collection_id, batch, on_labels)
+            labels = self._insert(cursor, collection_id, batch)
             self._count_write(cursor, collection_id)
         return WriteResult(labels=labels, embeddings=batch.embeddings,
                            items=StoredItems(labels, batch.ids, batch.metadatas))
 
-    def _insert(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch,
-                on_labels: Optional[Callable[[np.ndarray], None]] = None) -> np.ndarray:
+    def _insert(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> np.ndarray:
         count = len(batch.ids)
         labels = self._next_labels(cursor, count)
-        if on_labels is not None:
-            on_labels(labels)
         metadatas = batch.metadatas or [None] * count
         table = pa.table(
             {

@@ -12,7 +12,6 @@ deleted one loses its vector before its id.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,17 +39,14 @@ class CachedCollection:
         if self.metadata is not None and items.metadatas is not None:
             self.metadata.replace(items.labels, items.metadatas)
 
-    def apply_write(self, result: WriteResult, indexing: Optional["IndexingInFlight"] = None) -> None:
-        """Applies a write committed through this client; ``indexing``: its vectors are being indexed already.
+    def apply_write(self, result: WriteResult) -> None:
+        """Applies a write committed through this client.
 
         Raises:
             ValueError: the result does not report its items (the caller drops this state).
-            Whatever indexing the vectors raised (the caller drops this state).
         """
         self._store(result.items)
-        if indexing is not None:
-            indexing.wait()
-        elif result.embeddings is not None and len(result.labels):
+        if result.embeddings is not None and len(result.labels):
             self.index.add(result.labels, result.embeddings)
         if result.version is not None:
             self.versions = self.versions | {result.version}
@@ -70,33 +66,3 @@ class CachedCollection:
         if len(changes.labels):
             self.index.add(changes.labels, changes.embeddings)
         self.versions = changes.versions
-
-
-class IndexingInFlight:
-    """Vectors going into an index in a thread of their own, while the DB commits their batch.
-
-    The core's add runs without the GIL, so the index grows while the DB
-    writes and commits (Python and DuckDB work). Until the batch is
-    committed and its ids are mapped, a concurrent query that meets one of
-    its labels does not find its id and searches again after the write (see
-    ``Local._query``); if the DB fails instead, the index holds vectors the DB
-    does not, so the caller drops this derived state.
-    """
-
-    def __init__(self, index: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, args=(index, labels, vectors), name="chroma-index-add",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self, index: Index, labels: np.ndarray, vectors: np.ndarray) -> None:
-        try:
-            index.add(labels, vectors)
-        except BaseException as exc:  # re-raised by wait()
-            self._error = exc
-
-    def wait(self) -> None:
-        """Returns once the vectors are in; raises what adding them raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
