@@ -279,13 +279,14 @@ class Local(API):
         # A cached state answers for its collection: this client's writes keep
         # it current, and _catch_up applies other processes' writes.
         cached = self._cached.get(collection_id)
-        dimension = cached.index.dim if cached is not None else self._db.get_collection_by_id(collection_id).dimension
+        record = self._db.get_collection_by_id(collection_id) if cached is None else None
+        dimension = cached.index.dim if cached is not None else record.dimension
         if dimension is not None and queries.shape[1] != dimension:
             raise errors.InvalidDimensionError(
                 f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
             )
         if cached is None and dimension is not None:
-            cached = self._load(self._db.get_collection_by_id(collection_id))
+            cached = self._load(record)
         if cached is None:
             empty: list = [[]] * len(queries)
             return _query_result(empty, empty, None, include, dimension or 0)
