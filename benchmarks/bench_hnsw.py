@@ -26,7 +26,7 @@ PersistentDuckDB, default settings) against the raw core in the same run:
 adding all vectors with two metadata keys each in batches of 10,000 against
 the raw build; p50 of a single query (ids and distances) and of a filtered
 one at 1% selectivity against the raw core's single-query p50 at the same
-ef; reopening the collection in a new process and answering its first query
+ef (the three take turns on each query, so load changes hit them alike); reopening the collection in a new process and answering its first query
 against loading the raw index file.
 
 Usage: python benchmarks/bench_hnsw.py            # the issue's sizes (a few minutes)
@@ -190,13 +190,16 @@ print(time.perf_counter() - start)
 """
 
 
-def p50(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def p50_in_turns(actions: list, queries: list) -> list[float]:
+    """The p50 latency of each ``action(query)``, the actions taking turns on each query,
+    so that a change in machine load hits all of them alike."""
+    times: list[list[float]] = [[] for _ in actions]
+    for query in queries:
+        for action, spent in zip(actions, times):
+            start = time.perf_counter()
+            action(query)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def run_local(data: np.ndarray, queries: np.ndarray, repeats: int) -> None:
@@ -221,12 +224,12 @@ def run_local(data: np.ndarray, queries: np.ndarray, repeats: int) -> None:
         t_local, _ = timed(add_all)
         print(f"add: Local {t_local:.2f} s, raw core build {t_raw:.2f} s, Local/raw {t_local / t_raw:.2f}x (target <= 1.5x)")
         one = [queries[i : i + 1] for i in range(repeats)]
-        it = iter(range(10**9))
-        raw_p50 = p50(lambda: raw.search(one[next(it) % repeats], K), repeats)
-        local_p50 = p50(lambda: collection.query(query_embeddings=one[next(it) % repeats], n_results=K,
-                                                 include=["distances"]), repeats)
-        filtered_p50 = p50(lambda: collection.query(query_embeddings=one[next(it) % repeats], n_results=K,
-                                                    where={"bucket": 7}, include=["distances"]), repeats)
+        raw_p50, local_p50, filtered_p50 = p50_in_turns([
+            lambda query: raw.search(query, K),
+            lambda query: collection.query(query_embeddings=query, n_results=K, include=["distances"]),
+            lambda query: collection.query(query_embeddings=query, n_results=K, where={"bucket": 7},
+                                           include=["distances"]),
+        ], one)
         print(f"single query p50: raw core {raw_p50 * 1e6:.0f} us, Local {local_p50 * 1e6:.0f} us"
               f" ({local_p50 / raw_p50:.2f}x, target <= 1.5x), Local filtered 1% {filtered_p50 * 1e6:.0f} us"
               f" ({filtered_p50 / raw_p50:.2f}x, target <= 3x)")

@@ -35,8 +35,10 @@ def _singleton(setting: str) -> Any:
 
 def _close_all() -> None:
     # A new configuration replaces the old parts; closing them releases
-    # what they hold (a persistent directory's lock above all).
-    for instance in list(_instances.values()):
+    # what they hold (a persistent directory's lock above all). Newest first:
+    # a client closes while the DB it was created on is still open (Local
+    # records the DB's state beside the indexes it saves).
+    for instance in reversed(list(_instances.values())):
         close = getattr(instance, "close", None)
         if close is not None:
             close()

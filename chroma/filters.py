@@ -132,3 +132,26 @@ def combine(*clauses: Optional[Clause]) -> Optional[Clause]:
     """All given clauses joined by $and; None when none is given."""
     present = [c for c in clauses if c is not None]
     return _join(present) if present else None
+
+
+def reads_document(clause: Clause) -> bool:
+    """Whether ``clause`` tests the document (``$contains``/``$not_contains``)."""
+    if isinstance(clause, Logical):
+        return any(reads_document(child) for child in clause.clauses)
+    return isinstance(clause, Contains)
+
+
+def split_documents(clause: Optional[Clause]) -> tuple[Optional[Clause], Optional[Clause]]:
+    """``(metadata part, document part)`` of a filter whose items must match both parts.
+
+    A top-level ``$and`` is split by its children (``combine`` of a ``where``
+    and a ``where_document`` gives one); any other clause that tests
+    documents is the document part whole. Either part may be None.
+    """
+    if clause is None or not reads_document(clause):
+        return clause, None
+    if not (isinstance(clause, Logical) and clause.op == "$and"):
+        return None, clause
+    metadata = [child for child in clause.clauses if not reads_document(child)]
+    documents = [child for child in clause.clauses if reads_document(child)]
+    return (_join(metadata) if metadata else None), _join(documents)

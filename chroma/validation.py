@@ -67,13 +67,18 @@ def item_metadata(metadata: Any, where: str = "metadata") -> Optional[dict]:
     """An item's metadata dict (or None), checked and copied."""
     if metadata is None:
         return None
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         raise InvalidArgument(f"{where} must be a dict or None, got {type(metadata).__name__}")
     for key, value in metadata.items():
-        _metadata_key(key, where)
+        if type(key) is not str or not key:
+            _metadata_key(key, where)
         if key.startswith(RESERVED_PREFIXES):
             raise InvalidArgument(f"{where}: key {key!r} is reserved (keys may not start with 'chroma:' or 'hnsw:')")
-        _metadata_value(key, value, where)
+        # the common plain values first, by exact type (a batch checks every value of every item)
+        kind = type(value)
+        if not (kind is str or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX)
+                or (kind is float and math.isfinite(value))):
+            _metadata_value(key, value, where)
     return dict(metadata)
 
 

@@ -102,7 +102,7 @@ def test_each_process_sees_the_others_writes_on_its_next_call(both):
     collection = client.create_collection(COLLECTION)
     collection.add(ids=[f"p{i}" for i in range(10)], embeddings=[[float(i), 0.0] for i in range(10)])
     assert nearest(collection, [0.0, 0.0], 2) == ["p0", "p1"]  # A's index is cached now
-    index = client._indexes[collection.id]
+    index = client._cached[collection.id].index
 
     # B sees A's add, then writes; A's next query sees each write.
     assert peer.query([9.0, 0.0], 2) == ["p9", "p8"]
@@ -117,7 +117,7 @@ def test_each_process_sees_the_others_writes_on_its_next_call(both):
     assert nearest(collection, [0.0, 0.0], 2) == ["p6", "b"]
     assert collection.count() == 10
     # caught up in place: the same index object, holding exactly the stored items
-    assert client._indexes[collection.id] is index
+    assert client._cached[collection.id].index is index
     assert len(index) == 10
 
     # A writes; B's cached index (loaded by its first query above) sees each write.
@@ -135,6 +135,8 @@ def test_a_metadata_only_update_elsewhere_keeps_the_vector_and_a_filter_sees_it(
     collection = client.create_collection(COLLECTION)
     collection.add(ids=["x", "y"], embeddings=[[0.0, 0.0], [1.0, 0.0]], metadatas=[{"k": 1}, {"k": 1}])
     assert nearest(collection, [0.0, 0.0], 1) == ["x"]
+    # A's metadata columns are loaded now, so the filter below sees B's update only by catching up
+    assert collection.query(query_embeddings=[[0.0, 0.0]], n_results=2, where={"k": 1}, include=[])["ids"] == [["x", "y"]]
     peer("update", ids=["x"], metadatas=[{"k": 2}])
     hits = collection.query(query_embeddings=[[0.0, 0.0]], n_results=2, where={"k": 1}, include=["distances"])
     assert hits["ids"] == [["y"]] and hits["distances"] == [[1.0]]

@@ -234,3 +234,38 @@ def test_malformed_where_document_is_rejected(filtered, subtests):
     for where_document, fragment in MALFORMED_WHERE_DOCUMENT + NOT_A_DICT:
         with subtests.test(where_document=where_document):
             assert_rejected_everywhere(filtered, fragment, where_document=where_document)
+
+
+def test_filters_follow_every_kind_of_write(client):
+    """After each write, a filtered query and a filtered get select the same items.
+
+    (Local answers filtered queries from metadata columns it keeps current
+    through the writes, and gets from the DB.)
+    """
+    collection = client.create_collection("follow")
+    collection.add(ids=["a", "b", "c"], embeddings=[[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]],
+                   metadatas=[{"k": 1}, {"k": "1"}, None])
+
+    def assert_selects(where, expected):
+        # the points lie on a line in insertion order: query order is insertion order
+        queried = collection.query(query_embeddings=[[0.0, 0.0]], n_results=10, where=where, include=[])
+        assert queried["ids"] == [expected], where
+        assert collection.get(where=where, include=[])["ids"] == expected, where
+
+    assert_selects({"k": 1}, ["a"])
+    assert_selects({"k": {"$ne": 1}}, ["b"])
+    collection.update(ids=["a", "c"], metadatas=[{"k": "1"}, {"k": 1.0}])  # another type; metadata where none was
+    assert_selects({"k": 1}, ["c"])
+    assert_selects({"k": "1"}, ["a", "b"])
+    collection.update(ids=["b"], metadatas=[{"j": 1}])  # replaces: b has no "k" any more
+    assert_selects({"k": {"$ne": 5}}, ["a", "c"])
+    assert_selects({"j": 1}, ["b"])
+    collection.upsert(ids=["a", "d"], embeddings=[[0.0, 0.0], [3.0, 0.0]], metadatas=[None, {"k": 1}])
+    assert_selects({"k": 1}, ["c", "d"])
+    assert_selects({"k": "1"}, ["a"])
+    collection.delete(where={"k": 1})
+    assert_selects({"k": {"$in": [1, "1"]}}, ["a"])
+    collection.add(ids=["e"], embeddings=[[4.0, 0.0]], metadatas=[{"k": True}])
+    assert_selects({"k": True}, ["e"])
+    assert_selects({"k": 1}, [])
+    assert_selects({"$or": [{"k": True}, {"j": {"$gte": 1}}]}, ["b", "e"])

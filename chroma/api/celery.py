@@ -43,8 +43,8 @@ from chroma.api import arguments
 from chroma.api.local import Local
 from chroma.collection import NO_EMBEDDING_FUNCTION
 from chroma.config import Settings
-from chroma.db import DB, Batch, CollectionRecord, WriteResult, add_without_vectors
-from chroma.index import Index
+from chroma.db import DB, Batch, CollectionRecord, StoredItems, WriteResult, add_without_vectors
+from chroma.index.cached import CachedCollection
 from chroma.types import EmbeddingFunction, QueryResult
 
 BROKER_CONNECT_SECONDS = 3.0
@@ -213,27 +213,31 @@ class Celery(Local):
             except BaseException:
                 self._db.abort_staged(staged)
                 raise
-            embedded = np.flatnonzero(has_vector)
-            if batch.embeddings is not None and len(embedded):
-                # The vectors are at hand: keep a loaded index current as Local does. Vectors the
-                # workers computed come with the next query's catch-up.
-                self._apply_loaded(collection_id, WriteResult(staged.labels[embedded], batch.embeddings[embedded],
-                                                              staged.version))
+            if not embed:
+                # The vectors are at hand: keep loaded derived state current as Local does. A batch
+                # the workers embedded reaches it with the next query's catch-up instead.
+                embedded = np.flatnonzero(has_vector)
+                self._apply_loaded(collection_id, WriteResult(
+                    labels=staged.labels[embedded],
+                    embeddings=batch.embeddings[embedded] if len(embedded) else None,
+                    version=staged.version,
+                    items=StoredItems(staged.labels, batch.ids, batch.metadatas),
+                ))
 
     def _apply_loaded(self, collection_id: str, result: WriteResult) -> None:
-        """Applies a write to this process's index of the collection if it has one (unlike
-        Local, no index is built for it: a worker builds it when it is first needed)."""
-        if collection_id in self._indexes:
-            self._apply(collection_id, result)
+        """Applies a write to this process's derived state of the collection if it has any (unlike
+        Local, nothing is loaded for it: a worker builds the index when it is first needed)."""
+        if collection_id in self._cached:
+            self._derived_step(collection_id, lambda: self._apply(collection_id, result))
 
     # --- index builds -------------------------------------------------------------------------------
-    def _index(self, record: CollectionRecord) -> Optional[Index]:
-        if (record.id not in self._indexes and record.dimension is not None
+    def _load(self, record: CollectionRecord) -> Optional[CachedCollection]:
+        if (record.id not in self._cached and record.dimension is not None
                 and hasattr(self._index_class, "from_bytes")
                 and self._db.count(record.id) >= self._settings.celery_write_threshold):
-            # A worker builds it and leaves a snapshot in the DB, which Local's load then takes.
+            # A worker builds the index and leaves a snapshot in the DB, which Local's load then takes.
             self._run(worker.BUILD_INDEX, [{"collection_id": record.id}])
-        return super()._index(record)
+        return super()._load(record)
 
     # --- large query batches ------------------------------------------------------------------------
     def _query(

@@ -1,9 +1,12 @@
 """``chroma.api.Local``: the API by direct calls into the DB and the index.
 
-The DB is the truth; each collection's vector index is derived from it,
-loaded on the first query and kept current by every write made through this
-client afterwards. Writes hold one lock across the DB transaction and the
-index update, so the index sees them in commit order. Over a DB that other
+The DB is the truth; what a query needs besides it is derived from it per
+collection (``chroma.index.cached``: the vector index, the label -> id map,
+the metadata columns that ``where`` runs on), loaded on the first query and
+kept current by every write made through this client afterwards. So a query
+that asks for ids and distances only, with or without ``where``, makes no DB
+statement. Writes hold one lock across the DB transaction and the update of
+the derived state, so it sees them in commit order. Over a DB that other
 processes write to (ClickHouse), a query first applies the batches they
 committed since (``DB.changes_since``).
 """
@@ -25,8 +28,12 @@ from chroma import errors, factory, registry, validation
 from chroma.api import API, RESET_DISABLED, arguments
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, WriteResult
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, Records, WriteResult
+from chroma.filters import Clause, split_documents
 from chroma.index import Index
+from chroma.index.cached import CachedCollection
+from chroma.index.label_ids import LabelIds
+from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
@@ -48,9 +55,7 @@ class Local(API):
         self._settings = settings
         self._db = db if db is not None else factory.get_db()
         self._index_class = registry.lookup("index_impl", settings.index_impl)
-        self._indexes: dict[str, Index] = {}
-        self._versions: dict[str, frozenset] = {}
-        """Per cached index: the DB's committed batch versions it reflects."""
+        self._cached: dict[str, CachedCollection] = {}
         self._write_lock = threading.RLock()
         # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
         self._saved = SavedIndexes(settings.persist_directory if settings.db_impl == "persistent_duckdb" else None)
@@ -98,7 +103,7 @@ class Local(API):
         validation.name_argument(name)
         with self._write_lock:
             collection_id = self._db.delete_collection(name)
-            self._indexes.pop(collection_id, None)
+            self._cached.pop(collection_id, None)
             self._saved.forget(collection_id)
 
     def reset(self) -> None:
@@ -106,7 +111,7 @@ class Local(API):
             raise errors.ResetDisabled(RESET_DISABLED)
         with self._write_lock:
             self._db.reset()
-            self._indexes.clear()
+            self._cached.clear()
             self._saved.clear()
 
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
@@ -131,34 +136,42 @@ class Local(API):
     def close(self) -> None:
         """Saves the loaded indexes of a persistent DB (see chroma.index.saved)."""
         with self._write_lock:
-            self._saved.save_all(self._indexes)
+            try:
+                saved = {cid: (cached.index, self._db.state_marker(cid)) for cid, cached in self._cached.items()}
+            except errors.ChromaError:
+                return  # the DB is closed or the collection gone: nothing can be saved against it
+            self._saved.save_all(saved)
 
-    # index upkeep
-    def _index(self, record: CollectionRecord) -> Optional[Index]:
-        index = self._indexes.get(record.id)
-        if index is not None or record.dimension is None:
-            return index
+    # upkeep of the derived state
+    def _load(self, record: CollectionRecord) -> Optional[CachedCollection]:
+        """The collection's derived state, loaded if not cached; None while it has no items."""
+        cached = self._cached.get(record.id)
+        if cached is not None or record.dimension is None:
+            return cached
         with self._write_lock:  # no write may land between the load and the caching
-            index = self._indexes.get(record.id)
-            if index is None:
-                versions = self._db.versions(record.id)
+            cached = self._cached.get(record.id)
+            if cached is None:
+                pending = self._saved.start_load(self._index_class, record.id)
+                versions = self._db.versions(record.id)  # first: catching up from them covers what loads after
+                labels, ids = self._db.load_ids(record.id)
+                if not len(labels):
+                    return None
                 metadata = record.metadata or {}
                 params = {k: v for k, v in metadata.items() if k.startswith("hnsw:")}
-                index = self._saved.load(self._index_class, record.id, params)
+                label_ids = LabelIds(labels, ids)
+                index = self._saved.finish_load(pending, record.id, params, self._db.state_marker(record.id),
+                                                label_ids.labels())
                 snapshot = None if index is not None or not self._db.shared else self._load_snapshot(record, params)
                 if snapshot is not None:
                     index, versions = snapshot
                 if index is None:
-                    labels, vectors = self._db.load_vectors(record.id)
-                    if not len(labels):
-                        return None
+                    vector_labels, vectors = self._db.load_vectors(record.id)
                     index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
-                    index.add(labels, vectors)
-                self._indexes[record.id] = index
-                self._versions[record.id] = versions
+                    index.add(vector_labels, vectors)
+                cached = self._cached[record.id] = CachedCollection(index, label_ids, versions)
                 if snapshot is not None:
                     self._catch_up(record.id)  # the batches committed after the snapshot was taken
-        return index
+        return cached
 
     def _load_snapshot(self, record: CollectionRecord, params: dict) -> Optional[tuple[Index, frozenset]]:
         """The index snapshot a worker kept in the shared DB, and the versions it reflects; None if
@@ -188,60 +201,64 @@ class Local(API):
         """
         record = self._db.get_collection_by_id(collection_id)
         with self._write_lock:
-            index = self._index(record)
+            self._load(record)
             self._catch_up(collection_id)
-            index = self._indexes.get(collection_id, index)
-            if index is None or not hasattr(index, "to_bytes"):
+            cached = self._cached.get(collection_id)
+            if cached is None or not hasattr(cached.index, "to_bytes"):
                 return None
-            return IndexSnapshot(versions=self._versions.get(collection_id, frozenset()), data=index.to_bytes())
+            return IndexSnapshot(versions=cached.versions, data=cached.index.to_bytes())
+
+    def _metadata(self, collection_id: str, cached: CachedCollection) -> MetadataColumns:
+        """The collection's metadata columns, loaded on first use."""
+        if cached.metadata is None:
+            with self._write_lock:
+                if cached.metadata is None:
+                    cached.metadata = MetadataColumns(*self._db.load_metadata(collection_id))
+        return cached.metadata
 
     def _catch_up(self, collection_id: str) -> None:
-        """Applies to the cached index the batches other processes committed since it was current."""
-        if collection_id not in self._indexes or self._db.changes_since(
-            collection_id, self._versions.get(collection_id, frozenset())
-        ) is None:
+        """Applies to the cached state the batches other processes committed since it was current."""
+        cached = self._cached.get(collection_id)
+        if cached is None or self._db.changes_since(collection_id, cached.versions) is None:
             return
         with self._write_lock:  # again under the lock, so no write of ours interleaves
-            index = self._indexes.get(collection_id)
-            if index is None:
+            cached = self._cached.get(collection_id)
+            if cached is None:
                 return
             try:
-                changes = self._db.changes_since(collection_id, self._versions.get(collection_id, frozenset()))
+                changes = self._db.changes_since(collection_id, cached.versions)
             except errors.CollectionNotFound:
-                self._indexes.pop(collection_id, None)
+                self._cached.pop(collection_id, None)
                 raise
-            if changes is None:
-                return
-            if len(changes.removed):
-                index.remove(changes.removed)
-            if len(changes.labels):
-                index.add(changes.labels, changes.embeddings)
-            self._versions[collection_id] = changes.versions
+            if changes is not None:
+                self._derived_step(collection_id, lambda: cached.apply_changes(changes))
+
+    def _derived_step(self, collection_id: str, step: Any) -> None:
+        """Runs ``step`` on the derived state of a collection whose DB change is committed.
+
+        If it fails, the derived state is dropped (the next query reloads it
+        from the DB) rather than a failure reported for a committed change.
+        """
+        try:
+            step()
+        except Exception as exc:
+            self._cached.pop(collection_id, None)
+            warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
+                          f"{exc!r}", RuntimeWarning, stacklevel=4)
 
     def _apply(self, collection_id: str, result: WriteResult) -> None:
-        index = self._indexes.get(collection_id)
-        if index is None:
+        cached = self._cached.get(collection_id)
+        if cached is None:
             # Loading now (the new batch included) spares the first query the wait.
-            self._index(self._db.get_collection_by_id(collection_id))
+            self._load(self._db.get_collection_by_id(collection_id))
         else:
-            if result.embeddings is not None and len(result.labels):
-                index.add(result.labels, result.embeddings)
-            if result.version is not None:
-                self._versions[collection_id] = self._versions.get(collection_id, frozenset()) | {result.version}
+            cached.apply_write(result)
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
         with self._write_lock:
             self._saved.forget(collection_id)  # before the write: a crash then leaves no stale file
             result = getattr(self._db, operation)(collection_id, batch)
-            try:
-                self._apply(collection_id, result)
-            except Exception as exc:
-                # The write is committed; the index is derived, so drop it and
-                # let the next query rebuild it from the DB rather than report
-                # a failure for a write that succeeded.
-                self._indexes.pop(collection_id, None)
-                warnings.warn(f"vector index of collection {collection_id} dropped, rebuilt on next use: {exc!r}",
-                              RuntimeWarning, stacklevel=3)
+            self._derived_step(collection_id, lambda: self._apply(collection_id, result))
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
@@ -264,9 +281,9 @@ class Local(API):
                 return
             self._saved.forget(collection_id)
             labels = self._db.delete(collection_id, ids, clause)
-            index = self._indexes.get(collection_id)
-            if index is not None and len(labels):
-                index.remove(labels)
+            cached = self._cached.get(collection_id)
+            if cached is not None:
+                self._derived_step(collection_id, lambda: cached.apply_delete(labels))
 
     # reads
     def _get(
@@ -300,25 +317,27 @@ class Local(API):
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         queries, include = checked.queries, checked.include
         self._catch_up(collection_id)
-        # A cached index answers for its collection: this client's writes keep
+        # A cached state answers for its collection: this client's writes keep
         # it current, and _catch_up applies other processes' writes.
-        index = self._indexes.get(collection_id)
-        dimension = index.dim if index is not None else self._db.get_collection_by_id(collection_id).dimension
+        cached = self._cached.get(collection_id)
+        record = self._db.get_collection_by_id(collection_id) if cached is None else None
+        dimension = cached.index.dim if cached is not None else record.dimension
         if dimension is not None and queries.shape[1] != dimension:
             raise errors.InvalidDimensionError(
                 f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
             )
-        if index is None and dimension is not None:
-            index = self._index(self._db.get_collection_by_id(collection_id))
-        if index is None:
-            empty = [np.empty(0)] * len(queries)
+        if cached is None and dimension is not None:
+            cached = self._load(record)
+        if cached is None:
+            empty: list = [[]] * len(queries)
             return _query_result(empty, empty, None, include, dimension or 0)
         fetch = [name for name in include if name != "distances"]
+        metadata_clause, document_clause = split_documents(checked.where)
         for _ in range(_QUERY_ATTEMPTS):
-            allowed = self._db.select_labels(collection_id, checked.where) if checked.where is not None else None
-            labels, distances = index.search(queries, checked.n_results, allowed, self._settings.num_threads)
-            wanted = np.unique(labels)
-            records = self._db.get_by_labels(collection_id, wanted, fetch)
+            allowed = self._allowed(collection_id, cached, metadata_clause, document_clause)
+            labels, distances = cached.index.search(queries, checked.n_results, allowed, self._settings.num_threads)
+            wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
+            records = self._hits(collection_id, cached, wanted, fetch)
             if len(records.labels) == len(wanted):
                 break
             # A delete committed between the search and the fetch: wait until it
@@ -326,11 +345,32 @@ class Local(API):
             # delete never makes an answer shorter than the collection allows.
             with self._write_lock:
                 pass
-        # equal distances come back in insertion order, i.e. by label
-        order = np.lexsort((labels, distances), axis=-1)
-        labels = np.take_along_axis(labels, order, axis=-1)
-        distances = np.take_along_axis(distances, order, axis=-1)
-        return _query_result(list(labels), list(distances), records, include, dimension)
+        return _query_result(labels.tolist(), distances.tolist(), records, include, dimension)
+
+    def _allowed(self, collection_id: str, cached: CachedCollection, metadata_clause: Optional[Clause],
+                 document_clause: Optional[Clause]) -> Optional[np.ndarray]:
+        """The labels a filtered query may return (None: no filter).
+
+        ``where`` runs over the metadata columns, ``where_document`` in the DB.
+        """
+        allowed = None
+        if metadata_clause is not None:
+            allowed = self._metadata(collection_id, cached).matching(metadata_clause)
+        if document_clause is not None:
+            with_documents = self._db.select_labels(collection_id, document_clause)
+            allowed = with_documents if allowed is None else np.intersect1d(allowed, with_documents)
+        return allowed
+
+    def _hits(self, collection_id: str, cached: CachedCollection, labels: np.ndarray, fetch: list[str]) -> Records:
+        """The items of ``labels`` that still exist, with the fields of ``fetch``: from the DB only if it names any."""
+        if fetch:
+            return self._db.get_by_labels(collection_id, labels, fetch)
+        ids = cached.ids.ids_of(labels)
+        if None not in ids:
+            return Records(ids=ids, labels=labels)
+        found = [(label, item_id) for label, item_id in zip(labels.tolist(), ids) if item_id is not None]
+        return Records(ids=[item_id for _, item_id in found],
+                       labels=np.array([label for label, _ in found], dtype=np.int64))
 
 
 def _close_at_exit(client: "weakref.ref[Local]") -> None:
@@ -344,14 +384,17 @@ _QUERY_ATTEMPTS = 5
 
 
 def _query_result(labels: list, distances: list, records: Any, include: Sequence[str], dimension: int) -> QueryResult:
-    """Per query lists from ``(labels, distances)`` rows and the fetched records."""
-    position = {} if records is None else {int(label): i for i, label in enumerate(records.labels)}
+    """Per query lists from ``(labels, distances)`` rows (lists of ints and floats) and the fetched records."""
+    position = {} if records is None else {label: i for i, label in enumerate(records.labels.tolist())}
     result: QueryResult = {"ids": [], "embeddings": None, "metadatas": None, "documents": None, "distances": None}
     for name in include:
         result[name] = []
     for row_labels, row_distances in zip(labels, distances):
+        if any(a == b for a, b in zip(row_distances, row_distances[1:])):
+            # equal distances come back in insertion order, i.e. by label
+            row_distances, row_labels = zip(*sorted(zip(row_distances, row_labels)))
         # a label whose row a delete removed after the last attempt is dropped
-        keep = [(position[int(l)], float(d)) for l, d in zip(row_labels, row_distances) if int(l) in position]
+        keep = [(position[l], d) for l, d in zip(row_labels, row_distances) if l in position]
         rows = [k for k, _ in keep]
         result["ids"].append([records.ids[r] for r in rows])
         if "embeddings" in include:

@@ -112,14 +112,27 @@ class Batch:
 
 
 @dataclass
+class StoredItems:
+    """Items a write stored (added or changed), for the caches derived from ids and metadata."""
+
+    labels: np.ndarray
+    ids: list[str]
+    """The id of each label."""
+    metadatas: Optional[list[Optional[dict]]]
+    """Each item's metadata now; a None entry (or None for all) means it did not change."""
+
+
+@dataclass
 class WriteResult:
-    """What a write changed, for keeping the vector index current."""
+    """What a write changed, for keeping the vector index and the other derived state current."""
 
     labels: np.ndarray
     """Labels whose vectors are now ``embeddings`` (added or replaced)."""
     embeddings: Optional[np.ndarray]
     version: Optional[int] = None
     """The committed batch's version, for a DB that numbers batches; else None."""
+    items: Optional[StoredItems] = None
+    """Every item of the batch; None: not reported (derived state is then reloaded)."""
 
 
 @dataclass
@@ -133,6 +146,8 @@ class Changes:
     embeddings: np.ndarray
     removed: np.ndarray
     """Labels no longer in the collection."""
+    items: Optional[StoredItems] = None
+    """Every item the batches added or changed, with its current metadata."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +262,23 @@ class DB(abc.ABC):
     @abc.abstractmethod
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, embeddings)`` of every item, to build an index from."""
+
+    @abc.abstractmethod
+    def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
+        """``(labels, ids)`` of every item, in any order."""
+
+    @abc.abstractmethod
+    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
+        """``(labels, metadatas)`` of every item that has metadata."""
+
+    def state_marker(self, collection_id: str) -> Optional[list]:
+        """A JSON-able value that changes with every committed write to the collection.
+
+        A file derived from the collection (a saved index) records it and is
+        trusted only while it is unchanged. None: the DB keeps no marker, and
+        no such file is ever trusted. Raises CollectionNotFound.
+        """
+        return None
 
     def versions(self, collection_id: str) -> frozenset:
         """The committed batch versions of the collection now (taken before ``load_vectors``).

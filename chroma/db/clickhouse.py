@@ -39,10 +39,10 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, WriteResult,
-                       add_without_vectors, new_ids_without_vectors, some_ids)
-from chroma.db.sql import Dialect, compile_clause, reads_document
-from chroma.filters import Clause
+from chroma.db import (DB, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, StoredItems,
+                       WriteResult, add_without_vectors, new_ids_without_vectors, some_ids)
+from chroma.db.sql import Dialect, compile_clause
+from chroma.filters import Clause, reads_document
 
 _ITEM_COLUMNS = {
     "collection_id": "String",
@@ -461,11 +461,13 @@ class Clickhouse(DB):
         staged = self._plan(collection_id, batch.ids, has_vector, current, allow_new, allow_old)
         self._insert_rows(self._item_rows(staged, range(len(batch.ids)), batch, current))
         self._publish(collection_id, staged.version, staged.new_labels, fixed)
+        items = StoredItems(staged.labels, batch.ids, batch.metadatas)
         embedded = np.flatnonzero(has_vector)
         if not len(embedded):
-            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=staged.version)
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=staged.version,
+                               items=items)
         return WriteResult(labels=staged.labels[embedded], embeddings=batch.embeddings[embedded],
-                           version=staged.version)
+                           version=staged.version, items=items)
 
     # a batch split among processes (chroma.api.Celery)
     def plan_write(self, collection_id: str, ids: list[str], has_vector: np.ndarray, allow_new: bool,
@@ -630,6 +632,17 @@ class Clickhouse(DB):
         labels = np.array([r[0] for r in rows], dtype=np.int64)
         return labels, _vectors([r[1] for r in rows], record.dimension or 0)
 
+    def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
+        self._collection(collection_id)
+        rows = self._rows(f"SELECT label, id FROM {self._live(['label', 'id'])} ORDER BY label", {"cid": collection_id})
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
+        self._collection(collection_id)
+        rows = self._rows(f"SELECT label, metadata FROM {self._live(['label', 'metadata'])} WHERE metadata IS NOT NULL",
+                          {"cid": collection_id})
+        return np.array([r[0] for r in rows], dtype=np.int64), [json.loads(r[1]) for r in rows]
+
     # other writers
     def versions(self, collection_id: str) -> frozenset:
         rows = self._rows(f"SELECT version FROM {self._db}.commits WHERE collection_id = %(cid)s", {"cid": collection_id})
@@ -648,23 +661,32 @@ class Clickhouse(DB):
         unseen = committed - versions
         if not unseen:
             return None
-        # The newest committed state of every label an unseen batch touched:
-        # right whatever order the batches committed in.
+        # The newest committed state of every label an unseen batch touched,
+        # right whatever order the batches committed in; its vector only if
+        # an unseen batch changed it (a metadata update keeps the vector).
         rows = self._rows(
-            f"SELECT label, argMax(deleted, version), argMax(embedding, version) AS vector FROM {db}.items "
+            f"SELECT label, argMax(deleted, version), argMax(id, version), argMax(metadata, version), "
+            "max(vector_changed = 1 AND version IN %(unseen)s) AS moved, "
+            f"if(moved, argMax(embedding, version), '') AS vector FROM {db}.items "
             f"WHERE collection_id = %(cid)s AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
-            f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s "
-            "AND (vector_changed = 1 OR deleted = 1)) GROUP BY label ORDER BY label",
+            f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s) "
+            "GROUP BY label ORDER BY label",
             {"cid": collection_id, "unseen": tuple(unseen)},
             column_formats={"vector": "bytes"},
         )
         kept = [r for r in rows if not r[1]]
-        dimension = len(kept[0][2]) // 4 if kept else 0
+        moved = [r for r in kept if r[4]]
+        dimension = len(moved[0][5]) // 4 if moved else 0
         return Changes(
             versions=committed,
-            labels=np.array([r[0] for r in kept], dtype=np.int64),
-            embeddings=_vectors([r[2] for r in kept], dimension),
+            labels=np.array([r[0] for r in moved], dtype=np.int64),
+            embeddings=_vectors([r[5] for r in moved], dimension),
             removed=np.array([r[0] for r in rows if r[1]], dtype=np.int64),
+            items=StoredItems(
+                labels=np.array([r[0] for r in kept], dtype=np.int64),
+                ids=[r[2] for r in kept],
+                metadatas=[None if r[3] is None else json.loads(r[3]) for r in kept],
+            ),
         )
 
     # index snapshots

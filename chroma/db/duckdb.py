@@ -9,21 +9,22 @@ a lock and each runs in one transaction; reads use a cursor per thread.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import threading
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, WriteResult
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
 
@@ -40,12 +41,41 @@ _SCHEMA = [
     # Point lookups by label (query results) would otherwise scan the table.
     "CREATE INDEX IF NOT EXISTS embeddings_label ON embeddings (label)",
 ]
+
+
+class _ImportedOnFirstUse:
+    """A module imported when one of its attributes is first read."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: Optional[ModuleType] = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
+
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:
+    # Opening a DB and answering a reopened collection's first query need no
+    # pyarrow (NumPy fetches), and importing it costs tens of milliseconds.
+    pa = _ImportedOnFirstUse("pyarrow")
+
 _TABLES = ("collections", "counters", "embeddings", "metadata")
 _COLUMN = {"embeddings": "e.embedding", "documents": "e.document", "metadatas": "e.metadata"}
+_JSON = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every row: ``json.dumps`` with separators builds a new one per call."""
 
 
 def _metadata_json(metadata: Optional[dict]) -> Optional[str]:
-    return None if metadata is None else json.dumps(metadata, separators=(",", ":"))
+    return None if metadata is None else _JSON.encode(metadata)
+
+
+def _writes_counter(collection_id: str) -> str:
+    """The ``counters`` row that counts the collection's committed writes (its state marker)."""
+    return f"writes:{collection_id}"
 
 
 def _metadata_from_json(text: Optional[str]) -> Optional[dict]:
@@ -79,27 +109,38 @@ def _vectors_from_arrow(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
 
 
 def _metadata_rows(collection_id: str, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
-    label_col, keys, strings, ints, floats, bools = [], [], [], [], [], []
+    """The typed ``metadata`` rows of a batch: one per (item, key), the value in the column of its type."""
+    # One list of (label, key, value) per type, so each value costs three
+    # appends; the columns of the other types are all-null arrays.
+    by_type: dict[type, tuple[list, list, list]] = {str: ([], [], []), int: ([], [], []),
+                                                     float: ([], [], []), bool: ([], [], [])}
     for label, metadata in zip(labels.tolist(), metadatas):
-        for key, value in (metadata or {}).items():
-            label_col.append(label)
-            keys.append(key)
-            strings.append(value if isinstance(value, str) else None)
-            bools.append(value if isinstance(value, bool) else None)
-            is_int = isinstance(value, int) and not isinstance(value, bool)
-            ints.append(value if is_int else None)
-            floats.append(value if isinstance(value, float) else None)
-    return pa.table(
-        {
-            "label": pa.array(label_col, pa.int64()),
-            "collection_id": pa.array([collection_id] * len(label_col), pa.string()),
-            "key": pa.array(keys, pa.string()),
-            "string_value": pa.array(strings, pa.string()),
-            "int_value": pa.array(ints, pa.int64()),
-            "float_value": pa.array(floats, pa.float64()),
-            "bool_value": pa.array(bools, pa.bool_()),
-        }
-    )
+        if not metadata:
+            continue
+        for key, value in metadata.items():
+            # bool before int: True is an int to Python, not to the filters
+            kind = bool if isinstance(value, bool) else int if isinstance(value, int) else \
+                float if isinstance(value, float) else str
+            rows = by_type[kind]
+            rows[0].append(label)
+            rows[1].append(key)
+            rows[2].append(value)
+    typed = (("string_value", str, pa.string()), ("int_value", int, pa.int64()),
+             ("float_value", float, pa.float64()), ("bool_value", bool, pa.bool_()))
+    parts = []
+    for _, kind, _ in typed:
+        row_labels, keys, values = by_type[kind]
+        if not row_labels:
+            continue
+        count = len(row_labels)
+        columns = {name: pa.array(values, arrow_type) if column_kind is kind else pa.nulls(count, arrow_type)
+                   for name, column_kind, arrow_type in typed}
+        parts.append(pa.table({"label": pa.array(row_labels, pa.int64()),
+                               "collection_id": pa.array([collection_id] * count, pa.string()),
+                               "key": pa.array(keys, pa.string()), **columns}))
+    if not parts:
+        return pa.table({"label": pa.array([], pa.int64())})
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
 class DuckDB(DB):
@@ -111,8 +152,8 @@ class DuckDB(DB):
         self._write_lock = threading.RLock()
         self._local = threading.local()
         self._closed = False
-        for statement in _SCHEMA:
-            self._con.execute(statement)
+        # one transaction: a third of the time of five, on every open
+        self._con.execute("BEGIN; " + "; ".join(_SCHEMA) + "; COMMIT")
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(":memory:")
@@ -185,6 +226,11 @@ class DuckDB(DB):
             ).fetchall()
         return dict(rows)
 
+    def _count_write(self, cursor: duckdb.DuckDBPyConnection, collection_id: str) -> None:
+        name = _writes_counter(collection_id)
+        if not cursor.execute("UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value", [name]).fetchall():
+            cursor.execute("INSERT INTO counters VALUES (?, 1)", [name])
+
     # collections
     def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:
         with self._transaction() as cursor:
@@ -233,6 +279,7 @@ class DuckDB(DB):
             cursor.execute("DELETE FROM metadata WHERE collection_id = ?", [collection_id])
             cursor.execute("DELETE FROM embeddings WHERE collection_id = ?", [collection_id])
             cursor.execute("DELETE FROM collections WHERE id = ?", [collection_id])
+            cursor.execute("DELETE FROM counters WHERE name = ?", [_writes_counter(collection_id)])
         return collection_id
 
     def reset(self) -> None:
@@ -252,7 +299,9 @@ class DuckDB(DB):
                 taken = [i for i in batch.ids if i in existing]
                 raise errors.DuplicateIDError(f"ids already in the collection: {_some(taken)}")
             labels = self._insert(cursor, collection_id, batch)
-        return WriteResult(labels=labels, embeddings=batch.embeddings)
+            self._count_write(cursor, collection_id)
+        return WriteResult(labels=labels, embeddings=batch.embeddings,
+                           items=StoredItems(labels, batch.ids, batch.metadatas))
 
     def _insert(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> np.ndarray:
         count = len(batch.ids)
@@ -285,7 +334,9 @@ class DuckDB(DB):
 
     def update(self, collection_id: str, batch: Batch) -> WriteResult:
         with self._transaction() as cursor:
-            return self._update(cursor, collection_id, batch)
+            result = self._update(cursor, collection_id, batch)
+            self._count_write(cursor, collection_id)
+            return result
 
     def _update(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> WriteResult:
         record = self._collection(cursor, collection_id)
@@ -320,9 +371,10 @@ class DuckDB(DB):
                     cursor.execute(f"UPDATE embeddings SET metadata = b.metadata FROM {name} b WHERE embeddings.label = b.label")
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
                 self._insert_metadata(cursor, collection_id, given_labels, given_metadatas)
+        items = StoredItems(labels, batch.ids, batch.metadatas)
         if not len(rows):
-            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None)
-        return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows])
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, items=items)
+        return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows], items=items)
 
     def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
         with self._transaction() as cursor:
@@ -342,13 +394,21 @@ class DuckDB(DB):
             if new:
                 added = batch.take(new)
                 self._fix_dimension(cursor, self._collection(cursor, collection_id), added.embeddings)
-                parts.append(WriteResult(self._insert(cursor, collection_id, added), added.embeddings))
+                labels = self._insert(cursor, collection_id, added)
+                parts.append(WriteResult(labels, added.embeddings, items=StoredItems(labels, added.ids, added.metadatas)))
+            self._count_write(cursor, collection_id)
+        items = StoredItems(
+            labels=np.concatenate([p.items.labels for p in parts]),
+            ids=[i for p in parts for i in p.items.ids],
+            metadatas=None if batch.metadatas is None else [m for p in parts for m in p.items.metadatas],
+        )
         with_vectors = [p for p in parts if p.embeddings is not None and len(p.labels)]
         if not with_vectors:
-            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None)
+            return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, items=items)
         return WriteResult(
             labels=np.concatenate([p.labels for p in with_vectors]),
             embeddings=np.concatenate([p.embeddings for p in with_vectors]),
+            items=items,
         )
 
     def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause]) -> np.ndarray:
@@ -361,6 +421,7 @@ class DuckDB(DB):
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
                     cursor.execute(f"DELETE FROM embeddings WHERE label IN (SELECT label FROM {name})")
+                self._count_write(cursor, collection_id)
         return labels
 
     # reads
@@ -464,6 +525,34 @@ class DuckDB(DB):
         ).to_arrow_table()
         labels = table["label"].to_numpy().astype(np.int64)
         return labels, _vectors_from_arrow(table["embedding"], record.dimension or 0)
+
+    # The next three run when a reopened collection answers its first query:
+    # NumPy fetches, so that they need no pyarrow.
+    def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
+        cursor = self._cursor()
+        self._collection(cursor, collection_id)
+        columns = cursor.execute(  # in insertion order, i.e. ascending, without a sort
+            "SELECT label, id FROM embeddings WHERE collection_id = ?", [collection_id]
+        ).fetchnumpy()
+        return np.asarray(columns["label"], dtype=np.int64), columns["id"]
+
+    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
+        cursor = self._cursor()
+        self._collection(cursor, collection_id)
+        columns = cursor.execute(
+            "SELECT label, metadata FROM embeddings WHERE collection_id = ? AND metadata IS NOT NULL", [collection_id]
+        ).fetchnumpy()
+        # one parse of one JSON array: a fraction of the cost of a json.loads per item
+        return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
+
+    def state_marker(self, collection_id: str) -> Optional[list]:
+        """``[label counter, the collection's write counter]``: every add moves the first, every write the second."""
+        cursor = self._cursor()
+        self._collection(cursor, collection_id)
+        values = dict(cursor.execute(
+            "SELECT name, value FROM counters WHERE name = 'label' OR name = ?", [_writes_counter(collection_id)]
+        ).fetchall())
+        return [values.get("label", 0), values.get(_writes_counter(collection_id), 0)]
 
     def close(self) -> None:
         if not self._closed:

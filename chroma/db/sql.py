@@ -103,13 +103,6 @@ def compile_label_set(clause: Clause, collection_id: str, dialect: Dialect = DUC
     return joiner.join(parts), params
 
 
-def reads_document(clause: Clause) -> bool:
-    """Whether ``clause`` tests the document (``$contains``/``$not_contains``)."""
-    if isinstance(clause, Logical):
-        return any(reads_document(child) for child in clause.clauses)
-    return isinstance(clause, Contains)
-
-
 def compile_clause(clause: Clause, dialect: Dialect = DUCKDB) -> tuple[str, list]:
     """``(sql, params)`` for a condition over ``embeddings e``."""
     if isinstance(clause, Compare):

@@ -6,6 +6,8 @@ import os
 import tempfile
 from typing import Any
 
+import numpy as np
+
 from chroma import _core, errors
 from chroma.index.core import CoreIndex
 
@@ -40,6 +42,10 @@ class HnswIndex(CoreIndex):
         """Sets the default ef of later searches."""
         self._core.ef_search = ef
         self.params = {**self.params, "hnsw:search_ef": ef}
+
+    def labels(self) -> np.ndarray:
+        """The live labels, ascending."""
+        return self._core.labels()
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the index to ``path`` atomically (a temporary file beside it, flushed, then renamed).
