@@ -215,6 +215,7 @@ class HnswIndex {
         if (ef_search == 0) throw std::invalid_argument("ef_search must be positive");
         vec_off_ = align_up(kHeader + 4 * (1 + M0_), 32);
         block_ = align_up(vec_off_ + 4 * dim_, 64);
+        prefetch_lines_ = std::min<size_t>(kPrefetchLines, (4 * dim_ + 63) / 64);
         chunks_.reset(static_cast<std::atomic<char*>*>(std::calloc(kMaxChunks, sizeof(std::atomic<char*>))));
         if (!chunks_) throw std::bad_alloc();
     }
@@ -623,6 +624,10 @@ class HnswIndex {
 
     static constexpr size_t kHeader = 32;
     static constexpr size_t kScanGroup = 16;  // rows of exact search prefetched together
+    // Lines of a neighbour's vector requested while the neighbours are
+    // gathered; the hardware streams the rest of a longer row once started
+    // (8 measured 1-5% more queries/s than 1 at 128 and 384 dims, 24 less).
+    static constexpr size_t kPrefetchLines = 8;
     static constexpr unsigned kChunkShift = 12;
     static constexpr uint32_t kChunkNodes = 1u << kChunkShift;
     static constexpr size_t kMaxChunks = size_t(1) << 19;  // 2^31 nodes
@@ -862,7 +867,8 @@ class HnswIndex {
             if (!s.first_visit(id)) continue;
             s.ids[n] = id;
             s.rows[n] = vec(id);
-            __builtin_prefetch(s.rows[n]);
+            for (size_t l = 0; l < prefetch_lines_; ++l)
+                __builtin_prefetch(reinterpret_cast<const char*>(s.rows[n]) + 64 * l);
             ++n;
         }
         if (n) K.horizontal(walk_metric_, s.rows.data(), n, dim_, q, 1.f, nullptr, s.dist.data());
@@ -1141,7 +1147,7 @@ class HnswIndex {
     const size_t M_, M0_, ef_construction_;
     std::atomic<size_t> ef_search_;
     const double level_mult_;
-    size_t vec_off_ = 0, block_ = 0;
+    size_t vec_off_ = 0, block_ = 0, prefetch_lines_ = 1;
 
     struct FreeDeleter {
         void operator()(void* p) const { std::free(p); }
