@@ -9,9 +9,14 @@ numpy baseline (per space):
 
 FlatIndex rows (single query only, default SIMD path): "flat" forces the plain
 float scan, "flat2pass" the int8 first pass + exact rerank (what FlatIndex
-picks on its own for few queries); "rerank" is the average number of rows
-pass 2 recomputed in float per query. They are timed in rounds of warm blocks
-next to numpy ("numpy-blk"), because the index scans its own copy of the table.
+picks on its own for few queries), with --threads threads (0: all cores, the
+rows split between them), "flat2p-1t" the same on one thread; "rerank" is the
+average number of rows pass 2 recomputed in float per query. They are timed in
+rounds of warm blocks next to numpy ("numpy-blk"), because the index scans its
+own copy of the table. OpenBLAS's threads spin for ~0.1 s after a call
+(THREAD_TIMEOUT) and would take the cores of whatever runs next, so every
+numpy block or batch is followed by a pause of SETTLE seconds before anything
+else is timed.
 
 Usage: python benchmarks/bench_exact.py [--n 100000 --d 128 --queries 1000 --k 10]
        python benchmarks/bench_exact.py --quick      # small sizes, CI smoke
@@ -63,6 +68,9 @@ def make_data(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
     centers = rng.standard_normal((max(1, n // 1000), d), dtype=np.float32) * 4
     labels = rng.integers(0, len(centers), n)
     return (centers[labels] + rng.standard_normal((n, d), dtype=np.float32)).astype(np.float32)
+
+
+SETTLE = 0.25
 
 
 def timed(fn) -> float:
@@ -141,7 +149,7 @@ def main() -> None:
     print("-" * len(header))
     default_path = core.simd_path()
     paths = core.available_simd_paths()
-    flat_rows = {"flat": False, "flat2pass": True}
+    flat_rows = {"flat": (False, args.threads), "flat2pass": (True, args.threads), "flat2p-1t": (True, 1)}
     for space in args.spaces.split(","):
         base = NumpyBaseline(space, x, k)
         index = core.FlatIndex(args.d, space)
@@ -164,6 +172,7 @@ def main() -> None:
         for _ in range(max(2, args.repeat)):
             batch["numpy"].append(timed(lambda: base.batch(q)))
             batch["matmul"].append(timed(lambda: base.x @ q.T))
+            time.sleep(SETTLE)
             for path in paths:
                 batch[path].append(timed(lambda: core_batch(path)))
         single = {name: [] for name in ["numpy", *paths, *flat_rows]}
@@ -189,8 +198,11 @@ def main() -> None:
                     if name == "numpy-blk":
                         single[name].append(timed(lambda: base.single(v)))
                     else:
+                        two_pass, threads = flat_rows[name]
                         single[name].append(timed(lambda: index.search(
-                            v, k, num_threads=args.threads, _two_pass=flat_rows[name])))
+                            v, k, num_threads=threads, _two_pass=two_pass)))
+                if name == "numpy-blk":
+                    time.sleep(SETTLE)
         for i in range(min(len(q), args.single_runs)):
             reranked.append(index._search_stats(q[i], k, _two_pass=True)[2][0])
         np_batch, np_mm = min(batch["numpy"]), min(batch["matmul"])
@@ -211,7 +223,7 @@ def main() -> None:
         print(f"{space:<7} {'numpy-blk':<9} {'':>9} {'':>10} {'':>8} {np_blk * 1e3:10.3f} {1.0:8.2f}")
         for name in flat_rows:
             t_single = statistics.median(single[name])
-            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if flat_rows[name] else ""
+            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if name == "flat2pass" else ""
             print(f"{space:<7} {name:<9} {'':>9} {'':>10} {'':>8} {t_single * 1e3:10.3f} "
                   f"{np_blk / t_single:8.2f} {'':>6}{extra}")
         print()
@@ -219,7 +231,7 @@ def main() -> None:
     print("batch: best of the repeats; single: median latency. x numpy = numpy time / core time "
           "(higher is better);\nnumpy-blk / flat / flat2pass: single query measured in warm "
           "blocks (x numpy against numpy-blk);\nflat = FlatIndex.search plain scan, flat2pass = "
-          "int8 pass + exact rerank;\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
+          f"int8 pass + exact rerank (threads={args.threads or 'all'}), flat2p-1t = the same on one thread;\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
           "matmul. agree = top-k overlap with numpy's batch result.")
 
 
