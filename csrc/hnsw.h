@@ -915,6 +915,12 @@ class HnswIndex {
             if (-negd > lower && top.size() >= ef) break;
             std::pop_heap(cand.begin(), cand.end());
             cand.pop_back();
+            // The next node to expand is most often the nearest candidate
+            // left now: its links are requested while c is expanded.
+            if (!cand.empty()) {
+                const char* next = reinterpret_cast<const char*>(list(cand.front().second, level));
+                for (size_t b = 0; b < 4 * (1 + max_links(level)); b += 64) __builtin_prefetch(next + b);
+            }
             const size_t n = expand(K, q, c, level, s);
             for (size_t i = 0; i < n; ++i) {
                 const float d = s.dist[i];
