@@ -16,7 +16,10 @@ rounds of warm blocks next to numpy ("numpy-blk"), because the index scans its
 own copy of the table. OpenBLAS's threads spin for ~0.1 s after a call
 (THREAD_TIMEOUT) and would take the cores of whatever runs next, so every
 numpy block or batch is followed by a pause of SETTLE seconds before anything
-else is timed.
+else is timed. With threadpoolctl installed, "numpy-1t" times numpy's single
+query with one BLAS thread too, to set beside "flat2p-1t": on a loaded machine
+numpy's threaded gemv slows down far more than one-thread code does, so the
+one-thread pair is the comparison that load does not distort.
 
 Usage: python benchmarks/bench_exact.py [--n 100000 --d 128 --queries 1000 --k 10]
        python benchmarks/bench_exact.py --quick      # small sizes, CI smoke
@@ -71,6 +74,15 @@ def make_data(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 SETTLE = 0.25
+
+
+def one_blas_thread():
+    """A context limiting numpy's BLAS to one thread, or None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(limits=1, user_api="blas")
 
 
 def timed(fn) -> float:
@@ -190,13 +202,19 @@ def main() -> None:
         # included again, so all three are compared in the same state.
         core.set_simd_path(default_path)
         block = max(5, args.single_runs // 10)
-        single["numpy-blk"] = []
+        limit_blas = one_blas_thread()
+        numpy_rows = ["numpy-blk"] + (["numpy-1t"] if limit_blas else [])
+        for name in numpy_rows:
+            single[name] = []
         for r in range(10):
-            for name in ["numpy-blk", *flat_rows]:
+            for name in [*numpy_rows, *flat_rows]:
                 for i in range(block):
                     v = q[(r * block + i) % len(q)]
                     if name == "numpy-blk":
                         single[name].append(timed(lambda: base.single(v)))
+                    elif name == "numpy-1t":
+                        with limit_blas():
+                            single[name].append(timed(lambda: base.single(v)))
                     else:
                         two_pass, threads = flat_rows[name]
                         single[name].append(timed(lambda: index.search(
@@ -221,9 +239,14 @@ def main() -> None:
                   f"{agree:6.3f}")
         np_blk = statistics.median(single["numpy-blk"])
         print(f"{space:<7} {'numpy-blk':<9} {'':>9} {'':>10} {'':>8} {np_blk * 1e3:10.3f} {1.0:8.2f}")
+        np_1t = statistics.median(single["numpy-1t"]) if limit_blas else None
+        if np_1t:
+            print(f"{space:<7} {'numpy-1t':<9} {'':>9} {'':>10} {'':>8} {np_1t * 1e3:10.3f} {np_blk / np_1t:8.2f}")
         for name in flat_rows:
             t_single = statistics.median(single[name])
             extra = f"   rerank {np.mean(reranked):.1f} rows/query" if name == "flat2pass" else ""
+            if name == "flat2p-1t" and np_1t:
+                extra = f"   x numpy-1t {np_1t / t_single:.2f}"
             print(f"{space:<7} {name:<9} {'':>9} {'':>10} {'':>8} {t_single * 1e3:10.3f} "
                   f"{np_blk / t_single:8.2f} {'':>6}{extra}")
         print()
@@ -231,7 +254,8 @@ def main() -> None:
     print("batch: best of the repeats; single: median latency. x numpy = numpy time / core time "
           "(higher is better);\nnumpy-blk / flat / flat2pass: single query measured in warm "
           "blocks (x numpy against numpy-blk);\nflat = FlatIndex.search plain scan, flat2pass = "
-          f"int8 pass + exact rerank (threads={args.threads or 'all'}), flat2p-1t = the same on one thread;\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
+          f"int8 pass + exact rerank (threads={args.threads or 'all'}), flat2p-1t = the same on one thread\n"
+          "(its 'x numpy-1t' against numpy's single query with one BLAS thread, if threadpoolctl is installed);\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
           "matmul. agree = top-k overlap with numpy's batch result.")
 
 
