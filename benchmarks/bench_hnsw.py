@@ -9,7 +9,8 @@ ef_construction=100, built with 2 threads.
 Printed per data set:
   build     : seconds to add all vectors (2 threads), ours and hnswlib.
   per ef    : recall@10, queries/s single-threaded (one batch call of all
-              queries, 1 thread) and with 2 threads, ours and hnswlib.
+              queries, 1 thread) and with 2 threads, ours and hnswlib, the
+              best of 7 calls each, ours and hnswlib alternating.
   save/load : seconds to save the index to a file and load it back, ours
               (checksummed, atomic rename) and hnswlib's save_index/load_index.
   filtered  : at 50%, 30%, 20%, 10%, 5%, 1%, 0.1% selectivity (random
@@ -22,7 +23,7 @@ Printed per data set:
               the planner (which then walks more often: a batch shares each
               exact pass over the rows). Each "x unfilt" divides by the
               unfiltered search (batch, or single queries) timed in the same
-              rounds, all best of 5 rounds. hnswlib with a Python filter
+              rounds, all best of 7 rounds. hnswlib with a Python filter
               callable (a set's __contains__) on the first 100 queries.
 The ratios compare ours with hnswlib (>1 means ours is faster or better).
 
@@ -276,7 +277,7 @@ def main() -> None:
         nq, rounds = 100, 1
     else:
         sizes = {"gmm128": (100_000, 128), "unit384": (50_000, 384)}
-        nq, rounds = 1_000, 5
+        nq, rounds = 1_000, 7
     n, d = sizes["gmm128"]
     gmm = mixture(n, nq, d, 100, 0, unit=False)
     run("gmm128", "l2", *gmm, rounds)
