@@ -396,8 +396,8 @@ class HnswIndex {
     // a scan row in a full group costs 4.9 ns / 13.6 ns, alone (one query)
     // ~4-5x that; a slot test ~1.7 ns; a walk visit ~0.5 us / 0.8 us (from
     // filtered walks at ef 64, 5% to 50%). Single queries then switch to the
-    // walk above ~3% of 100k, batches above ~20% (100k x 128) and ~20-25%
-    // (50k x 384), where the forced paths of the benchmark cross.
+    // walk above ~3% of 100k, batches between 15% and 20% on both sets, about
+    // where the benchmark's forced paths cross ("us graph", "us exact").
     static constexpr double kRowMiss = 4, kSlotDims = 48, kVisitBase = 35, kVisitDims = 9000;
     static constexpr size_t kExactRows = 1024;
     static constexpr size_t kExactGroup = 16;   // queries sharing one pass over the candidates
