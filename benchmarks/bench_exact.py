@@ -9,9 +9,17 @@ numpy baseline (per space):
 
 FlatIndex rows (single query only, default SIMD path): "flat" forces the plain
 float scan, "flat2pass" the int8 first pass + exact rerank (what FlatIndex
-picks on its own for few queries); "rerank" is the average number of rows
-pass 2 recomputed in float per query. They are timed in rounds of warm blocks
-next to numpy ("numpy-blk"), because the index scans its own copy of the table.
+picks on its own for few queries), with --threads threads (0: all cores, the
+rows split between them), "flat2p-1t" the same on one thread; "rerank" is the
+average number of rows pass 2 recomputed in float per query. They are timed in
+rounds of warm blocks next to numpy ("numpy-blk"), because the index scans its
+own copy of the table. OpenBLAS's threads spin for ~0.1 s after a call
+(THREAD_TIMEOUT) and would take the cores of whatever runs next, so every
+numpy block or batch is followed by a pause of SETTLE seconds before anything
+else is timed. With threadpoolctl installed, "numpy-1t" times numpy's single
+query with one BLAS thread too, to set beside "flat2p-1t": on a loaded machine
+numpy's threaded gemv slows down far more than one-thread code does, so the
+one-thread pair is the comparison that load does not distort.
 
 Usage: python benchmarks/bench_exact.py [--n 100000 --d 128 --queries 1000 --k 10]
        python benchmarks/bench_exact.py --quick      # small sizes, CI smoke
@@ -63,6 +71,18 @@ def make_data(kind: str, n: int, d: int, seed: int = 0) -> np.ndarray:
     centers = rng.standard_normal((max(1, n // 1000), d), dtype=np.float32) * 4
     labels = rng.integers(0, len(centers), n)
     return (centers[labels] + rng.standard_normal((n, d), dtype=np.float32)).astype(np.float32)
+
+
+SETTLE = 0.25
+
+
+def one_blas_thread():
+    """A context limiting numpy's BLAS to one thread, or None without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return lambda: threadpool_limits(limits=1, user_api="blas")
 
 
 def timed(fn) -> float:
@@ -141,7 +161,7 @@ def main() -> None:
     print("-" * len(header))
     default_path = core.simd_path()
     paths = core.available_simd_paths()
-    flat_rows = {"flat": False, "flat2pass": True}
+    flat_rows = {"flat": (False, args.threads), "flat2pass": (True, args.threads), "flat2p-1t": (True, 1)}
     for space in args.spaces.split(","):
         base = NumpyBaseline(space, x, k)
         index = core.FlatIndex(args.d, space)
@@ -164,6 +184,7 @@ def main() -> None:
         for _ in range(max(2, args.repeat)):
             batch["numpy"].append(timed(lambda: base.batch(q)))
             batch["matmul"].append(timed(lambda: base.x @ q.T))
+            time.sleep(SETTLE)
             for path in paths:
                 batch[path].append(timed(lambda: core_batch(path)))
         single = {name: [] for name in ["numpy", *paths, *flat_rows]}
@@ -181,16 +202,25 @@ def main() -> None:
         # included again, so all three are compared in the same state.
         core.set_simd_path(default_path)
         block = max(5, args.single_runs // 10)
-        single["numpy-blk"] = []
+        limit_blas = one_blas_thread()
+        numpy_rows = ["numpy-blk"] + (["numpy-1t"] if limit_blas else [])
+        for name in numpy_rows:
+            single[name] = []
         for r in range(10):
-            for name in ["numpy-blk", *flat_rows]:
+            for name in [*numpy_rows, *flat_rows]:
                 for i in range(block):
                     v = q[(r * block + i) % len(q)]
                     if name == "numpy-blk":
                         single[name].append(timed(lambda: base.single(v)))
+                    elif name == "numpy-1t":
+                        with limit_blas():
+                            single[name].append(timed(lambda: base.single(v)))
                     else:
+                        two_pass, threads = flat_rows[name]
                         single[name].append(timed(lambda: index.search(
-                            v, k, num_threads=args.threads, _two_pass=flat_rows[name])))
+                            v, k, num_threads=threads, _two_pass=two_pass)))
+                if name == "numpy-blk":
+                    time.sleep(SETTLE)
         for i in range(min(len(q), args.single_runs)):
             reranked.append(index._search_stats(q[i], k, _two_pass=True)[2][0])
         np_batch, np_mm = min(batch["numpy"]), min(batch["matmul"])
@@ -209,9 +239,14 @@ def main() -> None:
                   f"{agree:6.3f}")
         np_blk = statistics.median(single["numpy-blk"])
         print(f"{space:<7} {'numpy-blk':<9} {'':>9} {'':>10} {'':>8} {np_blk * 1e3:10.3f} {1.0:8.2f}")
+        np_1t = statistics.median(single["numpy-1t"]) if limit_blas else None
+        if np_1t:
+            print(f"{space:<7} {'numpy-1t':<9} {'':>9} {'':>10} {'':>8} {np_1t * 1e3:10.3f} {np_blk / np_1t:8.2f}")
         for name in flat_rows:
             t_single = statistics.median(single[name])
-            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if flat_rows[name] else ""
+            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if name == "flat2pass" else ""
+            if name == "flat2p-1t" and np_1t:
+                extra = f"   x numpy-1t {np_1t / t_single:.2f}"
             print(f"{space:<7} {name:<9} {'':>9} {'':>10} {'':>8} {t_single * 1e3:10.3f} "
                   f"{np_blk / t_single:8.2f} {'':>6}{extra}")
         print()
@@ -219,7 +254,8 @@ def main() -> None:
     print("batch: best of the repeats; single: median latency. x numpy = numpy time / core time "
           "(higher is better);\nnumpy-blk / flat / flat2pass: single query measured in warm "
           "blocks (x numpy against numpy-blk);\nflat = FlatIndex.search plain scan, flat2pass = "
-          "int8 pass + exact rerank;\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
+          f"int8 pass + exact rerank (threads={args.threads or 'all'}), flat2p-1t = the same on one thread\n"
+          "(its 'x numpy-1t' against numpy's single query with one BLAS thread, if threadpoolctl is installed);\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
           "matmul. agree = top-k overlap with numpy's batch result.")
 
 

@@ -195,7 +195,10 @@ class AllowList:
 
 class HnswIndex:
     """An approximate index: a hierarchical navigable small-world graph keyed
-    by int64 labels (``csrc/hnsw.h``).
+    by int64 labels (``csrc/hnsw.h``). Beside each vector it keeps an int8
+    copy (``dim`` rounded up to even bytes plus 12 bytes a node, ~18% of a
+    node at 128 dims) for its exact path; it is derived from the vectors,
+    also when an index is loaded, and not saved.
 
     Thread-safe: searches run concurrently with each other and with inserts
     of new labels; replacing the vector of a live label and ``remove`` wait
@@ -260,13 +263,36 @@ class HnswIndex:
 
         ``allowed`` (labels, or an :class:`AllowList`) restricts the answer
         to those labels; it is tested inside the graph walk, which goes on
-        until it holds ``max(ef, k)`` allowed results, so a filter never
-        shortens the answer. ``ef`` defaults to :attr:`ef_search` and is
-        raised to ``k``. A planner answers by exact search when the
-        candidates are few (at most 1024, or at most
-        ``sqrt(256 * len(index))`` allowed; csrc/hnsw.h says how this was measured); ``_plan`` (``"auto"``,
-        ``"graph"``, ``"exact"``) forces a path, for tests and benchmarks.
+        until it holds ``min(ef, max(k, ef // 4, ceil(3 * ef * s)))`` allowed
+        results for selectivity ``s`` (allowed / live labels), so it visits
+        about ``3 * ef`` nodes; a walk that finds fewer than ``k`` is answered
+        by exact search, so a filter never shortens the answer. ``ef``
+        defaults to :attr:`ef_search` and is raised to ``k``.
+
+        A planner answers by exact search where that is expected to be faster
+        (always at most 1024 candidates; csrc/hnsw.h ``use_exact`` gives its
+        cost model): few allowed labels for a single query (up to ~3% of
+        100,000), and up to ~20% for a batch, whose queries share each pass
+        over the rows. Exact search first scans an int8 copy of the vectors
+        with a guaranteed error bound per row and recomputes in float32 only
+        the rows that can be in the top k: the answer is that of a float32
+        scan, bit for bit. ``_plan`` (``"auto"``, ``"graph"``, ``"exact"``, or
+        ``"scan"``: exact search reading the float32 vectors only) forces a
+        path, for tests and benchmarks.
         """
+
+    def _search_stats(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        allowed: Optional[npt.ArrayLike | AllowList] = None,
+        ef: Optional[int] = None,
+        num_threads: int = 0,
+        _plan: Optional[str] = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Internal: :meth:`search` plus, per query, the number of rows the
+        exact search's second pass recomputed in float32 (0 where the walk or
+        a float32 scan answered)."""
 
     def save(self, path: str) -> None:
         """Write the index to ``path`` atomically: ``path + ".tmp"`` is written,

@@ -219,12 +219,15 @@ HnswIndex::Plan parse_plan(const std::optional<std::string>& plan) {
     if (!plan || *plan == "auto") return HnswIndex::Plan::Auto;
     if (*plan == "graph") return HnswIndex::Plan::Graph;
     if (*plan == "exact") return HnswIndex::Plan::Exact;
-    throw std::invalid_argument("unknown plan '" + *plan + "'; expected 'auto', 'graph' or 'exact'");
+    if (*plan == "scan") return HnswIndex::Plan::Scan;
+    throw std::invalid_argument("unknown plan '" + *plan + "'; expected 'auto', 'graph', 'exact' or 'scan'");
 }
 
-py::tuple py_hnsw_search(const HnswIndex& index, const py::object& queries_obj, int64_t k,
-                         const std::optional<py::object>& allowed_obj, std::optional<int64_t> ef,
-                         int num_threads, const std::optional<std::string>& plan) {
+// With `want_reranked` the per-query two-pass rerank counts come back too
+// (internal, for tests: 0 where the walk or the float scan answered).
+py::tuple py_hnsw_search_impl(const HnswIndex& index, const py::object& queries_obj, int64_t k,
+                              const std::optional<py::object>& allowed_obj, std::optional<int64_t> ef,
+                              int num_threads, const std::optional<std::string>& plan, bool want_reranked) {
     check_k(k);
     if (ef && *ef <= 0) throw std::invalid_argument("ef must be positive, got " + std::to_string(*ef));
     const HnswIndex::Plan p = parse_plan(plan);
@@ -235,11 +238,11 @@ py::tuple py_hnsw_search(const HnswIndex& index, const py::object& queries_obj, 
     const size_t kk = size_t(k), efv = ef ? size_t(*ef) : index.ef_search();
     std::vector<int64_t> labels(m * kk);
     std::vector<float> dist(m * kk);
-    std::vector<size_t> count(m);
+    std::vector<size_t> count(m), reranked(m);
     {
         py::gil_scoped_release nogil;
         index.search(kernels(), qp, m, kk, allow.get(), efv, num_threads, p, labels.data(),
-                     dist.data(), count.data());
+                     dist.data(), count.data(), want_reranked ? reranked.data() : nullptr);
     }
     // Every query fills the same count unless the index changed during the
     // call; the narrowest keeps the result rectangular.
@@ -250,7 +253,16 @@ py::tuple py_hnsw_search(const HnswIndex& index, const py::object& queries_obj, 
         std::copy(labels.begin() + i * kk, labels.begin() + i * kk + width, I.mutable_data() + i * width);
         std::copy(dist.begin() + i * kk, dist.begin() + i * kk + width, D.mutable_data() + i * width);
     }
-    return py::make_tuple(I, D);
+    if (!want_reranked) return py::make_tuple(I, D);
+    py::array_t<int64_t> R{py::ssize_t(m)};
+    std::copy(reranked.begin(), reranked.end(), R.mutable_data());
+    return py::make_tuple(I, D, R);
+}
+
+py::tuple py_hnsw_search(const HnswIndex& index, const py::object& queries_obj, int64_t k,
+                         const std::optional<py::object>& allowed_obj, std::optional<int64_t> ef,
+                         int num_threads, const std::optional<std::string>& plan) {
+    return py_hnsw_search_impl(index, queries_obj, k, allowed_obj, ef, num_threads, plan, false);
 }
 
 // (labels, vectors) checked as for FlatIndex.add; n == 0 gives nullptrs.
@@ -445,6 +457,15 @@ PYBIND11_MODULE(_core, m) {
         .def("search", &py_hnsw_search, py::arg("queries"), py::arg("k"),
              py::arg("allowed") = py::none(), py::arg("ef") = py::none(),
              py::arg("num_threads") = 0, py::arg("_plan") = py::none())
+        .def(
+            "_search_stats",
+            [](const HnswIndex& index, const py::object& queries, int64_t k,
+               const std::optional<py::object>& allowed, std::optional<int64_t> ef, int num_threads,
+               const std::optional<std::string>& plan) {
+                return py_hnsw_search_impl(index, queries, k, allowed, ef, num_threads, plan, true);
+            },
+            py::arg("queries"), py::arg("k"), py::arg("allowed") = py::none(), py::arg("ef") = py::none(),
+            py::arg("num_threads") = 0, py::arg("_plan") = py::none())
         .def_property_readonly("_slots", &HnswIndex::slots)
         .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
              "Write the index to path atomically (temporary file, fsync, rename).")

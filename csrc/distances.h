@@ -102,6 +102,11 @@ constexpr size_t kQTileRows = 16;
 constexpr size_t kQPrefetch = 1024;  // bytes ahead; 1-4 KiB measured alike
 using TileDotsFn = void (*)(const int8_t* tiles, size_t ntiles, size_t npairs,
                             const int32_t* qpairs, int32_t* out);
+// The same integer dot products for rows kept one by one (2 * npairs codes
+// each, row-major, the pad code 0), as a graph index holds them beside each
+// vector, against the int16 query q (2 * npairs values, the pad 0).
+using RowDotsFn = void (*)(const int8_t* const* rows, size_t nrows, size_t npairs,
+                           const int16_t* q, int32_t* out);
 
 // Pass-1 pre-test of the two-pass search (the bound argument is in
 // two_pass.h). keep[i] = 0 only if row i's kernel distance provably exceeds
@@ -170,6 +175,7 @@ struct KernelTable {
     HorizontalFn horizontal;
     InvNormsFn inv_norms;
     TileDotsFn tile_dots;
+    RowDotsFn row_dots;
     PretestFn pretest;
 };
 
@@ -332,6 +338,31 @@ inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs, const i
         }
         for (size_t i = 0; i < kQTileRows; ++i) out[t * kQTileRows + i] = acc[i];
 #endif
+    }
+}
+
+inline void row_dots(const int8_t* const* rows, size_t nrows, size_t npairs, const int16_t* q,
+                     int32_t* out) {
+    const size_t n = 2 * npairs;
+    for (size_t r = 0; r < nrows; ++r) {
+        const int8_t* c = rows[r];
+        int32_t sum = 0;
+        size_t j = 0;
+#if defined(CHROMA_SSE2)
+        __m128i acc = _mm_setzero_si128();
+        for (; j + 16 <= n; j += 16) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + j));
+            const __m128i lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+            const __m128i hi = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(lo, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j))));
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(hi, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + j + 8))));
+        }
+        int32_t lanes[4];
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), acc);
+        sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+#endif
+        for (; j < n; ++j) sum += int32_t(c[j]) * q[j];
+        out[r] = sum;
     }
 }
 
@@ -543,6 +574,26 @@ CHROMA_TARGET_AVX2 inline void tile_dots(const int8_t* tiles, size_t ntiles, siz
     }
 }
 
+CHROMA_TARGET_AVX2 inline void row_dots(const int8_t* const* rows, size_t nrows, size_t npairs,
+                                        const int16_t* q, int32_t* out) {
+    const size_t n = 2 * npairs;
+    for (size_t r = 0; r < nrows; ++r) {
+        const int8_t* c = rows[r];
+        __m256i acc = _mm256_setzero_si256();
+        size_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + j)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + j))));
+        }
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+        int32_t sum = _mm_cvtsi128_si32(s);
+        for (; j < n; ++j) sum += int32_t(c[j]) * q[j];
+        out[r] = sum;
+    }
+}
+
 CHROMA_TARGET_AVX2 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
                                        const float* R, const float* H, size_t n, uint8_t* keep) {
     pretest_generic(a, kdot, S, R, H, n, keep);
@@ -746,6 +797,27 @@ CHROMA_TARGET_AVX512 inline void tile_dots(const int8_t* tiles, size_t ntiles, s
     }
 }
 
+// Masked loads for the last (< 32) dimensions, so no byte past a row is read.
+CHROMA_TARGET_AVX512 inline void row_dots(const int8_t* const* rows, size_t nrows, size_t npairs,
+                                          const int16_t* q, int32_t* out) {
+    const size_t n = 2 * npairs;
+    const __mmask32 tail = __mmask32((uint64_t(1) << (n % 32)) - 1);
+    for (size_t r = 0; r < nrows; ++r) {
+        const int8_t* c = rows[r];
+        __m512i acc = _mm512_setzero_si512();
+        size_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            const __m512i v = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + j)));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(v, _mm512_loadu_si512(q + j)));
+        }
+        if (j < n) {
+            const __m512i v = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(tail, c + j));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(v, _mm512_maskz_loadu_epi16(tail, q + j)));
+        }
+        out[r] = _mm512_reduce_add_epi32(acc);
+    }
+}
+
 CHROMA_TARGET_AVX512 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
                                          const float* R, const float* H, size_t n, uint8_t* keep) {
     pretest_generic(a, kdot, S, R, H, n, keep);
@@ -759,7 +831,8 @@ CHROMA_TARGET_AVX512 inline void pretest(const PretestArgs& a, const int32_t* kd
 
 inline const KernelTable& portable_kernels() {
     static const KernelTable t{"portable", portable::W, portable::R, portable::vertical, portable::horizontal,
-                               portable::inv_norms, portable::tile_dots, portable::pretest};
+                               portable::inv_norms, portable::tile_dots, portable::row_dots,
+                               portable::pretest};
     return t;
 }
 
@@ -770,14 +843,15 @@ inline std::vector<const KernelTable*> available_kernels() {
     static const CpuFeatures cpu = detect_cpu_features();
     if (cpu.avx2_fma) {
         static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
-                                   avx2::inv_norms, avx2::tile_dots, avx2::pretest};
+                                   avx2::inv_norms, avx2::tile_dots, avx2::row_dots, avx2::pretest};
         out.push_back(&t);
     }
 #endif
 #ifdef CHROMA_HAVE_AVX512
     if (cpu.avx512) {
         static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
-                                   avx512::inv_norms, avx512::tile_dots, avx512::pretest};
+                                   avx512::inv_norms, avx512::tile_dots, avx512::row_dots,
+                                   avx512::pretest};
         out.push_back(&t);
     }
 #endif

@@ -8,7 +8,9 @@
 //   header (32 B) | level-0 list: count + M0 ids (uint32) | padding | vector
 // so that expanding a node touches its links and, a few lines later, the
 // vectors it points to. Upper-level lists (count + M ids per level) are a
-// separate small allocation per node, as only ~1/M of nodes have any.
+// separate small allocation per node, as only ~1/M of nodes have any. Before
+// its blocks a chunk packs its nodes' labels, flags and int8 copies of the
+// vectors (for exact search, below).
 //
 // Distances. A node's unvisited neighbours are gathered first and their
 // distances computed in one call of the horizontal SIMD kernel
@@ -27,10 +29,17 @@
 //
 // Filtering. An AllowList (bitset over the label range, or sorted labels)
 // is tested per node during the level-0 walk. Nodes outside it are still
-// walked through, and the walk stops only once it holds ef allowed results,
-// so a filter never shortens the answer; a walk that still holds fewer than
-// k (an almost disconnected allowed set) is answered by exact search.
-// The planner (use_exact) sends small candidate sets to exact search.
+// walked through, and the walk stops once it holds a number of allowed
+// results that shrinks with the selectivity (filtered_ef), so it visits
+// about as many nodes whatever the filter; a walk that still holds fewer
+// than k (an almost disconnected allowed set) is answered by exact search.
+//
+// Exact search. The planner (use_exact) sends small candidate sets, and
+// larger ones for batches of queries, to exact search over the allowed
+// nodes: two passes (two_pass.h) over the int8 copies, then the float
+// vectors of the few rows that can still be in the top k, so the answer is
+// the float scan's. A batch reads each block of rows once for a group of
+// queries.
 #pragma once
 
 #include <algorithm>
@@ -57,8 +66,10 @@
 #include <unistd.h>
 
 #include "distances.h"
+#include "quantized_table.h"
 #include "thread_pool.h"
 #include "topk.h"
+#include "two_pass.h"
 
 namespace chroma {
 
@@ -77,14 +88,24 @@ class AllowList {
         if (range != 0 && range <= 64 * uint64_t(n) + 4096) {
             dense_ = true;
             base_ = lo;
+            nbits_ = range;
             bits_.assign(size_t((range + 63) / 64), 0);
+            // Bits gather in a register while labels stay in one word (sorted
+            // input): a read-modify-write of memory per label would wait
+            // for the previous store to the same word every time.
+            size_t word = 0;
+            uint64_t acc = 0;
             for (size_t i = 0; i < n; ++i) {
                 const uint64_t o = uint64_t(labels[i]) - uint64_t(lo);
-                uint64_t& w = bits_[size_t(o >> 6)];
-                const uint64_t b = uint64_t(1) << (o & 63);
-                count_ += !(w & b);
-                w |= b;
+                if (size_t(o >> 6) != word) {
+                    bits_[word] |= acc;
+                    word = size_t(o >> 6);
+                    acc = 0;
+                }
+                acc |= uint64_t(1) << (o & 63);
             }
+            bits_[word] |= acc;
+            for (uint64_t w : bits_) count_ += size_t(__builtin_popcountll(w));
         } else {
             sorted_.assign(labels, labels + n);
             std::sort(sorted_.begin(), sorted_.end());
@@ -96,10 +117,13 @@ class AllowList {
     // Distinct labels in the list.
     size_t size() const { return count_; }
 
+    // Without a branch on the label in the bitset form (filters are random
+    // to the branch predictor).
     bool contains(int64_t label) const {
         if (dense_) {
             const uint64_t o = uint64_t(label) - uint64_t(base_);
-            return o < uint64_t(bits_.size()) * 64 && ((bits_[size_t(o >> 6)] >> (o & 63)) & 1);
+            const bool in = o < nbits_;
+            return in & bool((bits_[in ? size_t(o >> 6) : 0] >> (o & 63)) & 1);
         }
         return std::binary_search(sorted_.begin(), sorted_.end(), label);
     }
@@ -118,6 +142,7 @@ class AllowList {
    private:
     bool dense_ = false;
     int64_t base_ = 0;
+    uint64_t nbits_ = 0;
     size_t count_ = 0;
     std::vector<uint64_t> bits_;
     std::vector<int64_t> sorted_;
@@ -158,8 +183,23 @@ constexpr size_t kDefaultEfSearch = 64;
 
 class HnswIndex {
    public:
-    // How a search is answered: chosen by the planner, or forced (tests, benchmarks).
-    enum class Plan { Auto = -1, Graph = 0, Exact = 1 };
+    // How a search is answered: chosen by the planner, or forced (tests,
+    // benchmarks); Scan is exact search reading the float vectors only.
+    enum class Plan { Auto = -1, Graph = 0, Exact = 1, Scan = 2 };
+
+    // A filtered walk goes on until it holds this many allowed results (of
+    // ncand allowed among live nodes): kFilterVisits * ef * s for
+    // selectivity s, so that it visits about kFilterVisits * ef nodes
+    // (an allowed result per 1/s nodes), but at least max(k, ef / 4) and at
+    // most ef. Holding ef allowed results, as an unfiltered walk holds ef,
+    // over-explores: recall@10 1.000 at 10% and 4x the unfiltered latency.
+    // bench_hnsw.py measured recall@10 >= 0.99 with this rule from 5% to 50%
+    // on both of its sets (kFilterVisits 3: >= 0.994; 2.5: >= 0.991).
+    static size_t filtered_ef(size_t ef, size_t k, size_t ncand, size_t live) {
+        const double s = live ? std::min(1.0, double(ncand) / double(live)) : 1.0;
+        return std::min(ef, std::max({k, ef / 4, size_t(std::ceil(kFilterVisits * double(ef) * s))}));
+    }
+    static constexpr double kFilterVisits = 3;
 
     HnswIndex(size_t dim, Metric metric, size_t M, size_t ef_construction, size_t ef_search)
         : dim_(dim),
@@ -175,6 +215,7 @@ class HnswIndex {
         if (ef_search == 0) throw std::invalid_argument("ef_search must be positive");
         vec_off_ = align_up(kHeader + 4 * (1 + M0_), 32);
         block_ = align_up(vec_off_ + 4 * dim_, 64);
+        prefetch_lines_ = std::min<size_t>(kPrefetchLines, (4 * dim_ + 63) / 64);
         chunks_.reset(static_cast<std::atomic<char*>*>(std::calloc(kMaxChunks, sizeof(std::atomic<char*>))));
         if (!chunks_) throw std::bad_alloc();
     }
@@ -284,7 +325,8 @@ class HnswIndex {
     // during the call. ef is raised to k if smaller.
     void search(const KernelTable& K, const float* queries, size_t m, size_t k,
                 const AllowList* allow, size_t ef, int num_threads, Plan plan,
-                int64_t* out_labels, float* out_dist, size_t* out_count) const {
+                int64_t* out_labels, float* out_dist, size_t* out_count,
+                size_t* reranked = nullptr) const {
         std::vector<float> normalized;
         if (metric_ == Metric::Cosine) {
             normalized.resize(m * dim_);
@@ -294,48 +336,79 @@ class HnswIndex {
         std::shared_lock<std::shared_mutex> lk(mu_);
         const size_t live = live_.load();
         const size_t expected = std::min(k, allow ? std::min(allow->size(), live) : live);
-        const bool exact = plan == Plan::Exact || (plan == Plan::Auto && use_exact(allow ? allow->size() : live, live));
-        std::vector<Candidate> cand;
+        ef = std::max(ef, k);
+        const size_t ncand = allow ? std::min(allow->size(), live) : live;
+        const size_t walk_ef = allow ? filtered_ef(ef, k, ncand, live) : ef;
+        // Queries of an exact search go in groups that share each pass over the rows.
+        const size_t threads = std::min(thread_limit(num_threads), m);
+        const size_t group = threads ? std::min(kExactGroup, (m + threads - 1) / threads) : 1;
+        if (reranked) std::fill(reranked, reranked + m, size_t(0));
+        const bool exact = plan == Plan::Exact || plan == Plan::Scan ||
+                           (plan == Plan::Auto && use_exact(ncand, live, walk_ef, group, m));
+        Candidates cand;
         std::once_flag cand_once;
-        auto candidates = [&]() -> const std::vector<Candidate>& {
-            std::call_once(cand_once, [&] { gather_candidates(allow, cand); });
+        auto candidates = [&]() -> const Candidates& {
+            std::call_once(cand_once, [&] {
+                std::vector<uint32_t> hits;
+                gather_candidates(allow, cand, hits);
+            });
             return cand;
         };
-        if (exact) candidates();
-        ef = std::max(ef, k);
+        if (exact) {
+            const Candidates& c = candidates();
+            parallel((m + group - 1) / group, num_threads, [&](size_t g, Scratch& s) {
+                const size_t i0 = g * group, n = std::min(group, m - i0);
+                search_exact(K, c, queries + i0 * dim_, n, k, plan != Plan::Scan, s, out_labels + i0 * k,
+                             out_dist + i0 * k, out_count + i0, reranked ? reranked + i0 : nullptr);
+            });
+            return;
+        }
         parallel(m, num_threads, [&](size_t i, Scratch& s) {
             const float* q = queries + i * dim_;
             int64_t* ol = out_labels + i * k;
             float* od = out_dist + i * k;
-            size_t got = 0;
-            if (!exact) {
-                got = walk(K, q, k, ef, allow, s, ol, od);
-                if (got >= expected) {
-                    out_count[i] = got;
-                    return;
-                }
-            }
-            out_count[i] = scan(K, q, k, candidates(), s, ol, od);
+            const size_t got = walk(K, q, k, walk_ef, allow, s, ol, od);
+            if (got >= expected)
+                out_count[i] = got;
+            else
+                search_exact(K, candidates(), q, 1, k, true, s, ol, od, out_count + i,
+                             reranked ? reranked + i : nullptr);
         });
     }
 
-    // Planner: exact search when it is expected to be faster than the walk.
-    // An exact scan costs ~ncand row reads; a filtered walk visits about
-    // 1/selectivity = live/ncand times the nodes of an unfiltered one, whose
-    // cost is that of scanning ~kWalkRows rows. They break even at
-    // ncand = sqrt(kWalkRows * live). bench_hnsw.py prints both paths forced
-    // ("us graph", "us exact") per selectivity; on this machine (M=16, ef 64,
-    // one thread) exact won at 1% everywhere and at 5% of 100k x 128, the
-    // walk won at 10% of 100k x 128 and of 50k x 384 (break-even there
-    // between 3.5k and 5k rows, i.e. kWalkRows ~ 250-500): 256 keeps exact
-    // search up to ~5k allowed rows of 100k. Below kExactRows candidates (a
-    // small collection) exact search is as fast as a walk and exact.
-    static bool use_exact(size_t ncand, size_t live) {
+    // Planner: exact search when it is expected to be faster than the walk,
+    // for m queries in groups of `group`. Costs are in units of one row of
+    // the two-pass scan in a full group (int8 codes, ~0.04 ns a dimension
+    // here). A walk holding walk_ef allowed results visits about walk_ef / s
+    // nodes (s = ncand / live), a visit costing kVisitBase + kVisitDims / d
+    // rows (its memory waits do not grow with d as a row does). A scan costs
+    // a query ncand * (1 + kRowMiss / group): a group shares the cache
+    // misses of reading each row. Gathering the candidates costs the call
+    // a test of every slot, or a label lookup per allowed label (kLookupSlots
+    // slots) when that is fewer, at kSlotDims / d rows a slot.
+    bool use_exact(size_t ncand, size_t live, size_t walk_ef, size_t group, size_t m) const {
         if (ncand <= kExactRows) return true;
-        return double(ncand) * double(ncand) <= double(kWalkRows) * double(live);
+        const double d = double(dim_), s = double(ncand) / double(std::max<size_t>(live, 1));
+        const double slots = double(std::min(ncand * kLookupSlots, live));
+        const double scan = double(ncand) * (1 + kRowMiss / double(group)) + slots * kSlotDims / d / double(m);
+        const double walk = double(walk_ef) / s * (kVisitBase + kVisitDims / d);
+        return scan <= walk;
     }
+    // Measured with bench_hnsw.py's sets (100k x 128, 50k x 384; one thread):
+    // a scan row in a full group costs 4.9 ns / 13.6 ns, alone (one query)
+    // ~4-5x that; a slot test ~1.7 ns; a walk visit ~0.5 us / 0.8 us (from
+    // filtered walks at ef 64, 5% to 50%). Single queries then switch to the
+    // walk above ~3% of 100k, batches between 15% and 20% on both sets, about
+    // where the benchmark's forced paths cross ("us graph", "us exact").
+    static constexpr double kRowMiss = 4, kSlotDims = 48, kVisitBase = 35, kVisitDims = 9000;
     static constexpr size_t kExactRows = 1024;
-    static constexpr size_t kWalkRows = 256;
+    static constexpr size_t kExactGroup = 16;   // queries sharing one pass over the candidates
+    static constexpr size_t kLookupSlots = 32;  // slots tested in the time of one label lookup
+    // While the float rows fit in half an L2 (1 MiB) they are cheap to read,
+    // and the two-pass search's fixed cost per query (rounding the query,
+    // bounds of the first rows, the rerank; ~3 us) does not pay (measured:
+    // a tie at 1,024 rows of 128 dims, 4x faster at 2,048 rows of 384).
+    bool use_two_pass(size_t ncand) const { return dim_ >= 16 && ncand * dim_ >= (size_t(1) << 18); }
 
     // File format, version 1 (native little-endian): FileHeader, then the
     // payload: per slot label (i64), hidden (u32), level (i32); per slot the
@@ -476,7 +549,7 @@ class HnswIndex {
         upper_words = 0;
         for (uint32_t id = 0; id < n; ++id) {
             if (id % kChunkNodes == 0) {
-                char* c = static_cast<char*>(std::aligned_alloc(64, kChunkPrefix + kChunkNodes * x.block_));
+                char* c = static_cast<char*>(std::aligned_alloc(64, x.chunk_bytes()));
                 if (!c) throw std::bad_alloc();
                 x.chunks_.get()[id >> kChunkShift].store(c);
             }
@@ -502,6 +575,11 @@ class HnswIndex {
             const uint32_t* lst = x.list(id, 0);
             for (uint32_t j = 1; j <= lst[0]; ++j) ++x.head(lst[j]).in_links;
         }
+        // The int8 copies are derived from the vectors, not stored in the file.
+        const size_t tasks = std::max<size_t>(1, std::min<size_t>(n / 4096, 4 * ThreadPool::instance().concurrency()));
+        ThreadPool::instance().run(tasks, [&](size_t t, size_t) {
+            for (size_t id = n * t / tasks; id < n * (t + 1) / tasks; ++id) x.store_codes(uint32_t(id));
+        });
         x.live_.store(h.live);
         x.entry_.store(h.entry);
         return index;
@@ -553,6 +631,10 @@ class HnswIndex {
 
     static constexpr size_t kHeader = 32;
     static constexpr size_t kScanGroup = 16;  // rows of exact search prefetched together
+    // Lines of a neighbour's vector requested while the neighbours are
+    // gathered; the hardware streams the rest of a longer row once started
+    // (8 measured 1-5% more queries/s than 1 at 128 and 384 dims, 24 less).
+    static constexpr size_t kPrefetchLines = 8;
     static constexpr unsigned kChunkShift = 12;
     static constexpr uint32_t kChunkNodes = 1u << kChunkShift;
     static constexpr size_t kMaxChunks = size_t(1) << 19;  // 2^31 nodes
@@ -567,9 +649,41 @@ class HnswIndex {
     };
     static_assert(sizeof(Header) == kHeader, "header layout");
 
-    struct Candidate {
-        const float* vec;
-        int64_t label;
+    // Live nodes of an exact search, column by column (two_pass.h reads them so).
+    struct Candidates {
+        std::vector<const float*> vecs;
+        std::vector<const int8_t*> codes;
+        std::vector<int64_t> labels;
+        std::vector<float> scale, err, norm2;
+
+        size_t size() const { return labels.size(); }
+        void reserve(size_t n) {
+            vecs.reserve(n);
+            codes.reserve(n);
+            labels.reserve(n);
+            scale.reserve(n);
+            err.reserve(n);
+            norm2.reserve(n);
+        }
+        void push(const float* v, const int8_t* c, int64_t label, const RowCode& rc) {
+            vecs.push_back(v);
+            codes.push_back(c);
+            labels.push_back(label);
+            scale.push_back(rc.scale);
+            err.push_back(rc.err);
+            norm2.push_back(rc.norm2);
+        }
+        CodedRows rows() const {
+            CodedRows r;
+            r.n = size();
+            r.codes = codes.data();
+            r.scale = scale.data();
+            r.err = err.data();
+            r.norm2 = norm2.data();
+            r.vecs = vecs.data();
+            r.tie = labels.data();
+            return r;
+        }
     };
 
     // Per-thread working memory, pooled across calls.
@@ -582,6 +696,9 @@ class HnswIndex {
         std::vector<const float*> rows;
         std::vector<uint32_t> ids;
         std::vector<float> dist;
+        RowsScratch two_pass;
+        std::vector<const float*> qptrs;
+        std::vector<long> got;
 
         void begin_visit(uint32_t n) {
             limit = n;
@@ -608,12 +725,20 @@ class HnswIndex {
     // A chunk starts with its nodes' labels and hidden flags, packed, so the
     // filter test of a node the walk does not compute a distance for reads
     // 12 bytes instead of a block's cache line.
-    static constexpr size_t kChunkPrefix = kChunkNodes * (sizeof(int64_t) + sizeof(uint32_t));
+    static constexpr size_t kChunkPrefix = kChunkNodes * (sizeof(int64_t) + sizeof(uint32_t) + sizeof(RowCode));
     char* chunk(uint32_t id) const {
         return chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire);
     }
+    // Then the int8 copies of the chunk's vectors (quantized_table.h), row
+    // after row in slot order, so an exact search over many allowed nodes
+    // reads them in ascending order from one compact region; then the blocks.
+    size_t code_bytes() const { return 2 * ((dim_ + 1) / 2); }
+    size_t chunk_bytes() const { return kChunkPrefix + kChunkNodes * (code_bytes() + block_); }
+    int8_t* codes(uint32_t id) const {
+        return reinterpret_cast<int8_t*>(chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * code_bytes());
+    }
     char* node(uint32_t id) const {
-        return chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * block_;
+        return chunk(id) + kChunkPrefix + kChunkNodes * code_bytes() + size_t(id & (kChunkNodes - 1)) * block_;
     }
     int64_t& label(uint32_t id) const {
         return reinterpret_cast<int64_t*>(chunk(id))[id & (kChunkNodes - 1)];
@@ -626,6 +751,10 @@ class HnswIndex {
     bool visible(uint32_t id) const { return !hidden(id).load(std::memory_order_acquire); }
     Header& head(uint32_t id) const { return *reinterpret_cast<Header*>(node(id)); }
     float* vec(uint32_t id) const { return reinterpret_cast<float*>(node(id) + vec_off_); }
+    RowCode& row_code(uint32_t id) const {
+        return reinterpret_cast<RowCode*>(chunk(id) + kChunkNodes * (sizeof(int64_t) + sizeof(uint32_t)))
+            [id & (kChunkNodes - 1)];
+    }
     uint32_t* list(uint32_t id, int level) const {
         if (level == 0) return reinterpret_cast<uint32_t*>(node(id) + kHeader);
         return head(id).upper + size_t(level - 1) * (1 + M_);
@@ -650,7 +779,7 @@ class HnswIndex {
             if (id == kNone - 1) throw std::length_error("HNSW index is full");
             const size_t c = id >> kChunkShift;
             if ((id & (kChunkNodes - 1)) == 0) {
-                char* p = static_cast<char*>(std::aligned_alloc(64, kChunkPrefix + kChunkNodes * block_));
+                char* p = static_cast<char*>(std::aligned_alloc(64, chunk_bytes()));
                 if (!p) throw std::bad_alloc();
                 chunks_.get()[c].store(p, std::memory_order_release);
             }
@@ -688,7 +817,9 @@ class HnswIndex {
             normalize(vec(id), src);
         else
             std::memcpy(vec(id), src, dim_ * sizeof(float));
+        store_codes(id);
     }
+    void store_codes(uint32_t id) const { row_code(id) = quantize_row(vec(id), dim_, codes(id), 2); }
 
     float distance(const KernelTable& K, const float* q, const float* x) const {
         float d;
@@ -698,12 +829,15 @@ class HnswIndex {
 
     // Runs fn(item, scratch) for item in [0, n) on up to num_threads threads
     // (0: all), each with its own pooled scratch.
+    static size_t thread_limit(int num_threads) {
+        const size_t all = ThreadPool::instance().concurrency();
+        return num_threads > 0 ? std::min(size_t(num_threads), all) : all;
+    }
     template <class F>
     void parallel(size_t n, int num_threads, F&& fn) const {
         if (n == 0) return;
         ThreadPool& pool = ThreadPool::instance();
-        size_t threads = num_threads > 0 ? std::min(size_t(num_threads), pool.concurrency()) : pool.concurrency();
-        threads = std::min(threads, n);
+        const size_t threads = std::min(thread_limit(num_threads), n);
         std::atomic<size_t> next{0};
         pool.run(threads, [&](size_t, size_t) {
             std::unique_ptr<Scratch> s = take_scratch();
@@ -742,7 +876,8 @@ class HnswIndex {
             if (!s.first_visit(id)) continue;
             s.ids[n] = id;
             s.rows[n] = vec(id);
-            __builtin_prefetch(s.rows[n]);
+            for (size_t l = 0; l < prefetch_lines_; ++l)
+                __builtin_prefetch(reinterpret_cast<const char*>(s.rows[n]) + 64 * l);
             ++n;
         }
         if (n) K.horizontal(walk_metric_, s.rows.data(), n, dim_, q, 1.f, nullptr, s.dist.data());
@@ -789,6 +924,12 @@ class HnswIndex {
             if (-negd > lower && top.size() >= ef) break;
             std::pop_heap(cand.begin(), cand.end());
             cand.pop_back();
+            // The next node to expand is most often the nearest candidate
+            // left now: its links are requested while c is expanded.
+            if (!cand.empty()) {
+                const char* next = reinterpret_cast<const char*>(list(cand.front().second, level));
+                for (size_t b = 0; b < 4 * (1 + max_links(level)); b += 64) __builtin_prefetch(next + b);
+            }
             const size_t n = expand(K, q, c, level, s);
             for (size_t i = 0; i < n; ++i) {
                 const float d = s.dist[i];
@@ -986,36 +1127,63 @@ class HnswIndex {
     }
 
     // Live nodes (of `allow` if given), for exact search. A small allow-list
-    // is resolved through the label map; a large one by testing every
-    // slot's label, which is cheaper than ~40 ns per hash lookup.
-    void gather_candidates(const AllowList* allow, std::vector<Candidate>& out) const {
-        out.clear();
+    // is resolved through the label map (~40 ns a lookup); a large one by
+    // testing every slot's label, chunk by chunk over the packed labels and
+    // flags, without a branch per slot (~2 ns a slot).
+    void gather_candidates(const AllowList* allow, Candidates& out, std::vector<uint32_t>& hits) const {
         const uint32_t n = count_.load(std::memory_order_acquire);
-        if (allow && allow->size() * 16 < n) {
+        auto add = [&](uint32_t id) { out.push(vec(id), codes(id), label(id), row_code(id)); };
+        if (allow && allow->size() * kLookupSlots < n) {
             std::shared_lock<std::shared_mutex> lk(label_mu_);
             out.reserve(allow->size());
             allow->for_each([&](int64_t lab) {
                 auto it = label_to_id_.find(lab);
-                if (it != label_to_id_.end() && visible(it->second))
-                    out.push_back({vec(it->second), lab});
+                if (it != label_to_id_.end() && visible(it->second)) add(it->second);
             });
             return;
         }
         out.reserve(allow ? allow->size() : live_.load());
-        for (uint32_t id = 0; id < n; ++id)
-            if (visible(id) && (!allow || allow->contains(label(id))))
-                out.push_back({vec(id), label(id)});
+        hits.resize(kChunkNodes);
+        for (uint32_t first = 0; first < n; first += kChunkNodes) {
+            const uint32_t len = std::min(kChunkNodes, n - first);
+            const int64_t* labels = &label(first);
+            const std::atomic<uint32_t>* flags = &hidden(first);
+            size_t count = 0;
+            for (uint32_t i = 0; i < len; ++i) {
+                hits[count] = first + i;
+                count += (flags[i].load(std::memory_order_acquire) == 0) & (!allow || allow->contains(labels[i]));
+            }
+            for (size_t j = 0; j < count; ++j) add(hits[j]);
+        }
+    }
+
+    // Exact search of the n queries at q over the candidates, by two passes
+    // (int8 codes, then float rerank) if allowed and worth it; the answer is
+    // the float scan's either way.
+    void search_exact(const KernelTable& K, const Candidates& c, const float* q, size_t n, size_t k,
+                      bool two_pass, Scratch& s, int64_t* ol, float* od, size_t* count,
+                      size_t* reranked) const {
+        std::vector<long>& got = s.got;
+        got.assign(n, -1);
+        if (two_pass && use_two_pass(c.size())) {
+            s.qptrs.resize(n);
+            for (size_t i = 0; i < n; ++i) s.qptrs[i] = q + i * dim_;
+            two_pass_rows(K, walk_metric_, dim_, c.rows(), s.qptrs.data(), n, k, s.two_pass, ol, od,
+                          got.data(), reranked);
+        }
+        for (size_t i = 0; i < n; ++i)
+            count[i] = got[i] >= 0 ? size_t(got[i]) : scan(K, q + i * dim_, k, c, s, ol + i * k, od + i * k);
     }
 
     // Exact search of one query over the candidates (ties: lower label first).
-    size_t scan(const KernelTable& K, const float* q, size_t k, const std::vector<Candidate>& cand,
+    size_t scan(const KernelTable& K, const float* q, size_t k, const Candidates& cand,
                 Scratch& s, int64_t* ol, float* od) const {
         const size_t kk = std::min(k, cand.size());
         if (kk == 0) return 0;
         auto& heap = s.nb;  // max-heap of (distance, index into cand) by ranks_after on labels
         heap.clear();
         auto worse = [&](const std::pair<float, uint32_t>& a, const std::pair<float, uint32_t>& b) {
-            return ranks_after(b.first, cand[b.second].label, a.first, cand[a.second].label);
+            return ranks_after(b.first, cand.labels[b.second], a.first, cand.labels[a.second]);
         };
         // The rows are scattered blocks, so the hardware prefetchers see no
         // stream: each group of rows is requested while the previous one is
@@ -1024,13 +1192,13 @@ class HnswIndex {
         auto prefetch = [&](size_t from) {
             for (size_t r = from; r < std::min(from + block, cand.size()); ++r)
                 for (size_t l = 0; l < lines; ++l)
-                    __builtin_prefetch(reinterpret_cast<const char*>(cand[r].vec) + 64 * l);
+                    __builtin_prefetch(reinterpret_cast<const char*>(cand.vecs[r]) + 64 * l);
         };
         prefetch(0);
         for (size_t b = 0; b < cand.size(); b += block) {
             const size_t nr = std::min(block, cand.size() - b);
             prefetch(b + block);
-            for (size_t r = 0; r < nr; ++r) s.rows[r] = cand[b + r].vec;
+            for (size_t r = 0; r < nr; ++r) s.rows[r] = cand.vecs[b + r];
             K.horizontal(walk_metric_, s.rows.data(), nr, dim_, q, 1.f, nullptr, s.dist.data());
             for (size_t r = 0; r < nr; ++r) {
                 const std::pair<float, uint32_t> item(s.dist[r], uint32_t(b + r));
@@ -1046,7 +1214,7 @@ class HnswIndex {
         }
         std::sort_heap(heap.begin(), heap.end(), worse);
         for (size_t j = 0; j < kk; ++j) {
-            ol[j] = cand[heap[j].second].label;
+            ol[j] = cand.labels[heap[j].second];
             od[j] = heap[j].first;
         }
         return kk;
@@ -1059,7 +1227,7 @@ class HnswIndex {
     const size_t M_, M0_, ef_construction_;
     std::atomic<size_t> ef_search_;
     const double level_mult_;
-    size_t vec_off_ = 0, block_ = 0;
+    size_t vec_off_ = 0, block_ = 0, prefetch_lines_ = 1;
 
     struct FreeDeleter {
         void operator()(void* p) const { std::free(p); }

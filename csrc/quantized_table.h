@@ -29,16 +29,68 @@ namespace chroma {
 // Beyond this the float arithmetic of the bounds could overflow.
 constexpr double kQuantMaxAbs = 1e15;
 
-// Smallest float >= v (v finite or +inf).
-inline float float_up(double v) {
-    float f = float(v);
-    if (double(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+// The next float above finite f (std::nextafter is a library call, and
+// the bounds take this step for about half their rows).
+inline float step_up(float f) {
+    if (f == 0) return std::numeric_limits<float>::denorm_min();
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    bits += f > 0 ? 1u : ~0u;
+    std::memcpy(&f, &bits, 4);
     return f;
 }
+
+// Smallest float >= v, largest float <= v.
+inline float float_up(double v) {
+    const float f = float(v);
+    return double(f) < v ? step_up(f) : f;
+}
 inline float float_down(double v) {
-    float f = float(v);
-    if (double(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
-    return f;
+    const float f = float(v);
+    return double(f) > v ? -step_up(-f) : f;
+}
+
+// The scale, error bound and code norm of one quantized row (see QuantTable).
+struct RowCode {
+    float scale, err, norm2;
+};
+
+// Quantizes row x: the code of dimension j goes to codes[j / 2 * pair_stride
+// + j % 2] (2 for a row-major row, 2 * kQTileRows inside a tile); an odd d
+// gets a zero pad code, so a kernel may always take dimensions in pairs.
+inline RowCode quantize_row(const float* x, size_t d, int8_t* codes, size_t pair_stride) {
+    auto code = [&](size_t j) -> int8_t& { return codes[j / 2 * pair_stride + (j & 1)]; };
+    if (d & 1) code(d) = 0;
+    double maxabs = 0;
+    bool finite = true;
+    for (size_t j = 0; j < d; ++j) {
+        finite = finite && std::isfinite(x[j]);
+        maxabs = std::max(maxabs, std::fabs(double(x[j])));
+    }
+    if (!finite || maxabs > kQuantMaxAbs || maxabs == 0) {
+        for (size_t j = 0; j < d; ++j) code(j) = 0;
+        const float err = maxabs == 0 && finite ? 0.f : std::numeric_limits<float>::infinity();
+        return {0.f, err, 0.f};
+    }
+    // x^ = s * c is then exact in double, so r below only carries the
+    // (relative) rounding of a double sum, covered by the 1e-12.
+    const float s = float(maxabs / 127.0);
+    const double inv = 1.0 / double(s);
+    // Any code is correct (the error below is that of the code chosen); the
+    // nearest one is found by adding and subtracting 1.5 * 2^52 (exact for
+    // |v| < 2^51), as baseline x86-64 has no rounding instruction and
+    // std::nearbyint would be a library call per value.
+    constexpr double kRound = 6755399441055744.0;
+    double err2 = 0, c2 = 0;
+    for (size_t j = 0; j < d; ++j) {
+        double c = (double(x[j]) * inv + kRound) - kRound;
+        c = std::min(127.0, std::max(-127.0, c));
+        code(j) = int8_t(c);
+        const double e = double(x[j]) - double(s) * c;
+        err2 += e * e;
+        c2 += c * c;
+    }
+    return {s, float_up(std::sqrt(err2) * (1 + 1e-12)), float(double(s) * double(s) * c2)};
 }
 
 class QuantTable {
@@ -67,35 +119,11 @@ class QuantTable {
     }
 
     void set(size_t row, const float* x) {
-        double maxabs = 0;
-        bool finite = true;
-        for (size_t j = 0; j < d_; ++j) {
-            finite = finite && std::isfinite(x[j]);
-            maxabs = std::max(maxabs, std::fabs(double(x[j])));
-        }
-        int8_t* base = codes_.data() + row / kQTileRows * tile_bytes() + 2 * (row % kQTileRows);
-        if (!finite || maxabs > kQuantMaxAbs || maxabs == 0) {
-            for (size_t j = 0; j < d_; ++j) base[j / 2 * 2 * kQTileRows + (j & 1)] = 0;
-            s_[row] = 0.f;
-            h_[row] = 0.f;
-            r_[row] = maxabs == 0 && finite ? 0.f : std::numeric_limits<float>::infinity();
-            return;
-        }
-        // x^ = s * c is then exact in double, so r below only carries the
-        // (relative) rounding of a double sum, covered by the 1e-12.
-        const float s = float(maxabs / 127.0);
-        double err2 = 0, c2 = 0;
-        for (size_t j = 0; j < d_; ++j) {
-            double c = std::nearbyint(double(x[j]) / s);
-            c = std::min(127.0, std::max(-127.0, c));
-            base[j / 2 * 2 * kQTileRows + (j & 1)] = int8_t(c);
-            const double e = double(x[j]) - double(s) * c;
-            err2 += e * e;
-            c2 += c * c;
-        }
-        s_[row] = s;
-        r_[row] = float_up(std::sqrt(err2) * (1 + 1e-12));
-        h_[row] = float(double(s) * double(s) * c2);
+        const RowCode c = quantize_row(x, d_, codes_.data() + row / kQTileRows * tile_bytes() + 2 * (row % kQTileRows),
+                                       2 * kQTileRows);
+        s_[row] = c.scale;
+        r_[row] = c.err;
+        h_[row] = c.norm2;
     }
 
     void move(size_t from, size_t to) {

@@ -693,3 +693,127 @@ def test_two_pass_multithreaded_and_tiny_dims(simd_path):
             idx.add(np.arange(500), data)
             for k in (1, 4, 600):
                 _assert_same(idx.search(data[:1], k, _two_pass=False), idx.search(data[:1], k, _two_pass=True))
+
+
+# ------------------------------------------------- HnswIndex exact path, two passes
+# The graph index keeps an int8 copy of every vector (row-major, per node) for
+# its exact path; the two-pass answer must equal the float scan's ("scan"
+# plan) label for label and bit for bit.
+
+
+def _small_graph(data, space, labels=None):
+    # A sparse, quickly built graph: these tests exercise the exact path only.
+    index = _core.HnswIndex(data.shape[1], space, M=4, ef_construction=8)
+    index.add(np.arange(len(data)) if labels is None else labels, data, num_threads=1)
+    return index
+
+
+def _assert_exact_paths_agree(index, queries, k, allowed=None, filtered=True):
+    two = index._search_stats(queries, k, allowed=allowed, _plan="exact")
+    scan = index._search_stats(queries, k, allowed=allowed, _plan="scan")
+    _assert_same(two[:2], scan[:2])
+    assert (scan[2] == 0).all()
+    if filtered:  # the int8 pass really ran
+        assert (two[2] >= min(k, two[0].shape[1])).all() and (two[2] > 0).all()
+    return two
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_hnsw_two_pass_identical_to_float_scan(simd_path, space):
+    n, d = 4600, 64  # n * d >= 2^18: the size from which the two passes are used
+    for name, data in _two_pass_datasets(n, d, seed=171).items():
+        labels = np.arange(n, dtype=np.int64) * 5 + 3
+        index = _small_graph(data, space, labels)
+        rng = np.random.default_rng(172)
+        q = np.concatenate([data[rng.integers(0, n, 3)],  # stored rows: exact ties
+                            data[rng.integers(0, n, 2)] + rng.standard_normal((2, d)).astype(np.float32) * 0.01,
+                            rng.standard_normal((35, d)).astype(np.float32) * data.std()]).astype(np.float32)
+        for k in (1, 10, 57):
+            for m in (1, 5, 40):  # one query, a partial group, groups sharing each pass
+                two = _assert_exact_paths_agree(index, q[:m], k)
+                if name == "gaussian":
+                    assert (two[2] < n // 10).all()
+        if name in ("gaussian", "ints"):
+            ids, dists = index.search(q, 10, _plan="exact")
+            check_topk(space, data, q, 10, (ids - 3) // 5, dists)
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_hnsw_two_pass_after_updates_removals_and_with_allowed(simd_path, space):
+    rng = np.random.default_rng(181)
+    n, d = 12000, 47  # odd d: the pad code of a row; the allow-lists below still reach 2^18 / d rows
+    data = rng.standard_normal((n, d)).astype(np.float32)
+    index = _small_graph(data, space)
+    # replace in place (some far outside the old value range), remove, re-add into freed slots
+    rep = rng.choice(n, 500, replace=False)
+    index.add(rep, (rng.standard_normal((500, d)) * rng.choice([0.01, 1, 100], (500, 1))).astype(np.float32))
+    index.remove(rng.choice(n, 700, replace=False))
+    index.add(np.arange(n, n + 300), rng.standard_normal((300, d)).astype(np.float32) * 3)
+    live = index.labels()
+    q = rng.standard_normal((20, d)).astype(np.float32)
+    _assert_exact_paths_agree(index, q, 8)
+    for allowed in (live[::2], live[live % 3 != 0], rng.choice(live, 6000, replace=False)):
+        got = _assert_exact_paths_agree(index, q, 8, allowed=allowed)
+        assert np.isin(got[0], allowed).all()
+
+
+def test_hnsw_two_pass_non_finite_rows_and_queries(simd_path):
+    n, d = 4200, 64
+    data = gaussian(n, d, seed=191)
+    data[5, 3] = np.nan
+    data[6, 0] = np.inf
+    data[7] = 0
+    data[8] = 1e30
+    for space in SPACES:
+        index = _small_graph(data, space)
+        for q in (data[7], data[10]):
+            for k in (3, 100):
+                _assert_exact_paths_agree(index, q, k)
+        # queries the bounds cannot take (non-finite, beyond 1e15) are scanned, with the same
+        # answer (cosine normalizes a query first, so only NaN stays unfit there)
+        for bad in (np.full(d, np.nan, np.float32), data[8], np.full(d, 1e30, np.float32)):
+            got = _assert_exact_paths_agree(index, bad, 5, filtered=False)
+            if space != "cosine" or np.isnan(bad).any():
+                assert (got[2] == 0).all()
+
+
+def test_hnsw_two_pass_after_save_and_load(tmp_path):
+    # The codes are not in the file: a loaded index derives them from its vectors.
+    data = gaussian(5000, 64, seed=195)
+    index = _small_graph(data, "l2")
+    path = str(tmp_path / "index.bin")
+    index.save(path)
+    loaded = _core.HnswIndex.load(path)
+    q = gaussian(9, 64, seed=196)
+    before = _assert_exact_paths_agree(index, q, 10)
+    after = _assert_exact_paths_agree(loaded, q, 10)
+    _assert_same(before[:2], after[:2])
+    np.testing.assert_array_equal(before[2], after[2])
+
+
+def test_hnsw_planner_shares_exact_scans_within_a_batch():
+    # At 15% of 20,000 rows of 128 dims a lone query walks the graph, while a
+    # batch, whose queries share each pass over the rows, is answered exactly.
+    data = gaussian(20000, 128, seed=197)
+    index = _small_graph(data, "l2")
+    allowed = np.random.default_rng(198).choice(20000, 3000, replace=False)
+    q = gaussian(64, 128, seed=199)
+    assert (index._search_stats(q[:1], 10, allowed=allowed, num_threads=1)[2] == 0).all()
+    batch = index._search_stats(q, 10, allowed=allowed, num_threads=1)
+    assert (batch[2] > 0).all()
+    _assert_same(batch[:2], index.search(q, 10, allowed=allowed, _plan="scan"))
+
+
+def test_allow_list_forms_and_membership():
+    rng = np.random.default_rng(201)
+    for labels in (np.arange(0, 100_000, 3),                          # sorted, dense: a bitset
+                   rng.integers(-5_000, 5_000, 20_000),              # unsorted, duplicates
+                   np.array([7]), np.array([-(2**63), 2**63 - 1]),   # one label; the full range: sorted form
+                   rng.integers(-(2**62), 2**62, 1000)):             # sparse: sorted form
+        allow = _core.AllowList(labels)
+        expected = set(labels.tolist())
+        assert len(allow) == len(expected)
+        probes = np.concatenate([labels[:50], labels[:50] + 1, labels[:50] - 1, [0, -1, 2**62, -(2**63)]])
+        for p in probes.tolist():
+            if -(2**63) <= p < 2**63:
+                assert (p in allow) == (p in expected), p
