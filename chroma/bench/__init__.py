@@ -178,8 +178,9 @@ def _run_one(scratch: Path, template: dict, combination, bar) -> dict:
     package_root = str(Path(chroma.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [package_root, env.get("PYTHONPATH", "")] if p)
     started = time.perf_counter()
+    # cwd away from a source checkout: "-m" puts the cwd first, and its chroma/ has no compiled core
     process = subprocess.Popen([sys.executable, "-m", "chroma.bench.workload", str(job_path)],
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=scratch)
     log = []
     for line in process.stderr:
         log.append(line)

@@ -24,7 +24,8 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult
+from chroma.db import (DB, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
+                       new_ids_without_vectors, some_ids)
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
 
@@ -80,12 +81,6 @@ def _writes_counter(collection_id: str) -> str:
 
 def _metadata_from_json(text: Optional[str]) -> Optional[dict]:
     return None if text is None else json.loads(text)
-
-
-def _some(ids: Sequence[str], shown: int = 10) -> str:
-    """The first ids of a list, for an error message."""
-    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-    return ", ".join(repr(i) for i in ids[:shown]) + more
 
 
 def _first(rows: list) -> Optional[tuple]:
@@ -290,14 +285,14 @@ class DuckDB(DB):
     # writes
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
-            raise errors.InvalidArgument(f"add needs an embedding for every id; none for: {_some(batch.without_embedding())}")
+            raise add_without_vectors(batch.without_embedding())
         with self._transaction() as cursor:
             record = self._collection(cursor, collection_id)
             self._fix_dimension(cursor, record, batch.embeddings)
             existing = self._existing(cursor, collection_id, batch.ids)
             if existing:
                 taken = [i for i in batch.ids if i in existing]
-                raise errors.DuplicateIDError(f"ids already in the collection: {_some(taken)}")
+                raise errors.DuplicateIDError(f"ids already in the collection: {some_ids(taken)}")
             labels = self._insert(cursor, collection_id, batch)
             self._count_write(cursor, collection_id)
         return WriteResult(labels=labels, embeddings=batch.embeddings,
@@ -344,7 +339,7 @@ class DuckDB(DB):
         existing = self._existing(cursor, collection_id, batch.ids)
         missing = [i for i in batch.ids if i not in existing]
         if missing:
-            raise errors.IDNotFoundError(f"ids not in the collection: {_some(missing)}")
+            raise errors.IDNotFoundError(f"ids not in the collection: {some_ids(missing)}")
         labels = np.array([existing[i] for i in batch.ids], dtype=np.int64)
         rows = batch.embedded_rows()
         if len(rows):
@@ -384,10 +379,7 @@ class DuckDB(DB):
             new = [p for p, i in enumerate(batch.ids) if i not in existing]
             unembedded = batch.take(new).without_embedding()
             if unembedded:
-                raise errors.InvalidArgument(
-                    f"upsert: new ids need embeddings: {_some(unembedded)}; pass embeddings=..., or give the "
-                    "collection an embedding_function to compute them from documents"
-                )
+                raise new_ids_without_vectors(unembedded)
             parts = []
             if old:
                 parts.append(self._update(cursor, collection_id, batch.take(old)))
