@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 import chroma
@@ -155,3 +156,23 @@ def test_a_collection_deleted_elsewhere_is_gone_on_the_next_query(both):
     assert peer.query([0.0, 0.0], 1) == ["y"]
     with pytest.raises(chroma.errors.CollectionNotFound):
         collection.query(query_embeddings=[[0.0, 0.0]], n_results=1)
+
+
+def test_one_call_of_60000_ids_is_written_read_and_deleted(clickhouse, configured):
+    # Each call binds all its ids into one IN list: 18.16 refused past 50,000
+    # syntax tree elements ("AST is too big") until the client lifted the limit.
+    api = configured(api_impl="local", allow_reset=True, **clickhouse.settings)
+    api.reset()
+    collection = api.create_collection("big")
+    ids = [f"i{i}" for i in range(60_000)]
+    vectors = np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32)
+    collection.add(ids=ids, embeddings=vectors)
+    assert collection.count() == len(ids)
+    got = collection.get(ids=ids[::-1], include=["embeddings"])
+    assert got["ids"] == ids[::-1]
+    np.testing.assert_array_equal(got["embeddings"], vectors[::-1])
+    collection.update(ids=ids, metadatas=[{"n": i} for i in range(len(ids))])
+    assert collection.get(ids=["i59999"])["metadatas"] == [{"n": 59_999}]
+    collection.delete(ids=ids[:55_000])
+    assert collection.count() == 5_000
+    api.reset()

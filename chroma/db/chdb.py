@@ -7,7 +7,7 @@ import os
 import chdb  # noqa: F401 - imported here so that a missing package is reported by the registry
 import clickhouse_connect
 
-from chroma.db.clickhouse import MAX_QUERY_BYTES, Clickhouse
+from chroma.db.clickhouse import QUERY_SETTINGS, Clickhouse
 
 
 class Chdb(Clickhouse):
@@ -26,5 +26,5 @@ class Chdb(Clickhouse):
         os.makedirs(directory, exist_ok=True)
         return clickhouse_connect.get_client(
             dsn=f"chdb://{os.path.join(directory, 'chdb')}", query_limit=0,
-            settings={"max_query_size": MAX_QUERY_BYTES},
+            settings=QUERY_SETTINGS,
         )

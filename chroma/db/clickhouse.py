@@ -99,7 +99,13 @@ def _schema(db: str) -> list[str]:
 _TABLES = ("items", "collections", "commits", "index_snapshots")
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_QUERY_BYTES = 1 << 30
-"""A get or delete by 100,000 ids binds them into the query text: lift the 256 KiB default."""
+QUERY_SETTINGS = {
+    "max_query_size": MAX_QUERY_BYTES,
+    "max_ast_elements": 1 << 26,
+    "max_expanded_ast_elements": 1 << 26,
+}
+"""A write, get or delete of 200,000 ids binds them into the query text as one IN list: lift
+the 256 KiB text and 50,000-element syntax tree defaults (18.16 refused "AST is too big")."""
 _LABEL_ATTEMPTS = 5
 
 
@@ -219,7 +225,7 @@ class Clickhouse(DB):
                 compress=False,  # 18.16 rejects lz4/zstd request bodies
                 autogenerate_session_id=False,
                 query_limit=0,
-                settings={"max_query_size": MAX_QUERY_BYTES},
+                settings=QUERY_SETTINGS,
             )
         except Exception as exc:
             raise errors.ChromaError(
