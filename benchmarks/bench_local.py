@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from common import cpu_model, ms, timed
+from common import cpu_model, ms, seconds_until_answered, timed
 
 import chroma
 
@@ -141,11 +141,11 @@ def bench_add(collection, data: Dataset, sizes: Sizes, report: Report) -> None:
         seconds, _ = timed(lambda: collection.add(ids=data.ids[start:end], embeddings=data.vectors[start:end],
                                                   metadatas=data.metadatas[start:end]))
         batch_times.append(seconds)
-    total = sum(batch_times)
+    total = sum(batch_times) + seconds_until_answered(collection, data.queries[0])
     assert collection.count() == sizes.n
     report.add(f"add: per batch of {sizes.batch:,} (median / max)",
                f"{ms(statistics.median(batch_times))} / {ms(max(batch_times))}")
-    report.add("add: total", f"{total:.2f} s")
+    report.add("add: total, until a query is answered", f"{total:.2f} s")
     report.add("add: throughput", f"{sizes.n / total:,.0f} vec/s")
 
 

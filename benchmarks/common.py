@@ -8,6 +8,7 @@ from typing import Callable
 
 from chroma.bench.server_process import ServerProcess
 from chroma.bench.report import cpu_model  # noqa: F401 - shared with the scripts
+from chroma.bench.workload import seconds_until_answered  # noqa: F401 - shared with the scripts
 
 
 def timed(action: Callable[[], object]) -> tuple[float, object]:

