@@ -91,21 +91,24 @@ def plots(results: list[dict], curves: list[dict], output: Path) -> list[Path]:
 
     written = []
     phases = ["single query", "batch query"] + [p for p in results[0]["phases"] if p.startswith("filtered ")]
-    figure, axes = plt.subplots(figsize=(min(14, 3 + 0.35 * len(phases) * len(results)), 4.5))
+    figure, axes = plt.subplots(figsize=(min(14, 3 + 0.35 * len(phases) * len(results)) + 3.5, 4.5))
     width = 0.8 / len(results)
+    # a color of its own for each combination (the default cycle repeats after 10), the key beside the axes
+    colors = plt.get_cmap("tab20").colors
     for i, result in enumerate(results):
         values = []
         for phase in phases:
             figures = result["phases"].get(phase, {})
             values.append(1e3 * figures.get("median", figures.get("seconds", 0.0)))
-        axes.bar([p + i * width for p in range(len(phases))], values, width, label=result["combination"])
+        axes.bar([p + i * width for p in range(len(phases))], values, width, label=result["combination"],
+                 color=colors[i % len(colors)])
     axes.set_xticks([p + width * (len(results) - 1) / 2 for p in range(len(phases))])
     axes.set_xticklabels([f"filtered\n{float(p.split()[1]) * 100:g}%" if p.startswith("filtered ") else p
                          for p in phases])
     axes.set_ylabel("latency, ms (median; batch: whole batch)")
     axes.set_yscale("log")
     axes.set_title("Query latency per combination")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(output / "latency.png", dpi=120)
     plt.close(figure)
