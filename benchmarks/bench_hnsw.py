@@ -157,16 +157,14 @@ def run(name: str, space: str, data: np.ndarray, queries: np.ndarray, rounds: in
         (t_ours, ours), (t_theirs, theirs) = interleaved(BUILDS, build_ours, build_theirs)
         print(f"build (2 threads, best of {BUILDS}): ours {t_ours:.2f} s, hnswlib {t_theirs:.2f} s, "
               f"hnswlib/ours {t_theirs / t_ours:.2f}x")
-        our_samples = [our_recalls(ours)] + [our_recalls(build_ours(r * LABEL_SHIFT), r * LABEL_SHIFT)
-                                             for r in range(1, RECALL_BUILDS)]
         their_samples = [their_recalls(theirs)] + [their_recalls(build_theirs(seed=r))
                                                    for r in range(1, RECALL_BUILDS)]
     else:
         t_ours, ours = best_of(BUILDS, build_ours)
         print(f"build (2 threads): ours {t_ours:.2f} s (hnswlib not installed)")
-        our_samples = [our_recalls(ours)] + [our_recalls(build_ours(r * LABEL_SHIFT), r * LABEL_SHIFT)
-                                             for r in range(1, RECALL_BUILDS)]
         their_samples = []
+    our_samples = [our_recalls(ours)] + [our_recalls(build_ours(r * LABEL_SHIFT), r * LABEL_SHIFT)
+                                         for r in range(1, RECALL_BUILDS)]
 
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "index")

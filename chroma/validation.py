@@ -214,7 +214,8 @@ def document(value: Any) -> Optional[str]:
 
 
 def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
-    if type(values) is not tuple and type(values) is not list and (isinstance(values, str) or not isinstance(values, Sequence)):
+    # list and tuple first: the Sequence ABC check costs a microsecond on every query
+    if type(values) not in (list, tuple) and (isinstance(values, str) or not isinstance(values, Sequence)):
         raise InvalidArgument(f"include must be a list drawn from {list(allowed)}, got {values!r}")
     for value in values:
         if value not in allowed:

@@ -40,7 +40,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from chroma import errors, worker
 from chroma.api import arguments
-from chroma.api.local import Local
+from chroma.api.local import Local, check_query_dimension
 from chroma.collection import NO_EMBEDDING_FUNCTION
 from chroma.config import Settings
 from chroma.db import DB, Batch, CollectionRecord, StoredItems, WriteResult, add_without_vectors
@@ -246,12 +246,8 @@ class Celery(Local):
     ) -> QueryResult:
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         if len(checked.queries) < self._settings.celery_query_threshold:
-            return super()._query(collection_id, checked.queries, n_results, where, where_document, include)
-        dimension = self._db.get_collection_by_id(collection_id).dimension
-        if dimension is not None and checked.queries.shape[1] != dimension:
-            raise errors.InvalidDimensionError(
-                f"query dimension {checked.queries.shape[1]} does not match the collection's dimension {dimension}"
-            )
+            return self._query_checked(collection_id, checked)
+        check_query_dimension(checked.queries, self._db.get_collection_by_id(collection_id).dimension)
         size = self._settings.celery_query_chunk_size
         payloads = [{
             "collection_id": collection_id,

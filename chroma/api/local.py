@@ -343,7 +343,11 @@ class Local(API):
         where_document: Any,
         include: Sequence[str],
     ) -> QueryResult:
-        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
+        return self._query_checked(
+            collection_id, arguments.query_arguments(query_embeddings, n_results, where, where_document, include))
+
+    def _query_checked(self, collection_id: str, checked: arguments.QueryArguments) -> QueryResult:
+        """``_query`` with its arguments checked."""
         queries, include = checked.queries, checked.include
         self._settle()
         self._catch_up(collection_id)
@@ -352,10 +356,7 @@ class Local(API):
         cached = self._cached.get(collection_id)
         record = self._db.get_collection_by_id(collection_id) if cached is None else None
         dimension = cached.index.dim if cached is not None else record.dimension
-        if dimension is not None and queries.shape[1] != dimension:
-            raise errors.InvalidDimensionError(
-                f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
-            )
+        check_query_dimension(queries, dimension)
         if cached is None and dimension is not None:
             cached = self._load(record)
         if cached is None:
@@ -399,6 +400,15 @@ class Local(API):
             with_documents = self._db.select_labels(collection_id, document_clause)
             allowed = with_documents if allowed is None else np.intersect1d(allowed, with_documents)
         return allowed
+
+
+def check_query_dimension(queries: np.ndarray, dimension: Optional[int]) -> None:
+    """Raises InvalidDimensionError if the queries' rows do not have the collection's dimension
+    (None: the collection has no vectors yet, anything goes)."""
+    if dimension is not None and queries.shape[1] != dimension:
+        raise errors.InvalidDimensionError(
+            f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
+        )
 
 
 def _close_at_exit(client: "weakref.ref[Local]") -> None:
