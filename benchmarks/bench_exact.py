@@ -8,10 +8,11 @@ numpy baseline (per space):
   matmul : the raw q @ x.T alone (a lower bound for any numpy approach).
 
 FlatIndex rows (single query only, default SIMD path): "flat" forces the plain
-float scan, "flat2pass" the int8 first pass + exact rerank (what FlatIndex
-picks on its own for few queries), with --threads threads (0: all cores, the
-rows split between them), "flat2p-1t" the same on one thread; "rerank" is the
-average number of rows pass 2 recomputed in float per query. They are timed in
+float scan, "flat2pass" the 4-bit first pass + exact distances of the rows it
+cannot rule out (what FlatIndex picks on its own for few queries), with
+--threads threads (0: all cores, the rows split between them), "flat2p-1t"
+the same on one thread; "exact" is the average number of rows per query whose
+float distance was computed. They are timed in
 rounds of warm blocks next to numpy ("numpy-blk"), because the index scans its
 own copy of the table. OpenBLAS's threads spin for ~0.1 s after a call
 (THREAD_TIMEOUT) and would take the cores of whatever runs next, so every
@@ -244,7 +245,7 @@ def main() -> None:
             print(f"{space:<7} {'numpy-1t':<9} {'':>9} {'':>10} {'':>8} {np_1t * 1e3:10.3f} {np_blk / np_1t:8.2f}")
         for name in flat_rows:
             t_single = statistics.median(single[name])
-            extra = f"   rerank {np.mean(reranked):.1f} rows/query" if name == "flat2pass" else ""
+            extra = f"   exact {np.mean(reranked):.1f} rows/query" if name == "flat2pass" else ""
             if name == "flat2p-1t" and np_1t:
                 extra = f"   x numpy-1t {np_1t / t_single:.2f}"
             print(f"{space:<7} {name:<9} {'':>9} {'':>10} {'':>8} {t_single * 1e3:10.3f} "
@@ -254,7 +255,7 @@ def main() -> None:
     print("batch: best of the repeats; single: median latency. x numpy = numpy time / core time "
           "(higher is better);\nnumpy-blk / flat / flat2pass: single query measured in warm "
           "blocks (x numpy against numpy-blk);\nflat = FlatIndex.search plain scan, flat2pass = "
-          f"int8 pass + exact rerank (threads={args.threads or 'all'}), flat2p-1t = the same on one thread\n"
+          f"4-bit pass + exact distances (threads={args.threads or 'all'}), flat2p-1t = the same on one thread\n"
           "(its 'x numpy-1t' against numpy's single query with one BLAS thread, if threadpoolctl is installed);\n(matmul) row: the raw q @ x.T alone, its 'x numpy' = numpy batch / "
           "matmul. agree = top-k overlap with numpy's batch result.")
 

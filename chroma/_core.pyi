@@ -146,9 +146,9 @@ class FlatIndex:
 
         For few queries (fewer than 3/4 of the SIMD lane group: 24 on avx512,
         12 on avx2, 6 on portable), ``dim >= 16`` and at least 4096 candidate
-        rows, the index first scans an int8 copy of its vectors with
-        guaranteed error bounds and recomputes only the rows that can still
-        be in the top k; the result is identical to the plain scan.
+        rows, the index first scans a 4-bit copy of its vectors with
+        guaranteed error bounds and computes exactly only the rows that can
+        still be in the top k; the result is identical to the plain scan.
 
         ``_two_pass`` is internal (tests, benchmarks): ``None`` chooses as
         above, ``False`` forces the plain scan, ``True`` the two-pass search
@@ -166,12 +166,13 @@ class FlatIndex:
         _two_pass: Optional[bool] = None,
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Internal: :meth:`search` plus, per query, the number of rows the
-        two-pass search recomputed exactly (0 where the plain scan ran)."""
+        two-pass search computed exactly (0 where the plain scan ran)."""
 
     @property
     def _quant_bytes(self) -> int:
-        """Internal: bytes held by the int8 copy (``dim`` rounded up to even
-        bytes per row plus 12 bytes of scale and error bounds)."""
+        """Internal: bytes held by the 4-bit copy (``dim`` rounded up to a
+        multiple of 8, half a byte each, plus 12 bytes of scale, error bound
+        and norm per row)."""
 
 class IndexFileError(ValueError):
     """A file given to :meth:`HnswIndex.load` is truncated, corrupted, of another format version, or no index file."""

@@ -166,7 +166,8 @@ py::array_t<float> py_distances(const std::string& space, const py::object& x_ob
 }
 
 // two_pass: None = automatic, True/False = force (internal, for tests and
-// benchmarks). With `reranked` the per-query pass-2 row counts come back too.
+// benchmarks). With `reranked` the per-query counts of rows the two-pass
+// search computed exactly come back too.
 py::tuple py_index_search_impl(const FlatIndex& index, const py::object& queries_obj, int64_t k,
                                const std::optional<py::object>& allowed_obj, int num_threads,
                                std::optional<bool> two_pass, bool want_reranked) {

@@ -92,32 +92,46 @@ using HorizontalFn = void (*)(Metric, const float* const* rows, size_t nrows, si
 // out[r] = 1/|row r|, or 0 for a zero row (its cosine similarity is then 0).
 using InvNormsFn = void (*)(const float* const* rows, size_t nrows, size_t d, float* out);
 
-// Compressed first pass of the two-pass search (quantized_table.h): int8 row
-// codes in tiles of kQTileRows rows, dimensions taken in pairs,
-// tiles[(t*npairs + p)*2*kQTileRows + 2*i + b] = code of row t*16+i, dim 2p+b,
-// against an int16 query given as one int32 per pair (dim 2p in the low half).
-// out[t*16 + i] = exact integer dot product (no rounding at all, which keeps
-// the error bound of this pass down to the quantization alone).
+// Compressed first pass of the two-pass search (quantized_table.h): 4-bit
+// row codes u in [0, 15] (the code value is u - 8) in tiles of kQTileRows
+// rows and groups of kNibbleGroup dimensions; within a tile, group g of row i
+// is the 4 bytes at g * kNibbleGroupBytes + 4 * i, whose byte b holds
+// dimension 8g + 2b in its low nibble and 8g + 2b + 1 in its high nibble.
+// The query is int8, given per group as two int32 of four bytes each: qlo[g]
+// holds dimensions 8g, 8g+2, 8g+4, 8g+6 and qhi[g] the odd ones.
+// out[t*16 + i] = sum_j k_j u_j - bias, an exact integer (no rounding at all,
+// which keeps the error bound of this pass down to the quantization alone).
 constexpr size_t kQTileRows = 16;
+constexpr size_t kNibbleGroup = 8;
+constexpr size_t kNibbleGroupBytes = kQTileRows * kNibbleGroup / 2;
+// Groups whose int16 partial sums the SIMD kernels add before widening:
+// 4 x 2 x (2 x 15 x 127) = 30480 < 2^15.
+constexpr size_t kNibbleBlock = 4;
 constexpr size_t kQPrefetch = 1024;  // bytes ahead; 1-4 KiB measured alike
-using TileDotsFn = void (*)(const int8_t* tiles, size_t ntiles, size_t npairs,
-                            const int32_t* qpairs, int32_t* out);
+using NibbleDotsFn = void (*)(const uint8_t* tiles, size_t ntiles, size_t ngroups,
+                              const int32_t* qlo, const int32_t* qhi, int32_t bias, int32_t* out);
 // The same integer dot products for rows kept one by one (2 * npairs codes
 // each, row-major, the pad code 0), as a graph index holds them beside each
 // vector, against the int16 query q (2 * npairs values, the pad 0).
 using RowDotsFn = void (*)(const int8_t* const* rows, size_t nrows, size_t npairs,
                            const int16_t* q, int32_t* out);
 
-// Pass-1 pre-test of the two-pass search (the bound argument is in
-// two_pass.h). keep[i] = 0 only if row i's kernel distance provably exceeds
-// tau. Written once as a plain loop and instantiated inside each path's
-// target so the compiler vectorizes it for that ISA.
-struct PretestArgs {
+// Pass-1 lower bounds of the two-pass searches (the bound argument is in
+// two_pass.h): row i's kernel distance provably exceeds tau whenever
+// lb[i] > tau (ip, cosine) or lb[i] > pretest_root(tau) (l2, which bounds
+// distances, not their squares). Written once as a plain loop and
+// instantiated inside each path's target so the compiler vectorizes it for
+// that ISA.
+struct BoundArgs {
     bool l2;
-    float sigma, qn2, qn, edelta, eta, gamma_f, tiny, tau, root;
+    float sigma, qn2, qn, edelta, eta, gamma_f, tiny;
 };
-using PretestFn = void (*)(const PretestArgs& a, const int32_t* kdot, const float* scale,
-                           const float* err, const float* norm2, size_t n, uint8_t* keep);
+using LowerBoundsFn = void (*)(const BoundArgs& a, const int32_t* kdot, const float* scale,
+                               const float* err, const float* norm, size_t n, float* lb);
+// Writes to out, in increasing order, every i < n with !(lb[i] > limit) (NaN
+// included) and returns their number. Nearly every row misses, so this is a
+// compare per vector and a branch per hit.
+using SelectWithinFn = size_t (*)(const float* lb, size_t n, float limit, uint32_t* out);
 
 // Index of the lowest set bit of a non-zero mask.
 inline unsigned lowest_set_bit(uint32_t mask) {
@@ -136,33 +150,32 @@ inline unsigned lowest_set_bit(uint32_t mask) {
 #define CHROMA_INLINE inline
 #endif
 
-CHROMA_INLINE void pretest_generic(const PretestArgs& a, const int32_t* kdot, const float* S,
-                                   const float* R, const float* H, size_t n, uint8_t* keep) {
+// N[i] = ||x^|| rounded up; its square is within eta of ||x^||^2.
+CHROMA_INLINE void lower_bounds_generic(const BoundArgs& a, const int32_t* kdot, const float* S,
+                                        const float* R, const float* N, size_t n, float* lb) {
     const float sig = a.sigma, qn2 = a.qn2, qn = a.qn, ed = a.edelta, eta = a.eta, tiny = a.tiny;
     if (a.l2) {
-        const float root = a.root;
         for (size_t i = 0; i < n; ++i) {
             // ||q - x^||^2 >= lhs (its float error is inside e), and
-            // lhs > (r + root)^2 implies ||q - x|| - r > root >= sqrt(tau'),
-            // i.e. a kernel distance > tau. The 1e-6 factors absorb the
-            // rounding of these few float operations.
-            const float s = S[i], dot = s * (sig * float(kdot[i]));
-            const float a2 = qn2 + H[i] - 2 * dot;
-            const float e = eta * (qn2 + H[i] + 2 * std::fabs(dot)) + 2 * s * ed + tiny;
-            const float lhs = (a2 - e) * (1 - 1e-6f);
-            const float rr = R[i] + root;
-            keep[i] = !(lhs > rr * rr * (1 + 1e-6f));
+            // sqrt(lhs) - r > root implies ||q - x|| > root >= sqrt(tau'),
+            // i.e. a kernel distance > tau. The 4e-6 absorbs the rounding of
+            // these few float operations.
+            const float dot = S[i] * (sig * float(kdot[i])), h = N[i] * N[i];
+            const float a2 = qn2 + h - 2 * dot;
+            const float e = eta * (qn2 + h + 2 * std::fabs(dot)) + 2 * ed * N[i] + tiny;
+            const float lhs = a2 - e;
+            lb[i] = std::sqrt((lhs > 0 ? lhs : 0.f) * (1 - 4e-6f)) - R[i];
         }
     } else {
-        const float gf = a.gamma_f, tau = a.tau;
+        const float gf = a.gamma_f;
         for (size_t i = 0; i < n; ++i) {
             // 1 - q.x >= (1 - dot) - g and the kernel's error is inside g.
-            const float s = S[i], r = R[i], dot = s * (sig * float(kdot[i]));
-            const float xn = std::sqrt(H[i]) + r;
+            const float r = R[i], dot = S[i] * (sig * float(kdot[i]));
+            const float hn = N[i], xn = hn + r;
             const float g =
-                (qn * r + s * ed + gf * qn * xn + eta * (1 + std::fabs(dot) + qn * xn) + tiny) *
+                (qn * r + ed * hn + gf * qn * xn + eta * (1 + std::fabs(dot) + qn * xn) + tiny) *
                 (1 + 1e-5f);
-            keep[i] = !((1 - dot) - g > tau);
+            lb[i] = (1 - dot) - g;
         }
     }
 }
@@ -174,9 +187,10 @@ struct KernelTable {
     VerticalFn vertical;
     HorizontalFn horizontal;
     InvNormsFn inv_norms;
-    TileDotsFn tile_dots;
+    NibbleDotsFn nibble_dots;
     RowDotsFn row_dots;
-    PretestFn pretest;
+    LowerBoundsFn lower_bounds;
+    SelectWithinFn select_within;
 };
 
 // Packs rows into tiles of R: tile t holds rows [tR, tR+R) interleaved,
@@ -306,38 +320,29 @@ inline void inv_norms(const float* const* rows, size_t nrows, size_t d, float* o
         out[r] = inv_norm_from_sumsq(sum_of_squares(rows[r], d));
 }
 
-// Without SSE4.1/AVX2 there is no 32-bit vector multiply for the compiler to
-// use, so on x86-64 the baseline SSE2 pmaddwd is spelled out; elsewhere the
-// plain loop is left to the vectorizer.
-inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs, const int32_t* qpairs,
-                      int32_t* out) {
+// The query bytes of group g, dimension by dimension (see NibbleDotsFn).
+inline void unpack_query_group(int32_t lo, int32_t hi, int32_t* k) {
+    for (size_t b = 0; b < 4; ++b) {
+        k[2 * b] = int8_t(uint32_t(lo) >> (8 * b));
+        k[2 * b + 1] = int8_t(uint32_t(hi) >> (8 * b));
+    }
+}
+
+inline void nibble_dots(const uint8_t* tiles, size_t ntiles, size_t ngroups, const int32_t* qlo,
+                        const int32_t* qhi, int32_t bias, int32_t* out) {
     for (size_t t = 0; t < ntiles; ++t) {
-        const int8_t* c = tiles + t * npairs * 2 * kQTileRows;
-#if defined(CHROMA_SSE2)
-        __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(),
-                          _mm_setzero_si128()};
-        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
-            const __m128i k = _mm_set1_epi32(qpairs[p]);
-            for (size_t h = 0; h < 2; ++h) {
-                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * h));
-                // sign-extend bytes to int16: duplicate into the high byte, shift back
-                const __m128i lo = _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
-                const __m128i hi = _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
-                acc[2 * h] = _mm_add_epi32(acc[2 * h], _mm_madd_epi16(lo, k));
-                acc[2 * h + 1] = _mm_add_epi32(acc[2 * h + 1], _mm_madd_epi16(hi, k));
-            }
-        }
-        for (size_t j = 0; j < 4; ++j)
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + t * kQTileRows + 4 * j), acc[j]);
-#else
         int32_t acc[kQTileRows] = {};
-        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
-            const int32_t k0 = int16_t(uint32_t(qpairs[p]) & 0xffffu);
-            const int32_t k1 = int16_t(uint32_t(qpairs[p]) >> 16);
-            for (size_t i = 0; i < kQTileRows; ++i) acc[i] += c[2 * i] * k0 + c[2 * i + 1] * k1;
+        for (size_t g = 0; g < ngroups; ++g) {
+            const uint8_t* c = tiles + (t * ngroups + g) * kNibbleGroupBytes;
+            int32_t k[kNibbleGroup];
+            unpack_query_group(qlo[g], qhi[g], k);
+            for (size_t i = 0; i < kQTileRows; ++i)
+                for (size_t b = 0; b < 4; ++b) {
+                    const uint8_t v = c[4 * i + b];
+                    acc[i] += int32_t(v & 15) * k[2 * b] + int32_t(v >> 4) * k[2 * b + 1];
+                }
         }
-        for (size_t i = 0; i < kQTileRows; ++i) out[t * kQTileRows + i] = acc[i];
-#endif
+        for (size_t i = 0; i < kQTileRows; ++i) out[t * kQTileRows + i] = acc[i] - bias;
     }
 }
 
@@ -366,9 +371,16 @@ inline void row_dots(const int8_t* const* rows, size_t nrows, size_t npairs, con
     }
 }
 
-inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S, const float* R,
-                    const float* H, size_t n, uint8_t* keep) {
-    pretest_generic(a, kdot, S, R, H, n, keep);
+inline void lower_bounds(const BoundArgs& a, const int32_t* kdot, const float* S, const float* R,
+                         const float* N, size_t n, float* lb) {
+    lower_bounds_generic(a, kdot, S, R, N, n, lb);
+}
+
+inline size_t select_within(const float* lb, size_t n, float limit, uint32_t* out) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; ++i)
+        if (!(lb[i] > limit)) out[c++] = uint32_t(i);
+    return c;
 }
 
 }  // namespace portable
@@ -552,25 +564,40 @@ CHROMA_TARGET_AVX2 inline void inv_norms(const float* const* rows, size_t nrows,
     }
 }
 
-// vpmaddwd multiplies the (dim 2p, dim 2p+1) code pair of a row by the
-// broadcast query pair and adds them: one int32 lane per row, no reduction.
+// vpmaddubsw multiplies a row's four nibbles of one parity by the four
+// query bytes and adds them in pairs (at most 2 * 15 * 127, no saturation);
+// int16 sums of up to kNibbleBlock groups stay below 2^15, and vpmaddwd by 1
+// then adds each row's two halves into its int32 lane: no reduction at all.
 // Prefetch: see the AVX-512 version.
-CHROMA_TARGET_AVX2 inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs,
-                                         const int32_t* qpairs, int32_t* out) {
-    const int8_t* c = tiles;
+
+CHROMA_TARGET_AVX2 inline void nibble_dots(const uint8_t* tiles, size_t ntiles, size_t ngroups,
+                                           const int32_t* qlo, const int32_t* qhi, int32_t bias,
+                                           int32_t* out) {
+    const __m256i low4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i vbias = _mm256_set1_epi32(bias);
+    const uint8_t* c = tiles;
     for (size_t t = 0; t < ntiles; ++t) {
-        __m256i lo = _mm256_setzero_si256(), hi = lo;
-        for (size_t p = 0; p < npairs; ++p, c += 2 * kQTileRows) {
-            if (!(p & 1)) _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
-            const __m256i k = _mm256_set1_epi32(qpairs[p]);
-            const __m256i c0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
-            const __m256i c1 =
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16)));
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(c0, k));
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(c1, k));
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+        for (size_t g0 = 0; g0 < ngroups; g0 += kNibbleBlock) {
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+            const size_t g1 = g0 + kNibbleBlock < ngroups ? g0 + kNibbleBlock : ngroups;
+            for (size_t g = g0; g < g1; ++g, c += kNibbleGroupBytes) {
+                _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
+                const __m256i kl = _mm256_set1_epi32(qlo[g]), kh = _mm256_set1_epi32(qhi[g]);
+                const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+                const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32));
+                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_and_si256(v0, low4), kl));
+                s0 = _mm256_add_epi16(
+                    s0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4), kh));
+                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_and_si256(v1, low4), kl));
+                s1 = _mm256_add_epi16(
+                    s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low4), kh));
+            }
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(s0, ones));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(s1, ones));
         }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows + 8), hi);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows), _mm256_sub_epi32(acc0, vbias));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * kQTileRows + 8), _mm256_sub_epi32(acc1, vbias));
     }
 }
 
@@ -594,9 +621,21 @@ CHROMA_TARGET_AVX2 inline void row_dots(const int8_t* const* rows, size_t nrows,
     }
 }
 
-CHROMA_TARGET_AVX2 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
-                                       const float* R, const float* H, size_t n, uint8_t* keep) {
-    pretest_generic(a, kdot, S, R, H, n, keep);
+CHROMA_TARGET_AVX2 inline void lower_bounds(const BoundArgs& a, const int32_t* kdot, const float* S,
+                                            const float* R, const float* N, size_t n, float* lb) {
+    lower_bounds_generic(a, kdot, S, R, N, n, lb);
+}
+
+CHROMA_TARGET_AVX2 inline size_t select_within(const float* lb, size_t n, float limit, uint32_t* out) {
+    const __m256 lim = _mm256_set1_ps(limit);
+    size_t c = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        unsigned mask = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(lb + i), lim, _CMP_NGT_UQ)));
+        for (; mask; mask &= mask - 1) out[c++] = uint32_t(i + lowest_set_bit(mask));
+    }
+    for (; i < n; ++i)
+        if (!(lb[i] > limit)) out[c++] = uint32_t(i);
+    return c;
 }
 
 }  // namespace avx2
@@ -774,26 +813,29 @@ CHROMA_TARGET_AVX512 inline void inv_norms(const float* const* rows, size_t nrow
 // Tiles are consecutive in memory, so this is one sequential stream; the
 // explicit prefetch keeps it flowing across 4 KiB page boundaries, where the
 // hardware prefetchers stop and restart (measured ~1.2x on 100k x 128).
-CHROMA_TARGET_AVX512 inline void tile_dots(const int8_t* tiles, size_t ntiles, size_t npairs,
-                                           const int32_t* qpairs, int32_t* out) {
-    const int8_t* c = tiles;
+// One group of a tile is one 64-byte register; the arithmetic is the AVX2
+// version's.
+CHROMA_TARGET_AVX512 inline void nibble_dots(const uint8_t* tiles, size_t ntiles, size_t ngroups,
+                                             const int32_t* qlo, const int32_t* qhi, int32_t bias,
+                                             int32_t* out) {
+    const __m512i low4 = _mm512_set1_epi8(15), ones = _mm512_set1_epi16(1);
+    const __m512i vbias = _mm512_set1_epi32(bias);
+    const uint8_t* c = tiles;
     for (size_t t = 0; t < ntiles; ++t) {
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-        size_t p = 0;
-        for (; p + 2 <= npairs; p += 2, c += 4 * kQTileRows) {
-            _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
-            const __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
-            const __m512i c1 =
-                _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32)));
-            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(c0, _mm512_set1_epi32(qpairs[p])));
-            a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(c1, _mm512_set1_epi32(qpairs[p + 1])));
+        __m512i acc = _mm512_setzero_si512();
+        for (size_t g0 = 0; g0 < ngroups; g0 += kNibbleBlock) {
+            __m512i s = _mm512_setzero_si512();
+            const size_t g1 = g0 + kNibbleBlock < ngroups ? g0 + kNibbleBlock : ngroups;
+            for (size_t g = g0; g < g1; ++g, c += kNibbleGroupBytes) {
+                _mm_prefetch(reinterpret_cast<const char*>(c) + kQPrefetch, _MM_HINT_T0);
+                const __m512i v = _mm512_loadu_si512(c);
+                s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_and_si512(v, low4), _mm512_set1_epi32(qlo[g])));
+                s = _mm512_add_epi16(s, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4),
+                                                             _mm512_set1_epi32(qhi[g])));
+            }
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(s, ones));
         }
-        if (p < npairs) {
-            const __m512i c0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
-            a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(c0, _mm512_set1_epi32(qpairs[p])));
-            c += 2 * kQTileRows;
-        }
-        _mm512_storeu_si512(out + t * kQTileRows, _mm512_add_epi32(a0, a1));
+        _mm512_storeu_si512(out + t * kQTileRows, _mm512_sub_epi32(acc, vbias));
     }
 }
 
@@ -818,9 +860,25 @@ CHROMA_TARGET_AVX512 inline void row_dots(const int8_t* const* rows, size_t nrow
     }
 }
 
-CHROMA_TARGET_AVX512 inline void pretest(const PretestArgs& a, const int32_t* kdot, const float* S,
-                                         const float* R, const float* H, size_t n, uint8_t* keep) {
-    pretest_generic(a, kdot, S, R, H, n, keep);
+CHROMA_TARGET_AVX512 inline void lower_bounds(const BoundArgs& a, const int32_t* kdot, const float* S,
+                                              const float* R, const float* N, size_t n, float* lb) {
+    lower_bounds_generic(a, kdot, S, R, N, n, lb);
+}
+
+CHROMA_TARGET_AVX512 inline size_t select_within(const float* lb, size_t n, float limit, uint32_t* out) {
+    const __m512 lim = _mm512_set1_ps(limit);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t c = 0, i = 0;
+    for (; i + 16 <= n; i += 16, idx = _mm512_add_epi32(idx, step)) {
+        const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_loadu_ps(lb + i), lim, _CMP_NGT_UQ);
+        if (!hit) continue;
+        _mm512_mask_compressstoreu_epi32(out + c, hit, idx);
+        c += size_t(__builtin_popcount(hit));
+    }
+    for (; i < n; ++i)
+        if (!(lb[i] > limit)) out[c++] = uint32_t(i);
+    return c;
 }
 
 }  // namespace avx512
@@ -831,8 +889,8 @@ CHROMA_TARGET_AVX512 inline void pretest(const PretestArgs& a, const int32_t* kd
 
 inline const KernelTable& portable_kernels() {
     static const KernelTable t{"portable", portable::W, portable::R, portable::vertical, portable::horizontal,
-                               portable::inv_norms, portable::tile_dots, portable::row_dots,
-                               portable::pretest};
+                               portable::inv_norms, portable::nibble_dots, portable::row_dots,
+                               portable::lower_bounds, portable::select_within};
     return t;
 }
 
@@ -843,15 +901,15 @@ inline std::vector<const KernelTable*> available_kernels() {
     static const CpuFeatures cpu = detect_cpu_features();
     if (cpu.avx2_fma) {
         static const KernelTable t{"avx2", avx2::W, avx2::R, avx2::vertical, avx2::horizontal,
-                                   avx2::inv_norms, avx2::tile_dots, avx2::row_dots, avx2::pretest};
+                                   avx2::inv_norms, avx2::nibble_dots, avx2::row_dots, avx2::lower_bounds, avx2::select_within};
         out.push_back(&t);
     }
 #endif
 #ifdef CHROMA_HAVE_AVX512
     if (cpu.avx512) {
         static const KernelTable t{"avx512", avx512::W, avx512::R, avx512::vertical, avx512::horizontal,
-                                   avx512::inv_norms, avx512::tile_dots, avx512::row_dots,
-                                   avx512::pretest};
+                                   avx512::inv_norms, avx512::nibble_dots, avx512::row_dots,
+                                   avx512::lower_bounds, avx512::select_within};
         out.push_back(&t);
     }
 #endif

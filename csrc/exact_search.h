@@ -36,6 +36,9 @@ inline size_t plan_tasks(size_t nrows, size_t m, size_t d, int num_threads) {
     const size_t work = nrows * m * std::max<size_t>(d, 1);
     size_t tasks = std::min(threads * kTasksPerThread, std::max<size_t>(1, work / kMinWorkPerTask));
     if (tasks < threads * 2) tasks = std::min(tasks, threads);  // too little work to rebalance
+    // Below the pool's size only as many tasks as threads: the pool lets one
+    // thread join per task, so more tasks would use more threads than asked.
+    if (threads < pool.concurrency()) tasks = std::min(tasks, threads);
     return std::min(tasks, std::max<size_t>(1, (nrows + kChunkRows - 1) / kChunkRows));
 }
 

@@ -5,9 +5,9 @@
 // Cosine is served by storing unit vectors and scanning with the ip kernel,
 // which saves the per-row norm pass on every search.
 //
-// Next to the float table sits an int8 copy (quantized_table.h, ~27% extra
-// at d = 128: d bytes + 12 per row) kept row for row in step with it, so few-
-// query searches can read a quarter of the bytes first (two_pass.h).
+// Next to the float table sits a 4-bit copy (quantized_table.h, ~15% extra
+// at d = 128: d / 2 bytes + 12 per row) kept row for row in step with it, so
+// few-query searches can read an eighth of the bytes first (two_pass.h).
 #pragma once
 
 #include <algorithm>
@@ -102,12 +102,12 @@ class FlatIndex {
     // allowed == nullptr means every stored vector is a candidate; otherwise
     // unknown labels in it are ignored. two_pass: -1 chooses (use_two_pass),
     // 0 never, 1 whenever the result is guaranteed identical (tests).
-    // reranked, if given, receives per query the rows pass 2 recomputed
-    // (0 when the plain path ran).
+    // computed, if given, receives per query the rows whose distance the
+    // two-pass search computed exactly (0 when the plain path ran).
     size_t search(const KernelTable& K, const float* queries, size_t m, size_t k,
                   const int64_t* allowed, size_t nallowed, int num_threads,
                   std::vector<int64_t>& out_labels, std::vector<float>& out_dist,
-                  int two_pass = -1, std::vector<size_t>* reranked = nullptr) const {
+                  int two_pass = -1, std::vector<size_t>* computed = nullptr) const {
         std::vector<float> normalized;
         if (metric_ == Metric::Cosine) {
             normalized.resize(m * dim_);
@@ -132,14 +132,14 @@ class FlatIndex {
         const size_t kk = std::min(k, ncand);
         out_labels.assign(m * kk, 0);
         out_dist.assign(m * kk, 0.f);
-        if (reranked) reranked->assign(m, 0);
+        if (computed) computed->assign(m, 0);
         const int64_t* rp = allowed ? rows.data() : nullptr;
         const bool quick = two_pass != 0 && horizontal_plain(K, m) &&
                            (two_pass == 1 || use_two_pass(ncand)) &&
                            two_pass_search(K, scan_metric, data_.data(), dim_, quant_,
                                            labels_.size(), rp, ncand, queries, m, kk,
                                            num_threads, out_labels.data(), out_dist.data(),
-                                           reranked);
+                                           computed);
         if (!quick)
             exact_search(K, scan_metric, data_.data(), dim_, rp, ncand, queries, m, kk,
                          num_threads, out_labels.data(), out_dist.data());
@@ -147,7 +147,7 @@ class FlatIndex {
         return kk;
     }
 
-    // Bytes held by the int8 copy (codes, scales, error bounds).
+    // Bytes held by the 4-bit copy (codes, scales, error bounds, norms).
     size_t quant_bytes() const {
         std::shared_lock<std::shared_mutex> lk(mu_);
         return quant_.memory_bytes();
@@ -158,11 +158,12 @@ class FlatIndex {
     // computes its distances with the horizontal kernel, which pass 2 reuses.
     static bool horizontal_plain(const KernelTable& K, size_t m) { return m * 4 < K.lanes * 3; }
 
-    // Measured (2-core Xeon, d = 128, avx512): with the horizontal kernel
-    // (m below 3/4 of the lane group) two passes win at every m tried, from
-    // 3.1x at m = 1 to 2.1x at m = 16 on 100k rows, and ~1.2x still at m = 16
-    // on 8k rows; at 2k rows they tie. Below d = 16 the per-row bound work
-    // is no longer small next to the float row.
+    // Measured (2-core Xeon, avx512, l2): with the horizontal kernel (m
+    // below 3/4 of the lane group) two passes win at every m tried from 4096
+    // rows up: at d = 128 from 4.6x at m = 1 to 2.4x at m = 23 on 100k rows
+    // and 1.1x at m = 23 on 4k rows, at d = 16 from 3.3x to 1.5x on 100k
+    // rows; on 2k rows they lose from m = 16. Below d = 16 the per-row bound
+    // work is no longer small next to the float row.
     bool use_two_pass(size_t ncand) const { return dim_ >= 16 && ncand >= 4096; }
 
     void store_row(float* dst, const float* src) const {
@@ -187,7 +188,7 @@ class FlatIndex {
     std::vector<float> data_;
     std::vector<int64_t> labels_;
     std::unordered_map<int64_t, size_t> pos_;
-    QuantTable quant_;  // int8 copy of data_, row for row (two_pass.h)
+    QuantTable quant_;  // 4-bit copy of data_, row for row (two_pass.h)
 };
 
 }  // namespace chroma

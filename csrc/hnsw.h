@@ -654,7 +654,7 @@ class HnswIndex {
         std::vector<const float*> vecs;
         std::vector<const int8_t*> codes;
         std::vector<int64_t> labels;
-        std::vector<float> scale, err, norm2;
+        std::vector<float> scale, err, norm;
 
         size_t size() const { return labels.size(); }
         void reserve(size_t n) {
@@ -663,7 +663,7 @@ class HnswIndex {
             labels.reserve(n);
             scale.reserve(n);
             err.reserve(n);
-            norm2.reserve(n);
+            norm.reserve(n);
         }
         void push(const float* v, const int8_t* c, int64_t label, const RowCode& rc) {
             vecs.push_back(v);
@@ -671,7 +671,7 @@ class HnswIndex {
             labels.push_back(label);
             scale.push_back(rc.scale);
             err.push_back(rc.err);
-            norm2.push_back(rc.norm2);
+            norm.push_back(rc.norm);
         }
         CodedRows rows() const {
             CodedRows r;
@@ -679,7 +679,7 @@ class HnswIndex {
             r.codes = codes.data();
             r.scale = scale.data();
             r.err = err.data();
-            r.norm2 = norm2.data();
+            r.norm = norm.data();
             r.vecs = vecs.data();
             r.tie = labels.data();
             return r;
@@ -819,7 +819,7 @@ class HnswIndex {
             std::memcpy(vec(id), src, dim_ * sizeof(float));
         store_codes(id);
     }
-    void store_codes(uint32_t id) const { row_code(id) = quantize_row(vec(id), dim_, codes(id), 2); }
+    void store_codes(uint32_t id) const { row_code(id) = quantize_row(vec(id), dim_, codes(id)); }
 
     float distance(const KernelTable& K, const float* q, const float* x) const {
         float d;

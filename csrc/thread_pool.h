@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <condition_variable>
 #include <cstddef>
@@ -19,7 +20,34 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
 namespace chroma {
+
+// A hint to the core that this thread is busy-waiting.
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Waits up to kSpinWait for ready() to turn true without sleeping; returns
+// ready(). Waking a sleeping thread costs tens of microseconds on a VM, as
+// much as a whole small search, and a search may run the pool twice.
+constexpr std::chrono::microseconds kSpinWait{50};
+template <class Ready>
+inline bool spin_until(const Ready& ready) {
+    const auto until = std::chrono::steady_clock::now() + kSpinWait;
+    for (unsigned i = 1;; ++i) {
+        if (ready()) return true;
+        spin_pause();
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > until) return ready();
+    }
+}
 
 class ThreadPool {
    public:
@@ -72,6 +100,7 @@ class ThreadPool {
         {
             std::lock_guard<std::mutex> lk(mu_);
             jobs_.push_back(&job);
+            posted_.fetch_add(1);
         }
         if (ntasks - 1 >= workers_.size())
             wake_.notify_all();
@@ -79,10 +108,14 @@ class ThreadPool {
             for (size_t i = 0; i + 1 < ntasks; ++i) wake_.notify_one();
         work_on(job, 0);
         std::unique_lock<std::mutex> lk(mu_);
-        unlink(&job);
+        unlink(&job);  // no worker can take it up from here on
+        lk.unlock();
         // Workers may still hold a pointer to `job` (on our stack) until they
-        // drop their reference under the lock.
-        done_.wait(lk, [&] { return job.done.load() == ntasks && job.refs == 0; });
+        // drop their reference, which is their last touch of it.
+        auto finished = [&] { return job.done.load() == ntasks && job.refs.load() == 0; };
+        spin_until(finished);
+        lk.lock();
+        done_.wait(lk, finished);
         if (job.error) std::rethrow_exception(job.error);
     }
 
@@ -94,7 +127,7 @@ class ThreadPool {
         std::atomic<size_t> next{0};
         size_t slots = 1;  // guarded by mu_; slot 0 is the caller
         std::atomic<size_t> done{0};
-        size_t refs = 0;  // guarded by mu_
+        std::atomic<size_t> refs{0};  // taken under mu_
         std::exception_ptr error;  // guarded by mu_
     };
 
@@ -124,6 +157,13 @@ class ThreadPool {
     void loop() {
         std::unique_lock<std::mutex> lk(mu_);
         for (;;) {
+            if (jobs_.empty()) {
+                // Stay awake a little for the next job: searches come in runs.
+                const size_t seen = posted_.load();
+                lk.unlock();
+                spin_until([&] { return posted_.load() != seen; });
+                lk.lock();
+            }
             wake_.wait(lk, [&] { return !jobs_.empty(); });
             Job* job = jobs_.front();
             if (job->next.load() >= job->ntasks || job->slots >= max_slots(job->ntasks)) {
@@ -135,9 +175,9 @@ class ThreadPool {
             lk.unlock();
             work_on(*job, slot);
             lk.lock();
-            --job->refs;
             unlink(job);
-            if (job->refs == 0) done_.notify_all();
+            // The last touch of the job: its owner may return as soon as it sees 0.
+            if (job->refs.fetch_sub(1) == 1) done_.notify_all();
         }
     }
 
@@ -145,6 +185,7 @@ class ThreadPool {
     std::condition_variable wake_;
     std::condition_variable done_;
     std::deque<Job*> jobs_;
+    std::atomic<size_t> posted_{0};  // jobs ever queued, for spinning workers
     std::vector<std::thread> workers_;
 };
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -531,6 +533,26 @@ def test_flat_index_concurrent_search_and_add():
     assert len(idx) == 5000 + 40 * 100 - 14 * 50
 
 
+def test_num_threads_one_keeps_the_search_on_the_calling_thread():
+    # The pool lets a thread join per task, so num_threads=1 must mean one
+    # task: this process then burns about one core, not two.
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two cores to tell one thread from two")
+    data = gaussian(100_000, 64, seed=5)
+    idx = _core.FlatIndex(64, "l2")
+    idx.add(np.arange(len(data)), data)
+    q = gaussian(40, 64, seed=6)
+    for search in (lambda v: _core.exact_search(data, v, 10, "l2", num_threads=1),
+                   lambda v: idx.search(v, 10, num_threads=1, _two_pass=False),
+                   lambda v: idx.search(v, 10, num_threads=1, _two_pass=True)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - wall < 0.4:
+            for v in q:
+                search(v)
+        ratio = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        assert ratio < 1.4, ratio
+
+
 def test_exact_search_concurrent_threads_are_correct():
     data = gaussian(20000, 32, seed=61)
     q = gaussian(16, 32, seed=62)
@@ -552,7 +574,7 @@ def test_exact_search_concurrent_threads_are_correct():
 
 
 # ------------------------------------------------------ FlatIndex two-pass search
-# The int8 first pass with exact rerank must return exactly what the plain
+# The 4-bit first pass with exact distances must return exactly what the plain
 # float scan returns (labels and bit-identical distances), on data chosen to
 # stress the error bounds: wide value ranges, outliers, ties.
 
@@ -668,8 +690,30 @@ def test_two_pass_chosen_automatically_and_memory():
     assert 10 <= auto[2][0] < n // 10  # the two-pass path ran and filtered
     _assert_same(auto[:2], idx.search(q[0], 10, _two_pass=False))
     assert idx._search_stats(q[0], 10, _two_pass=False)[2][0] == 0
-    # int8 codes + three floats per row, about a quarter of the float table
-    assert idx._quant_bytes <= 0.35 * n * d * 4
+    # 4-bit codes + three floats per row: 44 bytes against 256 at d = 64
+    assert idx._quant_bytes <= 0.18 * n * d * 4
+
+
+def test_two_pass_over_several_blocks(simd_path):
+    # More rows than one block of lower bounds (kBoundBlockRows = 2^18), so
+    # the second block starts from the first block's tau; the allowed rows
+    # straddle the boundary.
+    n, d = 300_000, 16
+    rng = np.random.default_rng(98)
+    data = rng.standard_normal((n, d)).astype(np.float32)
+    q = np.concatenate([data[[5, 299_990]], rng.standard_normal((2, d)).astype(np.float32)])
+    allowed = np.arange(250_000, 280_000, 3)
+    for space in SPACES:
+        idx = _core.FlatIndex(d, space)
+        idx.add(np.arange(n), data)
+        for m in (1, 4):
+            plain = idx.search(q[:m], 10, _two_pass=False)
+            got = idx._search_stats(q[:m], 10, _two_pass=True)
+            _assert_same(plain, got[:2])
+            # the 4-bit pass rules out nearly every row
+            assert (got[2] < n // 20).all(), (space, got[2])
+            _assert_same(idx.search(q[:m], 10, allowed=allowed, _two_pass=False),
+                         idx.search(q[:m], 10, allowed=allowed, _two_pass=True))
 
 
 def test_two_pass_multithreaded_and_tiny_dims(simd_path):
