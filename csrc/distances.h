@@ -118,7 +118,7 @@ using RowDotsFn = void (*)(const int8_t* const* rows, size_t nrows, size_t npair
 
 // Pass-1 lower bounds of the two-pass searches (the bound argument is in
 // two_pass.h): row i's kernel distance provably exceeds tau whenever
-// lb[i] > tau (ip, cosine) or lb[i] > pretest_root(tau) (l2, which bounds
+// lb[i] > tau (ip, cosine) or lb[i] > l2_limit(tau) (l2, which bounds
 // distances, not their squares). Written once as a plain loop and
 // instantiated inside each path's target so the compiler vectorizes it for
 // that ISA.
@@ -569,7 +569,6 @@ CHROMA_TARGET_AVX2 inline void inv_norms(const float* const* rows, size_t nrows,
 // int16 sums of up to kNibbleBlock groups stay below 2^15, and vpmaddwd by 1
 // then adds each row's two halves into its int32 lane: no reduction at all.
 // Prefetch: see the AVX-512 version.
-
 CHROMA_TARGET_AVX2 inline void nibble_dots(const uint8_t* tiles, size_t ntiles, size_t ngroups,
                                            const int32_t* qlo, const int32_t* qhi, int32_t bias,
                                            int32_t* out) {

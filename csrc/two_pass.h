@@ -10,8 +10,8 @@
 // distances are bit-identical to the plain path and the (distance, row) order
 // picks the same k rows. Two forms:
 //  * two_pass_search (FlatIndex): 4-bit codes, an eighth of the float bytes.
-//    Rows that pass the bound are computed exactly at once, so tau is the
-//    k-th smallest exact distance so far, which keeps 4 bits enough.
+//    tau is an exact distance (the rows of smallest bound are computed
+//    first), which keeps 4 bits enough.
 //  * two_pass_rows (graph index): int8 codes beside each node; tau is the
 //    k-th smallest upper bound, and the survivors are recomputed at the end.
 //
@@ -106,21 +106,25 @@ struct NibbleQuery {
 
 // For l2 the lower bounds are on distances, not squares: the limit they are
 // held against is the sqrt of tau, inflated by the float kernel's error.
-inline float pretest_root(float tau, double gamma_f) {
+inline float l2_limit(float tau, double gamma_f) {
     return float_up(std::sqrt((double(tau) + kTiny) * (1 + 2 * gamma_f)) * (1 + 1e-9));
 }
+
+// What lower bounds are held against to rule out distances above tau.
+inline float bound_limit(bool l2, float tau, double gamma_f) { return l2 ? l2_limit(tau, gamma_f) : tau; }
 
 inline BoundArgs bound_args(bool l2, const QuantQuery& Q, double gamma_f) {
     return {l2, Q.sigma, Q.qn2, Q.qn, Q.edelta, float(kEta), float(gamma_f), float(kTiny)};
 }
 
-// Calls f(i) for every i < n with !(lb[i] > limit), in increasing order.
-template <class F>
-inline void for_each_within(const KernelTable& K, const float* lb, size_t n, float limit, const F& f) {
+// Calls f(i) for every i < n with !(lb[i] > limit()), in increasing order;
+// limit() is asked again every 256 rows, so it may tighten as f runs.
+template <class Limit, class F>
+inline void for_each_within(const KernelTable& K, const float* lb, size_t n, const Limit& limit, const F& f) {
     constexpr size_t kSpan = 256;
     uint32_t hit[kSpan];
     for (size_t i0 = 0; i0 < n; i0 += kSpan) {
-        const size_t c = K.select_within(lb + i0, std::min(kSpan, n - i0), limit, hit);
+        const size_t c = K.select_within(lb + i0, std::min(kSpan, n - i0), limit(), hit);
         for (size_t j = 0; j < c; ++j) f(i0 + hit[j]);
     }
 }
@@ -254,22 +258,26 @@ inline bool two_pass_search(const KernelTable& K, Metric metric, const float* da
                 for (size_t i = 0; i < m; ++i) {
                     const NibbleQuery& q = Q[i];
                     float* lb = lbs.data() + i * npos + u0 * kQTileRows;
-                    // A full table's units are consecutive tiles, taken in one call.
-                    for (size_t u = 0; u < nu; u += rows ? 1 : nu) {
-                        const size_t count = rows ? 1 : nu, tile = tile_of(b0 + u0 + u);
+                    // Lower bounds of `count` consecutive tiles from `tile` (inf past the table's end).
+                    auto tile_bounds = [&](size_t tile, size_t count, int32_t* kb, float* out) {
                         const size_t first = tile * kQTileRows, len = std::min(count * kQTileRows, n - first);
-                        int32_t* kb = kbuf + u * kQTileRows;
-                        float* out = lb + u * kQTileRows;
                         K.nibble_dots(T.tiles() + tile * tb, count, ngroups, q.lo.data(), q.hi.data(), q.bias, kb);
                         K.lower_bounds(bound_args(l2, q.q, gamma_f), kb, T.scale() + first, T.err() + first,
                                        T.norm() + first, len, out);
-                        for (size_t r = len; r < count * kQTileRows; ++r) out[r] = inf;
-                        if (rows)
+                        std::fill(out + len, out + count * kQTileRows, inf);
+                    };
+                    if (rows) {
+                        for (size_t u = 0; u < nu; ++u) {
+                            float* out = lb + u * kQTileRows;
+                            tile_bounds(units[b0 + u0 + u].first, 1, kbuf + u * kQTileRows, out);
                             for (size_t r = 0; r < kQTileRows; ++r)
                                 if (!(units[b0 + u0 + u].second >> r & 1)) out[r] = inf;
+                        }
+                    } else {
+                        tile_bounds(b0 + u0, nu, kbuf, lb);  // a full table's units are consecutive tiles
                     }
                     BoundPool& p = pools[slot * m + i];
-                    for_each_within(K, lb, nu * kQTileRows, p.limit(), [&](size_t j) {
+                    for_each_within(K, lb, nu * kQTileRows, [&] { return p.limit(); }, [&](size_t j) {
                         if (lb[j] < p.limit()) p.offer(lb[j], u0 * kQTileRows + j);
                     });
                 }
@@ -297,25 +305,22 @@ inline bool two_pass_search(const KernelTable& K, Metric metric, const float* da
 
         // Step 3. Every thread's limit starts from step 2's tau and tightens
         // as its own heap improves.
-        constexpr size_t kSpan = 256;
         pool.run(ntasks, [&](size_t t, size_t slot) {
             const size_t lo = npos * t / ntasks, hi = npos * (t + 1) / ntasks;
-            uint32_t hit[kSpan];
             ExactBatch& eb = batch[slot];
             for (size_t i = 0; i < m; ++i) {
                 const float* lb = lbs.data() + i * npos;
-                for (size_t s0 = lo; s0 < hi; s0 += kSpan) {
-                    const float tau = std::min(tau_after_step2[i], worst_of(best[slot], i));
-                    const size_t c =
-                        K.select_within(lb + s0, std::min(kSpan, hi - s0), l2 ? pretest_root(tau, gamma_f) : tau, hit);
-                    for (size_t j = 0; j < c; ++j) {
-                        const size_t pos = s0 + hit[j];
-                        if (lb[pos] == inf) continue;  // not a row, or computed in step 2
-                        eb.add(data + row_at(pos) * d, int64_t(row_at(pos)));
-                    }
-                    if (eb.ptrs.size() >= 16 || (s0 + kSpan >= hi && !eb.ptrs.empty()))
-                        counted[slot * m + i] += eb.flush(K, metric, d, queries + i * d, best[slot], i);
-                }
+                auto flush = [&] { counted[slot * m + i] += eb.flush(K, metric, d, queries + i * d, best[slot], i); };
+                auto limit = [&] {
+                    return bound_limit(l2, std::min(tau_after_step2[i], worst_of(best[slot], i)), gamma_f);
+                };
+                for_each_within(K, lb + lo, hi - lo, limit, [&](size_t j) {
+                    const size_t pos = lo + j;
+                    if (lb[pos] == inf) return;  // not a row, or computed in step 2
+                    eb.add(data + row_at(pos) * d, int64_t(row_at(pos)));
+                    if (eb.ptrs.size() >= 16) flush();
+                });
+                if (!eb.ptrs.empty()) flush();
             }
         });
     }
@@ -356,7 +361,7 @@ struct PassOneState {
         }
         if (ub.size() == k && ub.front() < tau) {
             tau = ub.front();
-            root = pretest_root(tau, gamma_f);
+            root = l2_limit(tau, gamma_f);
         }
     }
 };
@@ -398,7 +403,7 @@ inline void pass_one_rows(const KernelTable& K, bool l2, const QuantQuery& Q, co
                           const float* S, const float* R, const float* N, int64_t first_id,
                           size_t nrows, double gamma_f, PassOneState& st, float* lb) {
     K.lower_bounds(bound_args(l2, Q, gamma_f), kbuf, S, R, N, nrows, lb);
-    for_each_within(K, lb, nrows, l2 ? st.root : st.tau, [&](size_t i) {
+    for_each_within(K, lb, nrows, [&] { return l2 ? st.root : st.tau; }, [&](size_t i) {
         const auto b = row_bounds(l2, Q, S[i], R[i], N[i], kbuf[i], gamma_f);
         st.offer(b.second, gamma_f);
         if (!(b.first > st.tau)) st.cand.emplace_back(b.first, first_id + int64_t(i));
