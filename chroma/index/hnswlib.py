@@ -18,6 +18,10 @@ from chroma.index import Index, as_labels, as_vectors
 from chroma.index.hnsw import index_params
 
 _INITIAL_CAPACITY = 1024
+EXACT_CANDIDATES = 1024
+"""Candidate sets up to this size are answered by exact search, as the core's planner answers
+them (``kExactRows`` in csrc/hnsw.h): after updates and slot reuse, hnswlib's walk can miss the
+nearest item or answer with a deleted label, which on a small set the user sees at once."""
 
 
 class Hnswlib(Index):
@@ -80,17 +84,29 @@ class Hnswlib(Index):
             kk = min(k, len(candidates))
             if kk == 0 or not len(queries):
                 return np.empty((len(queries), 0), np.int64), np.empty((len(queries), 0), np.float32)
-            accept = None if allowed is None else candidates.__contains__
-            self._index.set_ef(max(self.search_ef, kk))
-            try:
-                labels, distances = self._index.knn_query(queries, kk, num_threads=num_threads or -1, filter=accept)
-            except RuntimeError:
-                # hnswlib raises when its walk found fewer than kk: answer exactly instead
+            if len(candidates) <= EXACT_CANDIDATES:
                 labels, distances = self._exact(queries, kk, candidates)
+            else:
+                labels, distances = self._walk(queries, kk, candidates, allowed is not None, num_threads)
         return labels.astype(np.int64), distances.astype(np.float32)
 
+    def _walk(self, queries: np.ndarray, k: int, candidates: set[int], filtered: bool,
+              num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+        self._index.set_ef(max(self.search_ef, k))
+        try:
+            labels, distances = self._index.knn_query(queries, k, num_threads=num_threads or -1,
+                                                      filter=candidates.__contains__ if filtered else None)
+        except RuntimeError:
+            # hnswlib raises when its walk found fewer than k: answer exactly instead
+            return self._exact(queries, k, candidates)
+        if not all(map(candidates.__contains__, labels.ravel().tolist())):
+            # a slot reused by replace_deleted can still answer with its deleted label
+            return self._exact(queries, k, candidates)
+        return labels, distances
+
     def _exact(self, queries: np.ndarray, k: int, candidates: set[int]) -> tuple[np.ndarray, np.ndarray]:
-        pool = np.fromiter(candidates, np.int64, len(candidates))
+        # ascending labels: exact search breaks ties by row, so ties come back in insertion order
+        pool = np.sort(np.fromiter(candidates, np.int64, len(candidates)))
         vectors = np.asarray(self._index.get_items(pool), dtype=np.float32)
         rows, distances = _core.exact_search(vectors, queries, k, self.space)
         return pool[rows], distances
