@@ -46,6 +46,7 @@ class PeakGrowth:
 
     def __exit__(self, *exc) -> None:
         self.bytes = rss(self.pid, "VmHWM") - self.before
+        print(f"server peak RSS: +{self.bytes / MB:.1f} MB over {self.before / MB:.0f} MB")  # shown with -s
 
 
 def collection_of(server, name: str, count: int, dim: int = 8) -> str:
@@ -81,3 +82,26 @@ def test_query_of_four_with_huge_n_results_over_http_without_a_bound(unbounded, 
     assert [len(row) for row in answer.json()["ids"]] == [5] * 4
     assert growth.bytes < SLACK
     assert unbounded.answers()
+
+
+@pytest.fixture(scope="module")
+def defaults(tmp_path_factory):
+    """A server with the default bounds."""
+    with running_server(tmp_path_factory.mktemp("defaults"), allow_reset="1") as server:
+        yield server
+
+
+def test_binary_frame_of_104_bytes_declaring_ten_million_rows(defaults):
+    collection_id = collection_of(defaults, "frame-bomb", 10)
+    header = {"ids": ["a"], "$arrays": {"embeddings": {"offset": 0, "rows": 10_000_000, "dim": 0, "missing": [0]}}}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    body = len(text).to_bytes(4, "little") + text + b"\0" * (-(4 + len(text)) % 4)
+    assert len(body) <= 104
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(f"{defaults.url}/api/v1/collections/{collection_id}/add", data=body,
+                               headers={"Content-Type": "application/x-chroma-binary"})
+    assert answer.status_code == 400 and answer.json()["error"] == "InvalidArgument", answer.text
+    assert "10000000 rows" in answer.json()["message"]
+    assert growth.bytes < SLACK
+    count = requests.get(f"{defaults.url}/api/v1/collections/{collection_id}/count")
+    assert count.json() == {"count": 10}

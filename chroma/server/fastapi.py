@@ -175,14 +175,15 @@ def _body_documentation(model: type[BaseModel]) -> dict:
     }}}
 
 
-def _reader(model: type[BaseModel]):
-    """A dependency parsing the request body into ``model``, from JSON or from the binary frame."""
+def _reader(model: type[BaseModel], bounds: Bounds):
+    """A dependency parsing the request body into ``model``, from JSON or from the binary frame
+    (whose declared rows are checked against ``max_batch_size`` before any is built)."""
 
     async def read(request: Request) -> BaseModel:
         raw = await request.body()
         media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media_type == wire.MEDIA_TYPE:
-            data = wire.decode(raw)
+            data = wire.decode(raw, bounds.max_batch_size)
         elif media_type == "application/json" or media_type.endswith("+json"):
             try:
                 data = json.loads(raw) if raw else {}
@@ -399,7 +400,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections", CreateCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def create_collection(body: CreateCollection = _reader(CreateCollection)) -> Response:
+    def create_collection(body: CreateCollection = _reader(CreateCollection, bounds)) -> Response:
         """Creates a collection (409 CollectionExists unless get_or_create)."""
         return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
 
@@ -407,7 +408,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     # routes take any rest of the path (a bad name gets Local's error).
     @route("PUT", "/collections/{collection_id:uuid}", ModifyCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection)) -> Response:
+    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection, bounds)) -> Response:
         """Renames the collection and/or replaces its metadata."""
         name, metadata = api._modify(str(collection_id), body.name, body.metadata)
         return _json({"id": str(collection_id), "name": name, "metadata": metadata})
@@ -418,7 +419,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         return _json({"count": api._count(str(collection_id))})
 
     def writer(operation: str, summary: str):
-        def write(collection_id: Any, body: Records = _reader(Records)) -> Response:
+        def write(collection_id: Any, body: Records = _reader(Records, bounds)) -> Response:
             bound_batch(body.ids, "ids")
             getattr(api, f"_{operation}")(str(collection_id), body.ids, body.embeddings, body.metadatas,
                                           body.documents)
@@ -433,7 +434,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
 
     @route("POST", "/collections/{collection_id:uuid}/delete", DeleteRecords, tags=["records"])
-    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords)) -> Response:
+    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords, bounds)) -> Response:
         """Deletes the items matching every given argument (at least one is needed)."""
         bound_batch(body.ids, "ids")
         api._delete(str(collection_id), body.ids, body.where, body.where_document)
@@ -441,7 +442,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections/{collection_id:uuid}/get", GetRecords, tags=["records"],
            responses={200: {"model": GetResultOut}, **_ERRORS})
-    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords)) -> Response:
+    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords, bounds)) -> Response:
         """Items by id (in the order asked) or by filter (in insertion order)."""
         bound_batch(body.ids, "ids")
         result = api._get(str(collection_id), body.ids, body.where, body.where_document, body.limit, body.offset,
@@ -456,7 +457,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections/{collection_id:uuid}/query", QueryRecords, tags=["records"],
            responses={200: {"model": QueryResultOut}, **_ERRORS})
-    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords)) -> Response:
+    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords, bounds)) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
         bound_queries(body.query_embeddings)
         bound_n_results(body.n_results)
