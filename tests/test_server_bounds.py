@@ -105,3 +105,117 @@ def test_binary_frame_of_104_bytes_declaring_ten_million_rows(defaults):
     assert growth.bytes < SLACK
     count = requests.get(f"{defaults.url}/api/v1/collections/{collection_id}/count")
     assert count.json() == {"count": 10}
+
+
+# --------------------------------------------------------------------------
+# Arrow Flight
+# --------------------------------------------------------------------------
+
+FLIGHT_TOKEN = "flight-token"
+
+
+@pytest.fixture(scope="module")
+def flight_1mib(tmp_path_factory):
+    """A Flight server with a token and max_request_bytes of 1 MiB."""
+    with running_server(tmp_path_factory.mktemp("flight"), impl="flight", auth_token=FLIGHT_TOKEN,
+                        max_request_bytes=str(MB), allow_reset="1") as server:
+        yield server
+
+
+def flight_options(token):
+    import pyarrow.flight as flight
+
+    return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())] if token else [])
+
+
+def flight_collection(server, name: str) -> str:
+    import pyarrow.flight as flight
+
+    with flight.FlightClient(server.flight_url) as client:
+        [result] = client.do_action(flight.Action("create_collection", json.dumps({"name": name}).encode()),
+                                    options=flight_options(FLIGHT_TOKEN))
+    return json.loads(result.body.to_pybytes())["id"]
+
+
+def flight_put(server, collection_id: str, batch, token) -> None:
+    """One DoPut of ``batch`` as one message, as any Flight client could send it."""
+    import pyarrow.flight as flight
+
+    command = json.dumps({"op": "add", "collection_id": collection_id, "rows": batch.num_rows}).encode()
+    with flight.FlightClient(server.flight_url) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_command(command), batch.schema,
+                                  options=flight_options(token))
+        writer.write_batch(batch)
+        writer.close()
+
+
+def flight_count(server, collection_id: str) -> int:
+    import pyarrow.flight as flight
+
+    with flight.FlightClient(server.flight_url) as client:
+        [result] = client.do_action(flight.Action("count", json.dumps({"collection_id": collection_id}).encode()),
+                                    options=flight_options(FLIGHT_TOKEN))
+    return json.loads(result.body.to_pybytes())["count"]
+
+
+def batch_of_mib(mib: int):
+    import pyarrow as pa
+
+    from chroma import flight_protocol as protocol
+
+    rows = mib * MB // (4096 * 4)
+    return pa.record_batch([pa.array([f"i{i}" for i in range(rows)]),
+                            protocol.embedding_column(np.ones((rows, 4096), np.float32))], names=["ids", "embeddings"])
+
+
+@pytest.fixture(scope="module")
+def batch_of_400_mib():
+    return batch_of_mib(400)
+
+
+def test_flight_batch_of_400_mib_without_the_token(flight_1mib, batch_of_400_mib):
+    import pyarrow.flight as flight
+
+    collection_id = flight_collection(flight_1mib, "no-token")
+    with PeakGrowth(flight_1mib) as growth:
+        with pytest.raises(flight.FlightUnauthenticatedError):
+            flight_put(flight_1mib, collection_id, batch_of_400_mib, None)
+    assert growth.bytes < SLACK  # refused when the call starts, before gRPC reads its stream
+    assert flight_count(flight_1mib, collection_id) == 0
+
+
+def test_flight_batch_of_400_mib_with_the_token_against_a_1_mib_bound(flight_1mib, batch_of_400_mib):
+    import pyarrow.flight as flight
+
+    from chroma import flight_protocol as protocol
+
+    collection_id = flight_collection(flight_1mib, "over-bound")
+    with PeakGrowth(flight_1mib) as growth:
+        with pytest.raises(flight.FlightServerError) as raised:
+            flight_put(flight_1mib, collection_id, batch_of_400_mib, FLIGHT_TOKEN)
+    error = protocol.error_from_info(raised.value.extra_info)
+    assert type(error).__name__ == "PayloadTooLarge" and "max_request_bytes=1048576" in str(error)
+    # pyarrow's Flight server sets no gRPC receive limit: gRPC buffers the whole
+    # message and Arrow copies it into one buffer before our code can count it
+    # (docs/limits.md). Nothing beyond those two copies may be added.
+    assert growth.bytes < 2 * batch_of_400_mib.get_total_buffer_size() + SLACK
+    assert flight_count(flight_1mib, collection_id) == 0
+    assert flight_1mib.answers()
+
+
+def test_flight_batch_with_invalid_utf8_ids(flight_1mib):
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    from chroma import flight_protocol as protocol
+
+    collection_id = flight_collection(flight_1mib, "bad-utf8")
+    offsets = pa.py_buffer(np.array([0, 2], np.int32).tobytes())
+    ids = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(b"\xff\xfe")])
+    batch = pa.record_batch([ids, protocol.embedding_column(np.ones((1, 4), np.float32))],
+                            names=["ids", "embeddings"])
+    with pytest.raises(flight.FlightServerError) as raised:
+        flight_put(flight_1mib, collection_id, batch, FLIGHT_TOKEN)
+    error = protocol.error_from_info(raised.value.extra_info)
+    assert type(error).__name__ == "InvalidArgument" and "not valid Arrow data" in str(error), raised.value
+    assert flight_count(flight_1mib, collection_id) == 0

@@ -209,17 +209,32 @@ class _Service(flight.FlightServerBase):
         return command
 
     def _receive(self, reader: flight.MetadataRecordBatchReader, what: str) -> pa.Table:
-        """The whole incoming stream, within the bounds (checked as it arrives)."""
+        """The whole incoming stream, within the bounds, each batch checked as it arrives.
+
+        gRPC hands over a whole message at a time (pyarrow sets no receive
+        limit), so the bytes are counted per message, with every buffer it
+        brought (not only the part its arrays use), and reading stops at
+        the first message past ``max_request_bytes``. Each batch is then
+        validated in full: offsets, lengths and UTF-8 from a peer are not
+        trusted by anything that reads them later.
+        """
         batches, size, rows = [], 0, 0
-        for chunk in reader:
-            if chunk.data is None:
-                continue
-            size += chunk.data.nbytes
+        for number, chunk in enumerate(reader):
+            batch = chunk.data
+            size += chunk.app_metadata.size if chunk.app_metadata is not None else 0
+            size += batch.get_total_buffer_size() if batch is not None else 0
             if self.bounds.max_request_bytes and size > self.bounds.max_request_bytes:
                 raise self.bounds.too_large(None)
-            rows += chunk.data.num_rows
+            if batch is None:
+                continue
+            rows += batch.num_rows
             self.bounds.check_batch(rows, what)
-            batches.append(chunk.data)
+            try:
+                batch.validate(full=True)
+            except pa.ArrowException as exc:
+                raise errors.InvalidArgument(
+                    f"record batch {number} of the stream is not valid Arrow data: {exc}") from None
+            batches.append(batch)
         return pa.Table.from_batches(batches, schema=reader.schema)
 
     def do_put(self, context, descriptor, reader, writer) -> None:
