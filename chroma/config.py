@@ -72,6 +72,11 @@ class Settings:
     max_n_results: int = 10_000
     """Server: largest ``n_results`` of a query (413 ``PayloadTooLarge`` above); 0 means no
     bound. Reported by ``GET /api/v1/limits``."""
+    max_response_rows: int = 50_000
+    """Server: most rows one answer may hold: a query's queries x ``n_results`` (as asked,
+    checked before the search) and a get's rows (a get matching more is refused; page it
+    with ``limit`` and ``offset``). 413 ``PayloadTooLarge`` above; 0 means no bound.
+    Reported by ``GET /api/v1/limits``."""
     cors_origins: Optional[str] = None
     """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
     http_encoding: str = "binary"

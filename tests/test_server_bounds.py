@@ -4,7 +4,9 @@ or refused, the server stays up, and its memory stays bounded.
 The memory rule (issue 19): for any single request, accepted or refused, the
 server's peak RSS grows by at most the size of what the request stores plus
 64 MB. The peak is the kernel's VmHWM, reset before each request through
-``/proc/PID/clear_refs``, so one request's peak is not hidden by an earlier one.
+``/proc/PID/clear_refs``, so one request's peak is not hidden by an earlier one;
+the servers return freed memory to the system at once, so no request reuses
+what an earlier one left resident.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ from server_helpers import running_server
 MB = 2**20
 SLACK = 64 * MB
 """What one request may add to the server's peak RSS beyond what it stores."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def memory_returned_on_free():
+    """Servers of this module give freed memory back to the system at once (glibc keeps it
+    otherwise, and a request reusing it would show no growth)."""
+    saved = {name: os.environ.get(name) for name in RETURN_FREED_MEMORY}
+    os.environ.update(RETURN_FREED_MEMORY)
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name)
+        else:
+            os.environ[name] = value
+
+
+RETURN_FREED_MEMORY = {"MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def rss(pid: int, field: str) -> int:
@@ -65,8 +84,9 @@ def collection_of(server, name: str, count: int, dim: int = 8) -> str:
 
 @pytest.fixture(scope="module")
 def unbounded(tmp_path_factory):
-    """A server with no bound on n_results ("0": none)."""
-    with running_server(tmp_path_factory.mktemp("unbounded"), allow_reset="1", max_n_results="0") as server:
+    """A server with no bound on n_results nor on the rows of an answer ("0": none)."""
+    with running_server(tmp_path_factory.mktemp("unbounded"), allow_reset="1", max_n_results="0",
+                        max_response_rows="0") as server:
         yield server
 
 
@@ -105,6 +125,64 @@ def test_binary_frame_of_104_bytes_declaring_ten_million_rows(defaults):
     assert growth.bytes < SLACK
     count = requests.get(f"{defaults.url}/api/v1/collections/{collection_id}/count")
     assert count.json() == {"count": 10}
+
+
+def test_query_of_30000_queries_with_n_results_10000_against_10_items(defaults):
+    collection_id = collection_of(defaults, "many-queries", 10, dim=1)
+    body = json.dumps({"query_embeddings": [[0.5]] * 30_000, "n_results": 10_000})
+    assert len(body) < 300_000
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(f"{defaults.url}/api/v1/collections/{collection_id}/query", data=body,
+                               headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and answer.json()["error"] == "PayloadTooLarge", answer.text
+    assert "max_response_rows=50000" in answer.json()["message"]
+    assert growth.bytes < SLACK
+
+
+@pytest.fixture(scope="module")
+def full(defaults):
+    """A collection of 50,000 items (the default max_response_rows) on the default server: its id."""
+    import chroma
+
+    chroma.configure(api_impl="fastapi", server_host="127.0.0.1", server_http_port=defaults.port)
+    try:
+        collection = chroma.get_api().create_collection("full")
+        rng = np.random.default_rng(2)
+        for start in range(0, 50_000, 25_000):
+            ids = range(start, start + 25_000)
+            collection.add(ids=[f"id{i}" for i in ids], embeddings=rng.random((25_000, 8), dtype=np.float32),
+                           metadatas=[{"i": i} for i in ids], documents=[f"document {i}" for i in ids])
+    finally:
+        chroma.configure(api_impl=None, server_host=None, server_http_port=None)
+    return collection.id
+
+
+def test_largest_query_the_bounds_allow(defaults, full):
+    queries = np.random.default_rng(3).random((5, 8)).round(3).tolist()
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(f"{defaults.url}/api/v1/collections/{full}/query",
+                               json={"query_embeddings": queries, "n_results": 10_000})
+    assert answer.status_code == 200, answer.text
+    assert [len(row) for row in answer.json()["documents"]] == [10_000] * 5
+    assert growth.bytes < SLACK
+
+
+def test_largest_get_the_bounds_allow_and_one_row_more(defaults, full):
+    url = f"{defaults.url}/api/v1/collections/{full}/get"
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(url, json={"include": ["metadatas", "documents", "embeddings"]})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["ids"]) == 50_000
+    assert growth.bytes < SLACK
+    requests.post(f"{defaults.url}/api/v1/collections/{full}/add",
+                  json={"ids": ["one-more"], "embeddings": [[0.0] * 8]}).raise_for_status()
+    with PeakGrowth(defaults) as growth:
+        refused = requests.post(url, json={"include": ["metadatas", "documents", "embeddings"]})
+    assert refused.status_code == 413 and "page with limit and offset" in refused.json()["message"], refused.text
+    assert growth.bytes < SLACK
+    paged = requests.post(url, json={"include": [], "limit": 50_000, "offset": 1})
+    assert paged.status_code == 200 and paged.json()["ids"][-1] == "one-more"
+    requests.post(f"{defaults.url}/api/v1/collections/{full}/delete", json={"ids": ["one-more"]}).raise_for_status()
 
 
 # --------------------------------------------------------------------------

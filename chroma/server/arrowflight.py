@@ -11,8 +11,10 @@ Bounds, as over HTTP (:class:`chroma.config.Settings`): with ``auth_token``
 set, every call but the ``heartbeat`` action needs the call header
 ``authorization: Bearer <token>``; ``max_batch_size`` bounds the rows of a
 write, the ids of a get or delete and the query embeddings of a query;
-``max_n_results`` bounds ``n_results``; ``max_request_bytes`` bounds the
-Arrow bytes of one incoming stream (and the JSON of an action).
+``max_n_results`` bounds ``n_results``; ``max_response_rows`` bounds a query's
+queries x ``n_results`` and a get's rows; ``max_request_bytes`` bounds the
+Arrow bytes of one incoming stream (and the JSON of an action). All are listed
+in docs/limits.md.
 
 Memory: a write's stream is read whole, checked against those bounds as it
 arrives, and only then handed to Local as one batch, which the DB writes in
@@ -276,8 +278,9 @@ class _Service(flight.FlightServerBase):
                         raise errors.InvalidArgument("a get by ids sends a stream with the column 'ids'")
                     ids = protocol.strings(table.column("ids"), "ids")
                 result = self.api._get(collection_id, ids, command.get("where"), command.get("where_document"),
-                                       command.get("limit"), command.get("offset"),
+                                       self.bounds.get_limit(command.get("limit")), command.get("offset"),
                                        _include(command, ("metadatas", "documents")))
+                self.bounds.check_get_rows(len(result["ids"]))
                 out = _get_table(result)
             else:
                 self.bounds.check_n_results(command.get("n_results", 10))
@@ -287,6 +290,7 @@ class _Service(flight.FlightServerBase):
                 queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
                 if missing is not None:
                     raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
+                self.bounds.check_query(len(queries), command.get("n_results", 10))
                 result = self.api._query(collection_id, queries, command.get("n_results", 10),
                                          command.get("where"), command.get("where_document"),
                                          _include(command, ("metadatas", "documents", "distances")))

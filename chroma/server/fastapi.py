@@ -5,8 +5,8 @@ The server always runs :class:`chroma.api.local.Local` over the configured
 JSON body and calls the Local method the Python API calls, passing the values
 through unchanged, so validation, error classes and messages are Local's own.
 The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
-``max_batch_size``, ``max_n_results``, ``cors_origins``; see
-:class:`chroma.config.Settings`).
+``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``;
+see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
 with the class's ``status_code``. Interactive docs are at ``/docs``, the
@@ -16,7 +16,8 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
 
     GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
     GET    /api/v1/version                   {"version": "0.1.0"}
-    GET    /api/v1/limits                    {"max_request_bytes", "max_batch_size", "max_n_results"}
+    GET    /api/v1/limits                    {"max_request_bytes", "max_batch_size", "max_n_results",
+                                              "max_response_rows"}
     GET    /api/v1/collections               [collection, ...]
     POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
     GET    /api/v1/collections/{name}        collection
@@ -321,12 +322,15 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         if isinstance(values, (list, np.ndarray)):
             bounds.check_batch(len(values), what)
 
-    def bound_queries(values: Any) -> None:
+    def bound_query(values: Any, n_results: Any) -> None:
         # a list of numbers is one query; a binary body always holds a matrix
         if isinstance(values, np.ndarray) or (isinstance(values, list) and values and isinstance(values[0], list)):
             bound_batch(values, "query_embeddings")
-
-    bound_n_results = bounds.check_n_results
+            queries = len(values)
+        else:
+            queries = 1
+        bounds.check_n_results(n_results)
+        bounds.check_query(queries, n_results)
 
     @app.exception_handler(errors.ChromaError)
     async def chroma_error(request: Request, exc: errors.ChromaError) -> Response:
@@ -384,7 +388,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("GET", "/limits", tags=["server"])
     def limits() -> Response:
-        """The server's bounds (0 means none): request bytes, batch size, n_results."""
+        """The server's bounds (0 means none): request bytes, batch size, n_results, response rows."""
         return _json(bounds.report())
 
     @route("POST", "/reset", tags=["server"])
@@ -445,8 +449,9 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords, bounds)) -> Response:
         """Items by id (in the order asked) or by filter (in insertion order)."""
         bound_batch(body.ids, "ids")
-        result = api._get(str(collection_id), body.ids, body.where, body.where_document, body.limit, body.offset,
-                          body.include)
+        result = api._get(str(collection_id), body.ids, body.where, body.where_document,
+                          bounds.get_limit(body.limit), body.offset, body.include)
+        bounds.check_get_rows(len(result["ids"]))
         embeddings = result["embeddings"]
         return _answer(request, {
             "ids": result["ids"],
@@ -459,8 +464,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
            responses={200: {"model": QueryResultOut}, **_ERRORS})
     def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords, bounds)) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
-        bound_queries(body.query_embeddings)
-        bound_n_results(body.n_results)
+        bound_query(body.query_embeddings, body.n_results)
         result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
                             body.where_document, body.include)
         embeddings = result["embeddings"]
