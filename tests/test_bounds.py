@@ -57,3 +57,20 @@ def test_core_hnsw_search_with_k_far_beyond_the_index(k):
         print(labels.shape, allowed.shape, empty.shape)
     """)
     assert out == "(4, 10) (4, 3) (4, 0)"
+
+
+@pytest.mark.parametrize("metadata", [{"hnsw:search_ef": 2**63}, {"hnsw:construction_ef": 2**64},
+                                      {"hnsw:construction_ef": 10**12}])
+@pytest.mark.parametrize("index_impl", INDEXES)
+def test_collection_created_with_an_enormous_ef(configured, index_impl, metadata):
+    client = configured(index_impl=index_impl, allow_reset=True)
+    client.reset()
+    [(key, value)] = metadata.items()
+    with pytest.raises(errors.InvalidArgument, match=rf"{key} must be an int in \[1, \d+\], got {value}"):
+        client.create_collection("enormous-ef", metadata=metadata)
+    collection = client.create_collection("enormous-ef")
+    with pytest.raises(errors.InvalidArgument, match=key):
+        collection.modify(metadata=metadata)
+    collection.add(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.0]])
+    assert collection.query(query_embeddings=[[1.0, 2.0]], n_results=2)["ids"] == [["a", "b"]]
+    client.reset()
