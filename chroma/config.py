@@ -77,6 +77,11 @@ class Settings:
     checked before the search) and a get's rows (a get matching more is refused; page it
     with ``limit`` and ``offset``). 413 ``PayloadTooLarge`` above; 0 means no bound.
     Reported by ``GET /api/v1/limits``."""
+    request_timeout: float = 300.0
+    """Server: seconds one request may take, from its first byte to its answer; past it the
+    server answers 504 ``DeadlineExceeded`` (Flight: TimedOut) and stops waiting for it
+    (docs/limits.md says what stops). Generous by default: a collection's first query may
+    build its index."""
     cors_origins: Optional[str] = None
     """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
     http_encoding: str = "binary"

@@ -297,3 +297,130 @@ def test_flight_batch_with_invalid_utf8_ids(flight_1mib):
     error = protocol.error_from_info(raised.value.extra_info)
     assert type(error).__name__ == "InvalidArgument" and "not valid Arrow data" in str(error), raised.value
     assert flight_count(flight_1mib, collection_id) == 0
+
+
+# --------------------------------------------------------------------------
+# The deadline of one request
+# --------------------------------------------------------------------------
+
+DEADLINE = 0.2
+
+
+@pytest.fixture(scope="module")
+def hurried(tmp_path_factory):
+    """HTTP and Flight with request_timeout=DEADLINE, over a stored collection "slow" of 5,000 items
+    (written before, by a server without a short deadline); yields (server, collection id)."""
+    workdir = tmp_path_factory.mktemp("hurried")
+    data = workdir / "data"
+    with running_server(workdir, "--path", str(data), name="filling") as server:
+        collection_id = collection_of(server, "slow", 5000)
+    with running_server(workdir, "--path", str(data), name="hurried", impl="both",
+                        request_timeout=str(DEADLINE)) as server:
+        yield server, collection_id
+
+
+def until_answering(server) -> None:
+    """Waits (30 s at most) until the server answers again: an abandoned call may still hold the GIL."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not server.answers():
+        assert time.monotonic() < deadline, "the server no longer answers"
+        time.sleep(0.1)
+
+
+def test_flight_stream_sent_slower_than_the_deadline(hurried):
+    # first of these tests: no abandoned call competes for the server's time yet
+    import time
+
+    import pyarrow.flight as flight
+
+    from chroma import flight_protocol as protocol
+
+    server, collection_id = hurried
+    one = pa_batch_of_ids(["late-1"])
+    command = json.dumps({"op": "add", "collection_id": collection_id, "rows": 2}).encode()
+    with flight.FlightClient(server.flight_url) as client:
+        writer, _ = client.do_put(flight.FlightDescriptor.for_command(command), one.schema)
+        writer.write_batch(one)
+        time.sleep(5 * DEADLINE)
+        with pytest.raises(flight.FlightTimedOutError) as raised:
+            writer.write_batch(pa_batch_of_ids(["late-2"]))
+            writer.close()
+    error = protocol.error_from_info(raised.value.extra_info)
+    assert type(error).__name__ == "DeadlineExceeded" and "reading the stream" in str(error)
+    until_answering(server)
+    assert flight_count_of(server, collection_id) == 5000
+
+
+HEAVY_QUERY = {"n_results": 5000, "include": ["embeddings", "metadatas", "documents", "distances"]}
+"""50,000 results of 5,000 items with everything included: seconds of work, past DEADLINE."""
+
+
+def test_http_query_running_past_the_deadline(hurried):
+    server, collection_id = hurried
+    queries = np.random.default_rng(4).random((10, 8)).round(3).tolist()
+    answer = requests.post(f"{server.url}/api/v1/collections/{collection_id}/query",
+                           json={"query_embeddings": queries, **HEAVY_QUERY})
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"] == "DeadlineExceeded" and "request_timeout=0.2 s" in answer.json()["message"]
+    until_answering(server)
+
+
+def test_http_body_sent_slower_than_the_deadline(hurried):
+    import socket
+    import time
+
+    server, collection_id = hurried
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(f"POST /api/v1/collections/{collection_id}/get HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+        started = time.monotonic()
+        answer = ""  # the other 999 bytes never come
+        while "DeadlineExceeded" not in answer and (received := connection.recv(4096)):
+            answer += received.decode()
+        waited = time.monotonic() - started
+    assert answer.startswith("HTTP/1.1 504") and "DeadlineExceeded" in answer, answer
+    assert waited < 10
+    until_answering(server)
+
+
+def test_flight_query_running_past_the_deadline(hurried):
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    from chroma import flight_protocol as protocol
+
+    server, collection_id = hurried
+    command = json.dumps({"op": "query", "collection_id": collection_id, **HEAVY_QUERY}).encode()
+    queries = np.random.default_rng(5).random((10, 8), dtype=np.float32)
+    batch = pa.record_batch([protocol.embedding_column(queries)], names=["embeddings"])
+    with flight.FlightClient(server.flight_url) as client:
+        writer, reader = client.do_exchange(flight.FlightDescriptor.for_command(command))
+        writer.begin(batch.schema)
+        writer.write_batch(batch)
+        writer.done_writing()
+        with pytest.raises(flight.FlightTimedOutError) as raised:
+            reader.read_all()
+        with pytest.raises(flight.FlightTimedOutError):
+            writer.close()
+    error = protocol.error_from_info(raised.value.extra_info)
+    assert type(error).__name__ == "DeadlineExceeded" and "request_timeout=0.2 s" in str(error)
+    until_answering(server)
+
+
+def pa_batch_of_ids(ids: list[str]):
+    import pyarrow as pa
+
+    from chroma import flight_protocol as protocol
+
+    return pa.record_batch([pa.array(ids), protocol.embedding_column(np.zeros((len(ids), 8), np.float32))],
+                           names=["ids", "embeddings"])
+
+
+def flight_count_of(server, collection_id: str) -> int:
+    import pyarrow.flight as flight
+
+    with flight.FlightClient(server.flight_url) as client:
+        [result] = client.do_action(flight.Action("count", json.dumps({"collection_id": collection_id}).encode()))
+    return json.loads(result.body.to_pybytes())["count"]

@@ -43,6 +43,7 @@ class Bounds:
         self.max_batch_size = settings.max_batch_size
         self.max_n_results = settings.max_n_results
         self.max_response_rows = settings.max_response_rows
+        self.request_timeout = settings.request_timeout
         self.reported_at = reported_at
 
     def report(self) -> dict:
@@ -102,3 +103,9 @@ class Bounds:
             raise errors.PayloadTooLarge(
                 f"get matches more than max_response_rows={self.max_response_rows} rows, the most this server "
                 f"answers per request: page with limit and offset ({self.reported_at})")
+
+    def deadline_exceeded(self, what: str) -> errors.DeadlineExceeded:
+        """The error for a call that ran past ``request_timeout``; ``what`` names the call."""
+        return errors.DeadlineExceeded(
+            f"{what} ran past this server's request_timeout={self.request_timeout:g} s and was abandoned; "
+            "a write's outcome is unknown (it may still have been committed): check before repeating it")

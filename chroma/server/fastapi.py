@@ -46,6 +46,7 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -154,7 +155,7 @@ class ErrorOut(BaseModel):
     message: str
 
 
-_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
+_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 504)}
 
 
 # --------------------------------------------------------------------------
@@ -296,6 +297,49 @@ class _Guard:
                 return
 
 
+class _Deadline:
+    """ASGI middleware: a request still running ``request_timeout`` seconds after it began is
+    answered 504 ``DeadlineExceeded`` and abandoned.
+
+    Abandoning cancels the request where it awaits (reading its body, waiting for a worker
+    thread); a call already running in a worker thread cannot be interrupted, so it runs to
+    its end and what it then sends is dropped.
+    """
+
+    def __init__(self, app, bounds: Bounds) -> None:
+        self.app = app
+        self.bounds = bounds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = abandoned = False
+
+        async def send_unless_abandoned(message) -> None:
+            nonlocal started
+            if abandoned:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        request = asyncio.ensure_future(self.app(scope, receive, send_unless_abandoned))
+        done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+        if done:
+            request.result()
+            return
+        abandoned = True
+        request.cancel()
+        request.add_done_callback(_forget_result)
+        if not started:
+            await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
+
+
+def _forget_result(task: "asyncio.Future") -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 # --------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------
@@ -310,7 +354,8 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
             "The chroma embedding database over HTTP. Every route calls the same method as the Python API. "
             "Errors: `{\"error\": \"<chroma.errors class>\", \"message\": ...}` with status 400 (InvalidArgument), "
             "401 (Unauthorized), 403 (ResetDisabled), 404 (CollectionNotFound, IDNotFoundError), "
-            "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge). With an auth_token set, send "
+            "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge), 504 (DeadlineExceeded). "
+            "With an auth_token set, send "
             "`Authorization: Bearer <token>` (heartbeat, /docs and /openapi.json are open). Request bodies are "
             "JSON with `Content-Type: application/json`; the Python client sends `" + wire.MEDIA_TYPE + "` "
             "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
@@ -488,6 +533,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         return _json({})
 
     app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
+    app.add_middleware(_Deadline, bounds=bounds)  # outside the guard: a slow upload counts too
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # outermost: preflights are answered before the token check
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
