@@ -1,24 +1,23 @@
 """Hostile sizes in one call: every bound is checked before memory is sized by it.
 
 In-process parts here; the same inputs against a real server (HTTP and
-Flight, with the server's RSS measured) are in test_memory_bounds.py.
+Flight, with the server's RSS measured) are in test_server_bounds.py.
 """
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from chroma import errors, wire
+from chroma import errors
 from python_subprocess import run_python
 
 INDEXES = ("hnsw", "flat", "hnswlib")
 
 
 @pytest.mark.parametrize("index_impl", INDEXES)
-@pytest.mark.parametrize("n_results", [2**62, 10**12, 2**63 - 1])
+@pytest.mark.parametrize("n_results", [2**62, 10**12])
 def test_query_of_four_with_huge_n_results_returns_every_item(index_impl, n_results):
     # in a child: before the fix the HNSW core died of SIGSEGV, which would take pytest with it
     out = run_python(f"""
