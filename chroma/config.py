@@ -66,6 +66,11 @@ class Settings:
     """Threads for index search; 0 means every core."""
     max_request_bytes: int = 256 * 2**20
     """Server: largest request body accepted (413 ``PayloadTooLarge`` above); 0 means no bound."""
+    max_json_request_bytes: int = 4 * 2**20
+    """Server: largest JSON request body (413 ``PayloadTooLarge`` above); 0 means no bound. Parsing
+    JSON makes each number a Python object, about 17x the body's size, so JSON bodies get a
+    bound of their own; the binary frame the Python client sends is bounded by
+    ``max_request_bytes`` only. Reported by ``GET /api/v1/limits``."""
     max_batch_size: int = 100_000
     """Server: most ids (add/upsert/update/get/delete) or query embeddings in one request
     (413 ``PayloadTooLarge`` above); 0 means no bound. Reported by ``GET /api/v1/limits``."""

@@ -6,7 +6,8 @@ a JSON object of the arguments, its one result a JSON value::
 
     heartbeat          {}                                       -> {"heartbeat": ns}  (no token needed)
     version            {}                                       -> {"version": "0.1.0"}
-    limits             {}                                       -> {"max_request_bytes", "max_batch_size", "max_n_results", "max_response_rows"}
+    limits             {}                                       -> {"max_request_bytes", "max_json_request_bytes", "max_batch_size", "max_n_results",
+                                                                    "max_response_rows"}
     list_collections   {}                                       -> [collection, ...]
     create_collection  {name, metadata, get_or_create}          -> collection
     get_collection     {name}                                   -> collection

@@ -127,6 +127,29 @@ def test_binary_frame_of_104_bytes_declaring_ten_million_rows(defaults):
     assert count.json() == {"count": 10}
 
 
+def json_add(rows: int, dim: int) -> bytes:
+    return json.dumps({"ids": [f"j{i}" for i in range(rows)],
+                       "embeddings": np.random.default_rng(6).random((rows, dim)).tolist()}).encode()
+
+
+def test_json_add_at_and_past_the_json_bound(defaults):
+    collection_id = collection_of(defaults, "json-add", 1, dim=256)
+    url = f"{defaults.url}/api/v1/collections/{collection_id}/add"
+    at_bound = json_add(800, 256)
+    assert 3 * MB < len(at_bound) <= 4 * MB
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(url, data=at_bound, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    stored = 800 * 256 * 4
+    assert growth.bytes < stored + SLACK
+    past = json_add(2000, 256)  # 10 MB, accepted before the JSON bound
+    with PeakGrowth(defaults) as growth:
+        answer = requests.post(url, data=past, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "max_json_request_bytes=4194304" in answer.json()["message"], answer.text
+    assert growth.bytes < SLACK
+    assert requests.get(f"{defaults.url}/api/v1/collections/{collection_id}/count").json() == {"count": 801}
+
+
 def test_query_of_30000_queries_with_n_results_10000_against_10_items(defaults):
     collection_id = collection_of(defaults, "many-queries", 10, dim=1)
     body = json.dumps({"query_embeddings": [[0.5]] * 30_000, "n_results": 10_000})

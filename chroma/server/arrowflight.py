@@ -13,8 +13,8 @@ set, every call but the ``heartbeat`` action needs the call header
 write, the ids of a get or delete and the query embeddings of a query;
 ``max_n_results`` bounds ``n_results``; ``max_response_rows`` bounds a query's
 queries x ``n_results`` and a get's rows; ``max_request_bytes`` bounds the
-Arrow bytes of one incoming stream (and the JSON of an action). All are listed
-in docs/limits.md.
+Arrow bytes of one incoming stream (and the JSON of an action, which
+``max_json_request_bytes`` bounds too). All are listed in docs/limits.md.
 
 Memory: a write's stream is read whole, checked against those bounds as it
 arrives, and only then handed to Local as one batch, which the DB writes in
@@ -212,6 +212,7 @@ class _Service(flight.FlightServerBase):
                     f"unknown action {name!r}; known actions: {', '.join(protocol.ACTIONS)}")
             body = action.body.to_pybytes() if action.body is not None else b""
             self.bounds.check_bytes(len(body))
+            self.bounds.check_json_bytes(len(body))
             args = protocol.decode_json(body, f"the body of action {name!r}")
             if not isinstance(args, dict):
                 raise errors.InvalidArgument(f"the body of action {name!r} must be a JSON object, got {args!r}")
@@ -234,6 +235,7 @@ class _Service(flight.FlightServerBase):
         if descriptor.descriptor_type != flight.DescriptorType.CMD:
             raise errors.InvalidArgument("the Flight descriptor must be a command (JSON)")
         self.bounds.check_bytes(len(descriptor.command))
+        self.bounds.check_json_bytes(len(descriptor.command))
         command = protocol.decode_json(descriptor.command, "the descriptor's command")
         if not isinstance(command, dict) or command.get("op") not in operations:
             raise errors.InvalidArgument(

@@ -1,6 +1,6 @@
 """What every chroma server checks before a call reaches the API: the bearer
 token and the size bounds (``auth_token``, ``max_request_bytes``,
-``max_batch_size``, ``max_n_results``, ``max_response_rows``; see
+``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``; see
 :class:`chroma.config.Settings` and docs/limits.md).
 
 The HTTP and the Flight server use the same checks and messages; only the
@@ -40,6 +40,7 @@ class Bounds:
 
     def __init__(self, settings: Settings, reported_at: str) -> None:
         self.max_request_bytes = settings.max_request_bytes
+        self.max_json_request_bytes = settings.max_json_request_bytes
         self.max_batch_size = settings.max_batch_size
         self.max_n_results = settings.max_n_results
         self.max_response_rows = settings.max_response_rows
@@ -48,7 +49,8 @@ class Bounds:
 
     def report(self) -> dict:
         """The bounds as a client reads them."""
-        return {"max_request_bytes": self.max_request_bytes, "max_batch_size": self.max_batch_size,
+        return {"max_request_bytes": self.max_request_bytes, "max_json_request_bytes": self.max_json_request_bytes,
+                "max_batch_size": self.max_batch_size,
                 "max_n_results": self.max_n_results, "max_response_rows": self.max_response_rows}
 
     def too_large(self, size: Optional[int]) -> errors.PayloadTooLarge:
@@ -62,6 +64,15 @@ class Bounds:
         """Raises PayloadTooLarge when ``size`` bytes exceed ``max_request_bytes``."""
         if self.max_request_bytes and size > self.max_request_bytes:
             raise self.too_large(size)
+
+    def check_json_bytes(self, size: int) -> None:
+        """Raises PayloadTooLarge when a JSON body of ``size`` bytes exceeds ``max_json_request_bytes``."""
+        if self.max_json_request_bytes and size > self.max_json_request_bytes:
+            raise errors.PayloadTooLarge(
+                f"JSON request body of {size} bytes exceeds this server's max_json_request_bytes="
+                f"{self.max_json_request_bytes} (parsing JSON costs many times its size); send smaller batches, "
+                f"or the binary body (Content-Type application/x-chroma-binary) the Python client sends, "
+                f"bounded by max_request_bytes={self.max_request_bytes} ({self.reported_at})")
 
     def check_batch(self, count: int, what: str) -> None:
         """Raises PayloadTooLarge when ``count`` entries of ``what`` exceed ``max_batch_size``."""

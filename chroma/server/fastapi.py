@@ -5,7 +5,7 @@ The server always runs :class:`chroma.api.local.Local` over the configured
 JSON body and calls the Local method the Python API calls, passing the values
 through unchanged, so validation, error classes and messages are Local's own.
 The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
-``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``;
+``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``;
 see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
@@ -16,8 +16,8 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
 
     GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
     GET    /api/v1/version                   {"version": "0.1.0"}
-    GET    /api/v1/limits                    {"max_request_bytes", "max_batch_size", "max_n_results",
-                                              "max_response_rows"}
+    GET    /api/v1/limits                    {"max_request_bytes", "max_json_request_bytes", "max_batch_size",
+                                              "max_n_results", "max_response_rows"}
     GET    /api/v1/collections               [collection, ...]
     POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
     GET    /api/v1/collections/{name}        collection
@@ -187,6 +187,7 @@ def _reader(model: type[BaseModel], bounds: Bounds):
         if media_type == wire.MEDIA_TYPE:
             data = wire.decode(raw, bounds.max_batch_size)
         elif media_type == "application/json" or media_type.endswith("+json"):
+            bounds.check_json_bytes(len(raw))
             try:
                 data = json.loads(raw) if raw else {}
             except ValueError as exc:
