@@ -62,7 +62,7 @@ CHUNK_BYTES = 4 * 2**20
 ACTIONS = {
     "heartbeat": "The server's clock in nanoseconds (no token needed).",
     "version": "The server's chroma version.",
-    "limits": "The server's bounds (0 means none): request bytes, batch size, n_results, response rows.",
+    "limits": "The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows.",
     "list_collections": "Every collection, sorted by name.",
     "create_collection": "Creates a collection: {name, metadata, get_or_create}.",
     "get_collection": "The collection named {name}.",

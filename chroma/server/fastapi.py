@@ -434,7 +434,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("GET", "/limits", tags=["server"])
     def limits() -> Response:
-        """The server's bounds (0 means none): request bytes, batch size, n_results, response rows."""
+        """The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows."""
         return _json(bounds.report())
 
     @route("POST", "/reset", tags=["server"])
