@@ -28,8 +28,12 @@ answer alike and only the transport differs (a parallel HNSW build is not reprod
 
 
 def start_server(workdir: Path, impl: str = "fastapi") -> ServerProcess:
-    """``python -m chroma run --impl IMPL`` (in-memory DuckDB, TRANSPORT_INDEX) on free ports, once it answers."""
-    return ServerProcess(workdir, impl=impl, settings={"index_impl": TRANSPORT_INDEX}).start()
+    """``python -m chroma run --impl IMPL`` (in-memory DuckDB, TRANSPORT_INDEX) on free ports, once it answers.
+
+    JSON bodies are not bounded apart (``max_json_request_bytes=0``): the benchmarks time the
+    JSON encoding with the same batches as the binary one, beyond the default JSON bound."""
+    return ServerProcess(workdir, impl=impl, settings={"index_impl": TRANSPORT_INDEX,
+                                                        "max_json_request_bytes": 0}).start()
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -11,7 +11,7 @@ starts a server: HTTP (``chroma.server.FastAPI``, the default), Arrow Flight
 SIGINT (Ctrl-C); then it lets running requests finish, closes the database
 (everything acknowledged is on disk with ``--path``) and exits with status 0.
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
-``max_batch_size``, ``max_n_results``, ``cors_origins``, ...) come from the
+``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``, ...) come from the
 ``CHROMA_<SETTING>`` environment variables.
 
 ``chroma worker`` runs a Celery worker for ``api_impl="celery"`` clients

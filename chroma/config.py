@@ -66,12 +66,27 @@ class Settings:
     """Threads for index search; 0 means every core."""
     max_request_bytes: int = 256 * 2**20
     """Server: largest request body accepted (413 ``PayloadTooLarge`` above); 0 means no bound."""
+    max_json_request_bytes: int = 4 * 2**20
+    """Server: largest JSON request body (413 ``PayloadTooLarge`` above); 0 means no bound. Parsing
+    JSON makes each number a Python object, about 17x the body's size, so JSON bodies get a
+    bound of their own; the binary frame the Python client sends is bounded by
+    ``max_request_bytes`` only. Reported by ``GET /api/v1/limits``."""
     max_batch_size: int = 100_000
     """Server: most ids (add/upsert/update/get/delete) or query embeddings in one request
     (413 ``PayloadTooLarge`` above); 0 means no bound. Reported by ``GET /api/v1/limits``."""
     max_n_results: int = 10_000
     """Server: largest ``n_results`` of a query (413 ``PayloadTooLarge`` above); 0 means no
     bound. Reported by ``GET /api/v1/limits``."""
+    max_response_rows: int = 50_000
+    """Server: most rows one answer may hold: a query's queries x ``n_results`` (as asked,
+    checked before the search) and a get's rows (a get matching more is refused; page it
+    with ``limit`` and ``offset``). 413 ``PayloadTooLarge`` above; 0 means no bound.
+    Reported by ``GET /api/v1/limits``."""
+    request_timeout: float = 300.0
+    """Server: seconds one request may take, from its first byte to its answer; past it the
+    server answers 504 ``DeadlineExceeded`` (Flight: TimedOut) and stops waiting for it
+    (docs/limits.md says what stops). Generous by default: a collection's first query may
+    build its index."""
     cors_origins: Optional[str] = None
     """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
     http_encoding: str = "binary"

@@ -103,6 +103,13 @@ class PayloadTooLarge(InvalidArgument):
     status_code = 413
 
 
+class DeadlineExceeded(ChromaError, TimeoutError):
+    """A server gave up on a call that ran past its ``request_timeout``. A write's outcome is
+    then unknown: it may still have been committed."""
+
+    status_code = 504
+
+
 class ServerUnavailable(ChromaError, ConnectionError):
     """A client could not reach its server (not running, wrong host or port, network down)."""
 

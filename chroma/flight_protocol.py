@@ -6,7 +6,8 @@ a JSON object of the arguments, its one result a JSON value::
 
     heartbeat          {}                                       -> {"heartbeat": ns}  (no token needed)
     version            {}                                       -> {"version": "0.1.0"}
-    limits             {}                                       -> {"max_request_bytes", "max_batch_size", "max_n_results"}
+    limits             {}                                       -> {"max_request_bytes", "max_json_request_bytes", "max_batch_size", "max_n_results",
+                                                                    "max_response_rows"}
     list_collections   {}                                       -> [collection, ...]
     create_collection  {name, metadata, get_or_create}          -> collection
     get_collection     {name}                                   -> collection
@@ -61,7 +62,7 @@ CHUNK_BYTES = 4 * 2**20
 ACTIONS = {
     "heartbeat": "The server's clock in nanoseconds (no token needed).",
     "version": "The server's chroma version.",
-    "limits": "The server's bounds (0 means none): request bytes, batch size, n_results.",
+    "limits": "The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows.",
     "list_collections": "Every collection, sorted by name.",
     "create_collection": "Creates a collection: {name, metadata, get_or_create}.",
     "get_collection": "The collection named {name}.",

@@ -19,8 +19,12 @@ _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,61})[A-Za-z0-9]$")
 RESERVED_PREFIXES = ("chroma:", "hnsw:")
 SPACES = ("l2", "cosine", "ip")
 INDEX_INT_SETTINGS = ("hnsw:M", "hnsw:construction_ef", "hnsw:search_ef")
-INDEX_INT_RANGES = {"hnsw:M": (2, 512)}
-"""Bounds other than ``>= 1``: an HNSW node needs at least 2 links to form a graph."""
+INDEX_INT_RANGES = {"hnsw:M": (2, 512), "hnsw:construction_ef": (1, 2048), "hnsw:search_ef": (1, 10_000)}
+"""``[low, high]`` of each index setting (docs/limits.md). An HNSW node needs at least 2
+links to form a graph. A build's time grows with ``construction_ef`` up to the
+collection's size (10k x 64: 3.3 s at 100, 15 s at 1,000, 41 s at 4,096), so it is
+capped where recall no longer gains; a search raises its ef to ``n_results`` anyway,
+so ``search_ef`` needs no more than ``max_n_results``' default."""
 
 
 def collection_name(name: Any) -> str:
@@ -94,10 +98,9 @@ def collection_metadata(metadata: Any) -> Optional[dict]:
             if value not in SPACES:
                 raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {value!r}")
         elif key in INDEX_INT_SETTINGS:
-            low, high = INDEX_INT_RANGES.get(key, (1, None))
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
-                bounds = f"in [{low}, {high}]" if high else f">= {low}"
-                raise InvalidArgument(f"collection metadata: {key} must be an int {bounds}, got {value!r}")
+            low, high = INDEX_INT_RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidArgument(f"collection metadata: {key} must be an int in [{low}, {high}], got {value!r}")
         elif key.startswith(RESERVED_PREFIXES):
             allowed = ", ".join(("hnsw:space",) + INDEX_INT_SETTINGS)
             raise InvalidArgument(f"collection metadata: unknown reserved key {key!r}; allowed: {allowed}")

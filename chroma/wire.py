@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from chroma.errors import InvalidArgument
+from chroma.errors import InvalidArgument, PayloadTooLarge
 
 MEDIA_TYPE = "application/x-chroma-binary"
 ARRAYS_KEY = "$arrays"
@@ -84,14 +84,21 @@ def encode(header: dict, arrays: dict[str, Any], json_default: Optional[Callable
     return b"".join([_LENGTH.pack(len(text)), text, padding, *chunks])
 
 
-def decode(body: bytes) -> dict:
+def decode(body: bytes, max_rows: int = 0) -> dict:
     """The header of ``body`` with each array field put back.
 
     A matrix comes back as a writable float32 ``(rows, dim)`` array; a gapped
     one as a list of row arrays with ``None`` at the missing rows (what the
-    Python API takes); a list of specs as a list of
-    arrays. Raises :class:`chroma.errors.InvalidArgument` when the body is not
-    a well-formed frame.
+    Python API takes); a list of specs as a list of arrays.
+
+    Every spec is checked before anything is built from it: its floats lie
+    within the body, and the rows of all specs together number at most the
+    body's bytes (a zero-width matrix carries no floats, so its rows are
+    bounded by nothing else) and at most ``max_rows`` (0: no bound).
+
+    Raises:
+        PayloadTooLarge: the arrays declare more than ``max_rows`` rows.
+        InvalidArgument: the body is not a well-formed frame.
     """
     view = memoryview(body)
     if len(view) < _LENGTH.size:
@@ -113,6 +120,14 @@ def decode(body: bytes) -> dict:
     if (len(view) - vectors_start) % 4 or vectors_start > len(view):
         raise _malformed("the vector section is not a whole number of float32 values")
     vectors = np.frombuffer(view, dtype=_FLOAT32_LE, offset=vectors_start)
+    every_spec = [(name, item) for name, value in specs.items()
+                  for item in (value if isinstance(value, list) else [value])]
+    declared = sum(_checked_shape(vectors, spec, name)[1] for name, spec in every_spec)
+    if declared > len(view):
+        raise _malformed(f"its arrays declare {declared} rows, more than the {len(view)} bytes of the body")
+    if max_rows and declared > max_rows:
+        raise PayloadTooLarge(f"the {MEDIA_TYPE} body declares {declared} rows; this server accepts at most "
+                              f"max_batch_size={max_rows} per request")
     for name, value in specs.items():
         if isinstance(value, list):
             header[name] = [_matrix(vectors, item, name) for item in value]
@@ -121,7 +136,8 @@ def decode(body: bytes) -> dict:
     return header
 
 
-def _matrix(vectors: np.ndarray, spec: Any, name: str) -> Any:
+def _checked_shape(vectors: np.ndarray, spec: Any, name: str) -> tuple[int, int, int]:
+    """``(offset, rows, dim)`` of a spec whose floats lie within ``vectors``."""
     if not isinstance(spec, dict):
         raise _malformed(f"the spec of {name!r} is not an object")
     offset, rows, dim = (spec.get(key) for key in ("offset", "rows", "dim"))
@@ -131,6 +147,11 @@ def _matrix(vectors: np.ndarray, spec: Any, name: str) -> Any:
     if offset + rows * dim > vectors.size:
         raise _malformed(f"{name!r}: {rows} x {dim} floats at offset {offset} run past the "
                          f"{vectors.size} floats of the body")
+    return offset, rows, dim
+
+
+def _matrix(vectors: np.ndarray, spec: dict, name: str) -> Any:
+    offset, rows, dim = _checked_shape(vectors, spec, name)
     array = vectors[offset:offset + rows * dim].reshape(rows, dim)
     array = array.astype(np.float32) if sys.byteorder != "little" else array.copy()
     missing = spec.get("missing")

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -90,6 +91,12 @@ void check_k(int64_t k) {
     if (k <= 0) throw std::invalid_argument("k must be positive, got " + std::to_string(k));
 }
 
+// m x k result cells, refused (MemoryError) when the count overflows size_t.
+size_t checked_product(size_t m, size_t k) {
+    if (k && m > std::numeric_limits<size_t>::max() / k) throw std::bad_alloc();
+    return m * k;
+}
+
 py::tuple make_result(size_t m, size_t k, const int64_t* ids, const float* dist) {
     py::array_t<int64_t> I({py::ssize_t(m), py::ssize_t(k)});
     py::array_t<float> D({py::ssize_t(m), py::ssize_t(k)});
@@ -134,7 +141,7 @@ py::tuple py_exact_search(const py::object& data_obj, const py::object& queries_
         }
         const size_t ncand = restricted ? cand.size() : n;
         kk = std::min(size_t(k), ncand);
-        ids.resize(m * kk);
+        ids.resize(checked_product(m, kk));
         dist.resize(m * kk);
         exact_search(K, metric, dp, d, restricted ? cand.data() : nullptr, ncand, qp, m, kk,
                      num_threads, ids.data(), dist.data());
@@ -236,11 +243,17 @@ py::tuple py_hnsw_search_impl(const HnswIndex& index, const py::object& queries_
     const size_t m = size_t(queries.shape(0));
     std::shared_ptr<AllowList> allow = as_allow_list(allowed_obj);
     const float* qp = queries.data();
-    const size_t kk = size_t(k), efv = ef ? size_t(*ef) : index.ef_search();
-    std::vector<int64_t> labels(m * kk);
-    std::vector<float> dist(m * kk);
+    // No query can return more than the candidates, so k is capped at their
+    // count before the m x k result buffers are sized (k may be near 2**63).
+    // Rows added during the call are not waited for: the result is as wide
+    // as the candidates were when the call began.
+    const size_t ncand = allow ? std::min(allow->size(), index.size()) : index.size();
+    const size_t kk = std::min(size_t(k), ncand), efv = ef ? size_t(*ef) : index.ef_search();
+    const size_t cells = checked_product(m, kk);
+    std::vector<int64_t> labels(cells);
+    std::vector<float> dist(cells);
     std::vector<size_t> count(m), reranked(m);
-    {
+    if (kk > 0) {
         py::gil_scoped_release nogil;
         index.search(kernels(), qp, m, kk, allow.get(), efv, num_threads, p, labels.data(),
                      dist.data(), count.data(), want_reranked ? reranked.data() : nullptr);

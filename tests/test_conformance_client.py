@@ -282,6 +282,7 @@ VALID_COLLECTION_METADATA = [
     {"hnsw:space": "cosine"},
     {"hnsw:space": "ip"},
     {"hnsw:M": 8, "hnsw:construction_ef": 50, "hnsw:search_ef": 40, "note": "tuned"},
+    {"hnsw:M": 512, "hnsw:construction_ef": 2048, "hnsw:search_ef": 10_000},
 ]
 INVALID_COLLECTION_METADATA = [
     {"value": None},
@@ -298,6 +299,12 @@ INVALID_COLLECTION_METADATA = [
     {"hnsw:M": True},
     {"hnsw:construction_ef": "100"},
     {"hnsw:search_ef": -1},
+    {"hnsw:search_ef": 2**63},
+    {"hnsw:construction_ef": 2**64},
+    {"hnsw:construction_ef": 10**12},
+    {"hnsw:search_ef": 10_001},
+    {"hnsw:construction_ef": 2049},
+    {"hnsw:M": 513},
     {"hnsw:unknown": 1},
     {"chroma:anything": 1},
     "not a dict",

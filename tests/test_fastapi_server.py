@@ -141,7 +141,8 @@ def test_docs_and_openapi_schema(guarded):
 
 
 def test_limits_are_reported(bounded, configured):
-    expected = {"max_request_bytes": 100000, "max_batch_size": 10, "max_n_results": 5}
+    expected = {"max_request_bytes": 100000, "max_json_request_bytes": 4194304, "max_batch_size": 10,
+                "max_n_results": 5, "max_response_rows": 50000}
     assert requests.get(f"{bounded.url}/api/v1/limits").json() == expected
     assert client_of(configured, bounded).limits() == expected
 

@@ -70,3 +70,22 @@ def test_specs_that_do_not_fit_the_vectors_raise_invalid_argument(spec, why):
     body = struct.pack("<I", len(header)) + header + padding + np.zeros(4, "<f4").tobytes()
     with pytest.raises(errors.InvalidArgument, match=why):
         wire.decode(body)
+
+
+def frame_declaring(rows: int, dim: int = 0) -> bytes:
+    """A ~100-byte write frame whose one array declares ``rows`` rows of ``dim`` floats, row 0 missing."""
+    header = {"ids": ["a"], wire.ARRAYS_KEY: {"embeddings": {"offset": 0, "rows": rows, "dim": dim, "missing": [0]}}}
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<I", len(text)) + text + b"\0" * (-(4 + len(text)) % 4)
+
+
+def test_tiny_frame_declaring_ten_million_zero_width_rows_is_refused():
+    body = frame_declaring(10_000_000)
+    assert len(body) <= 104
+    with pytest.raises(errors.InvalidArgument, match="declare 10000000 rows, more than the .* bytes of the body"):
+        wire.decode(body)
+    # within the body's size, the server's row bound still applies before any row is built
+    with pytest.raises(errors.PayloadTooLarge, match="max_batch_size=5"):
+        wire.decode(frame_declaring(50), max_rows=5)
+    rows = wire.decode(frame_declaring(5), max_rows=5)["embeddings"]
+    assert rows[0] is None and [row.shape for row in rows[1:]] == [(0,)] * 4

@@ -117,7 +117,8 @@ class ArrowFlight(Remote):
         return self._action("version")["version"]
 
     def limits(self) -> dict:
-        """The server's bounds: ``max_request_bytes``, ``max_batch_size``, ``max_n_results`` (0: none)."""
+        """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
+        ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._action("limits")
 
     def close(self) -> None:

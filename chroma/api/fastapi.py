@@ -115,7 +115,8 @@ class FastAPI(Remote):
         return self._request("GET", "/version")["version"]
 
     def limits(self) -> dict:
-        """The server's bounds: ``max_request_bytes``, ``max_batch_size``, ``max_n_results`` (0: none)."""
+        """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
+        ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._request("GET", "/limits")
 
     def close(self) -> None:

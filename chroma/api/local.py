@@ -366,7 +366,7 @@ class Local(API):
         metadata_clause, document_clause = split_documents(checked.where)
         for _ in range(_QUERY_ATTEMPTS):
             allowed = self._allowed(collection_id, cached, metadata_clause, document_clause)
-            labels, distances = cached.index.search(queries, checked.n_results, allowed, self._settings.num_threads)
+            labels, distances = _search(cached.index, queries, checked.n_results, allowed, self._settings.num_threads)
             if fetch:
                 wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
                 records = self._db.get_by_labels(collection_id, wanted, fetch)
@@ -400,6 +400,17 @@ class Local(API):
             with_documents = self._db.select_labels(collection_id, document_clause)
             allowed = with_documents if allowed is None else np.intersect1d(allowed, with_documents)
         return allowed
+
+
+def _search(index: Index, queries: np.ndarray, n_results: int, allowed: Optional[np.ndarray],
+            num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` with ``n_results`` first capped at the candidates' count, so no index
+    sizes its results by what was asked (``n_results`` may be near 2**63): fewer matches give
+    fewer results, and none give empty rows."""
+    k = min(n_results, len(index) if allowed is None else len(allowed))
+    if k == 0:
+        return np.empty((len(queries), 0), np.int64), np.empty((len(queries), 0), np.float32)
+    return index.search(queries, k, allowed, num_threads)
 
 
 def check_query_dimension(queries: np.ndarray, dimension: Optional[int]) -> None:

@@ -11,8 +11,10 @@ Bounds, as over HTTP (:class:`chroma.config.Settings`): with ``auth_token``
 set, every call but the ``heartbeat`` action needs the call header
 ``authorization: Bearer <token>``; ``max_batch_size`` bounds the rows of a
 write, the ids of a get or delete and the query embeddings of a query;
-``max_n_results`` bounds ``n_results``; ``max_request_bytes`` bounds the
-Arrow bytes of one incoming stream (and the JSON of an action).
+``max_n_results`` bounds ``n_results``; ``max_response_rows`` bounds a query's
+queries x ``n_results`` and a get's rows; ``max_request_bytes`` bounds the
+Arrow bytes of one incoming stream (and the JSON of an action, which
+``max_json_request_bytes`` bounds too). All are listed in docs/limits.md.
 
 Memory: a write's stream is read whole, checked against those bounds as it
 arrives, and only then handed to Local as one batch, which the DB writes in
@@ -24,10 +26,12 @@ converted batch) at a time. Results go back in chunks of about
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import signal
 import threading
+import time
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -48,7 +52,11 @@ log = logging.getLogger(__name__)
 
 LIMITS_AT = "the Flight action 'limits'"
 TOKEN_HEADER = "call header 'authorization: Bearer <token>'"
-_FLIGHT_ERRORS = {401: flight.FlightUnauthenticatedError, 403: flight.FlightUnauthorizedError}
+_FLIGHT_ERRORS = {401: flight.FlightUnauthenticatedError, 403: flight.FlightUnauthorizedError,
+                  504: flight.FlightTimedOutError}
+CALL_THREADS = 32
+"""Threads that run the Local calls of Flight requests (so that a call's deadline can end the
+wait for it); a call past its deadline keeps its thread until it ends."""
 
 
 def _flight_error(error: BaseException) -> flight.FlightError:
@@ -150,6 +158,7 @@ class _Service(flight.FlightServerBase):
         super().__init__(location, middleware={"token": _TokenCheck(token)})
         self.api = api
         self.bounds = bounds
+        self._calls = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-flight-call")
         self.actions: dict[str, Callable[[dict], Any]] = {
             "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
             "version": lambda args: {"version": api.version()},
@@ -165,11 +174,34 @@ class _Service(flight.FlightServerBase):
             "reset": lambda args: api.reset() or {},
         }
 
+    def _deadline(self) -> float:
+        return time.monotonic() + self.bounds.request_timeout
+
+    def _check_deadline(self, deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            raise self.bounds.deadline_exceeded(what)
+
+    def _in_time(self, deadline: float, what: str, call: Callable[[], Any]) -> Any:
+        """``call()`` run on a call thread, waited for until ``deadline`` at most: then a queued
+        call is dropped, a running one is left to end on its thread, and DeadlineExceeded raised."""
+        self._check_deadline(deadline, what)
+        future = self._calls.submit(call)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self.bounds.deadline_exceeded(what) from None
+
+    def close_calls(self) -> None:
+        """Waits for the calls still running (those past their deadline too), then frees their threads."""
+        self._calls.shutdown(wait=True, cancel_futures=True)
+
     # actions
     def list_actions(self, context) -> list[tuple[str, str]]:
         return list(protocol.ACTIONS.items())
 
     def do_action(self, context, action: flight.Action) -> list[flight.Result]:
+        deadline = self._deadline()
         with _as_flight_errors():
             name = action.type
             if name not in protocol.OPEN_ACTIONS and context.get_middleware("token") is None:
@@ -180,10 +212,11 @@ class _Service(flight.FlightServerBase):
                     f"unknown action {name!r}; known actions: {', '.join(protocol.ACTIONS)}")
             body = action.body.to_pybytes() if action.body is not None else b""
             self.bounds.check_bytes(len(body))
+            self.bounds.check_json_bytes(len(body))
             args = protocol.decode_json(body, f"the body of action {name!r}")
             if not isinstance(args, dict):
                 raise errors.InvalidArgument(f"the body of action {name!r} must be a JSON object, got {args!r}")
-            return [flight.Result(to_json(handler(args)))]
+            return [flight.Result(to_json(self._in_time(deadline, f"action {name!r}", lambda: handler(args))))]
 
     def _modify(self, args: dict) -> dict:
         collection_id = _collection_id(args)
@@ -202,27 +235,46 @@ class _Service(flight.FlightServerBase):
         if descriptor.descriptor_type != flight.DescriptorType.CMD:
             raise errors.InvalidArgument("the Flight descriptor must be a command (JSON)")
         self.bounds.check_bytes(len(descriptor.command))
+        self.bounds.check_json_bytes(len(descriptor.command))
         command = protocol.decode_json(descriptor.command, "the descriptor's command")
         if not isinstance(command, dict) or command.get("op") not in operations:
             raise errors.InvalidArgument(
                 f"the descriptor's command must be a JSON object with \"op\" one of {list(operations)}")
         return command
 
-    def _receive(self, reader: flight.MetadataRecordBatchReader, what: str) -> pa.Table:
-        """The whole incoming stream, within the bounds (checked as it arrives)."""
+    def _receive(self, reader: flight.MetadataRecordBatchReader, what: str, deadline: float) -> pa.Table:
+        """The whole incoming stream, within the bounds, each batch checked as it arrives.
+
+        gRPC hands over a whole message at a time (pyarrow sets no receive
+        limit), so the bytes are counted per message, with every buffer it
+        brought (not only the part its arrays use), and reading stops at
+        the first message past ``max_request_bytes``. Each batch is then
+        validated in full: offsets, lengths and UTF-8 from a peer are not
+        trusted by anything that reads them later. The deadline is checked
+        between messages (a message gRPC is still receiving is waited for).
+        """
         batches, size, rows = [], 0, 0
-        for chunk in reader:
-            if chunk.data is None:
-                continue
-            size += chunk.data.nbytes
+        for number, chunk in enumerate(reader):
+            self._check_deadline(deadline, "reading the stream")
+            batch = chunk.data
+            size += chunk.app_metadata.size if chunk.app_metadata is not None else 0
+            size += batch.get_total_buffer_size() if batch is not None else 0
             if self.bounds.max_request_bytes and size > self.bounds.max_request_bytes:
                 raise self.bounds.too_large(None)
-            rows += chunk.data.num_rows
+            if batch is None:
+                continue
+            rows += batch.num_rows
             self.bounds.check_batch(rows, what)
-            batches.append(chunk.data)
+            try:
+                batch.validate(full=True)
+            except pa.ArrowException as exc:
+                raise errors.InvalidArgument(
+                    f"record batch {number} of the stream is not valid Arrow data: {exc}") from None
+            batches.append(batch)
         return pa.Table.from_batches(batches, schema=reader.schema)
 
     def do_put(self, context, descriptor, reader, writer) -> None:
+        deadline = self._deadline()
         with _as_flight_errors():
             command = self._command(descriptor, protocol.WRITES)
             collection_id = _collection_id(command)
@@ -231,7 +283,7 @@ class _Service(flight.FlightServerBase):
                 self.bounds.check_batch(declared, "ids")  # refused before the stream is read
             else:
                 raise errors.InvalidArgument(f"the command's \"rows\" must be the number of rows sent, got {declared!r}")
-            table = self._receive(reader, "ids")
+            table = self._receive(reader, "ids", deadline)
             if table.num_rows != declared:
                 raise errors.InvalidArgument(
                     f"the stream ended after {table.num_rows} of {declared} rows; nothing was written")
@@ -247,37 +299,43 @@ class _Service(flight.FlightServerBase):
             metadatas = protocol.json_values(table.column("metadatas")) if "metadatas" in table.column_names else None
             documents = (protocol.strings(table.column("documents"), "documents")
                          if "documents" in table.column_names else None)
-            getattr(self.api, f"_{command['op']}")(collection_id, ids, embeddings, metadatas, documents)
+            write = getattr(self.api, f"_{command['op']}")
+            self._in_time(deadline, command["op"], lambda: write(collection_id, ids, embeddings, metadatas, documents))
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:
+        deadline = self._deadline()
         with _as_flight_errors():
             command = self._command(descriptor, ("get", "query"))
             collection_id = _collection_id(command)
             if command["op"] == "get":
-                table = self._receive(reader, "ids")
+                table = self._receive(reader, "ids", deadline)
                 ids = None
                 if command.get("ids"):
                     if "ids" not in table.column_names:
                         raise errors.InvalidArgument("a get by ids sends a stream with the column 'ids'")
                     ids = protocol.strings(table.column("ids"), "ids")
-                result = self.api._get(collection_id, ids, command.get("where"), command.get("where_document"),
-                                       command.get("limit"), command.get("offset"),
-                                       _include(command, ("metadatas", "documents")))
+                result = self._in_time(deadline, "get", lambda: self.api._get(
+                    collection_id, ids, command.get("where"), command.get("where_document"),
+                    self.bounds.get_limit(command.get("limit")), command.get("offset"),
+                    _include(command, ("metadatas", "documents"))))
+                self.bounds.check_get_rows(len(result["ids"]))
                 out = _get_table(result)
             else:
                 self.bounds.check_n_results(command.get("n_results", 10))
-                table = self._receive(reader, "query_embeddings")
+                table = self._receive(reader, "query_embeddings", deadline)
                 if "embeddings" not in table.column_names:
                     raise errors.InvalidArgument("a query sends a stream with the column 'embeddings'")
                 queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
                 if missing is not None:
                     raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
-                result = self.api._query(collection_id, queries, command.get("n_results", 10),
-                                         command.get("where"), command.get("where_document"),
-                                         _include(command, ("metadatas", "documents", "distances")))
+                self.bounds.check_query(len(queries), command.get("n_results", 10))
+                result = self._in_time(deadline, "query", lambda: self.api._query(
+                    collection_id, queries, command.get("n_results", 10), command.get("where"),
+                    command.get("where_document"), _include(command, ("metadatas", "documents", "distances"))))
                 out = _query_table(result)
             writer.begin(out.schema)
             for batch in protocol.table_chunks(out):
+                self._check_deadline(deadline, f"sending the answer of {command['op']}")
                 writer.write_batch(batch)
 
 
@@ -340,6 +398,7 @@ class ArrowFlight(Server):
         """Stops taking calls and waits for the running ones to finish."""
         if self._service is not None:
             self._service.shutdown()
+            self._service.close_calls()
             self._service = None
 
     def close(self) -> None:

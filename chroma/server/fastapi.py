@@ -5,8 +5,8 @@ The server always runs :class:`chroma.api.local.Local` over the configured
 JSON body and calls the Local method the Python API calls, passing the values
 through unchanged, so validation, error classes and messages are Local's own.
 The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
-``max_batch_size``, ``max_n_results``, ``cors_origins``; see
-:class:`chroma.config.Settings`).
+``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``;
+see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
 with the class's ``status_code``. Interactive docs are at ``/docs``, the
@@ -16,7 +16,8 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
 
     GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
     GET    /api/v1/version                   {"version": "0.1.0"}
-    GET    /api/v1/limits                    {"max_request_bytes", "max_batch_size", "max_n_results"}
+    GET    /api/v1/limits                    {"max_request_bytes", "max_json_request_bytes", "max_batch_size",
+                                              "max_n_results", "max_response_rows"}
     GET    /api/v1/collections               [collection, ...]
     POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
     GET    /api/v1/collections/{name}        collection
@@ -45,6 +46,7 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -153,7 +155,7 @@ class ErrorOut(BaseModel):
     message: str
 
 
-_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
+_ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 504)}
 
 
 # --------------------------------------------------------------------------
@@ -175,15 +177,17 @@ def _body_documentation(model: type[BaseModel]) -> dict:
     }}}
 
 
-def _reader(model: type[BaseModel]):
-    """A dependency parsing the request body into ``model``, from JSON or from the binary frame."""
+def _reader(model: type[BaseModel], bounds: Bounds):
+    """A dependency parsing the request body into ``model``, from JSON or from the binary frame
+    (whose declared rows are checked against ``max_batch_size`` before any is built)."""
 
     async def read(request: Request) -> BaseModel:
         raw = await request.body()
         media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media_type == wire.MEDIA_TYPE:
-            data = wire.decode(raw)
+            data = wire.decode(raw, bounds.max_batch_size)
         elif media_type == "application/json" or media_type.endswith("+json"):
+            bounds.check_json_bytes(len(raw))
             try:
                 data = json.loads(raw) if raw else {}
             except ValueError as exc:
@@ -294,6 +298,49 @@ class _Guard:
                 return
 
 
+class _Deadline:
+    """ASGI middleware: a request still running ``request_timeout`` seconds after it began is
+    answered 504 ``DeadlineExceeded`` and abandoned.
+
+    Abandoning cancels the request where it awaits (reading its body, waiting for a worker
+    thread); a call already running in a worker thread cannot be interrupted, so it runs to
+    its end and what it then sends is dropped.
+    """
+
+    def __init__(self, app, bounds: Bounds) -> None:
+        self.app = app
+        self.bounds = bounds
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = abandoned = False
+
+        async def send_unless_abandoned(message) -> None:
+            nonlocal started
+            if abandoned:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        request = asyncio.ensure_future(self.app(scope, receive, send_unless_abandoned))
+        done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+        if done:
+            request.result()
+            return
+        abandoned = True
+        request.cancel()
+        request.add_done_callback(_forget_result)
+        if not started:
+            await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
+
+
+def _forget_result(task: "asyncio.Future") -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 # --------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------
@@ -308,7 +355,8 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
             "The chroma embedding database over HTTP. Every route calls the same method as the Python API. "
             "Errors: `{\"error\": \"<chroma.errors class>\", \"message\": ...}` with status 400 (InvalidArgument), "
             "401 (Unauthorized), 403 (ResetDisabled), 404 (CollectionNotFound, IDNotFoundError), "
-            "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge). With an auth_token set, send "
+            "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge), 504 (DeadlineExceeded). "
+            "With an auth_token set, send "
             "`Authorization: Bearer <token>` (heartbeat, /docs and /openapi.json are open). Request bodies are "
             "JSON with `Content-Type: application/json`; the Python client sends `" + wire.MEDIA_TYPE + "` "
             "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
@@ -320,12 +368,15 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         if isinstance(values, (list, np.ndarray)):
             bounds.check_batch(len(values), what)
 
-    def bound_queries(values: Any) -> None:
+    def bound_query(values: Any, n_results: Any) -> None:
         # a list of numbers is one query; a binary body always holds a matrix
         if isinstance(values, np.ndarray) or (isinstance(values, list) and values and isinstance(values[0], list)):
             bound_batch(values, "query_embeddings")
-
-    bound_n_results = bounds.check_n_results
+            queries = len(values)
+        else:
+            queries = 1
+        bounds.check_n_results(n_results)
+        bounds.check_query(queries, n_results)
 
     @app.exception_handler(errors.ChromaError)
     async def chroma_error(request: Request, exc: errors.ChromaError) -> Response:
@@ -383,7 +434,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("GET", "/limits", tags=["server"])
     def limits() -> Response:
-        """The server's bounds (0 means none): request bytes, batch size, n_results."""
+        """The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows."""
         return _json(bounds.report())
 
     @route("POST", "/reset", tags=["server"])
@@ -399,7 +450,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections", CreateCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def create_collection(body: CreateCollection = _reader(CreateCollection)) -> Response:
+    def create_collection(body: CreateCollection = _reader(CreateCollection, bounds)) -> Response:
         """Creates a collection (409 CollectionExists unless get_or_create)."""
         return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
 
@@ -407,7 +458,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     # routes take any rest of the path (a bad name gets Local's error).
     @route("PUT", "/collections/{collection_id:uuid}", ModifyCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection)) -> Response:
+    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection, bounds)) -> Response:
         """Renames the collection and/or replaces its metadata."""
         name, metadata = api._modify(str(collection_id), body.name, body.metadata)
         return _json({"id": str(collection_id), "name": name, "metadata": metadata})
@@ -418,7 +469,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         return _json({"count": api._count(str(collection_id))})
 
     def writer(operation: str, summary: str):
-        def write(collection_id: Any, body: Records = _reader(Records)) -> Response:
+        def write(collection_id: Any, body: Records = _reader(Records, bounds)) -> Response:
             bound_batch(body.ids, "ids")
             getattr(api, f"_{operation}")(str(collection_id), body.ids, body.embeddings, body.metadatas,
                                           body.documents)
@@ -433,7 +484,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
 
     @route("POST", "/collections/{collection_id:uuid}/delete", DeleteRecords, tags=["records"])
-    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords)) -> Response:
+    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords, bounds)) -> Response:
         """Deletes the items matching every given argument (at least one is needed)."""
         bound_batch(body.ids, "ids")
         api._delete(str(collection_id), body.ids, body.where, body.where_document)
@@ -441,11 +492,12 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections/{collection_id:uuid}/get", GetRecords, tags=["records"],
            responses={200: {"model": GetResultOut}, **_ERRORS})
-    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords)) -> Response:
+    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords, bounds)) -> Response:
         """Items by id (in the order asked) or by filter (in insertion order)."""
         bound_batch(body.ids, "ids")
-        result = api._get(str(collection_id), body.ids, body.where, body.where_document, body.limit, body.offset,
-                          body.include)
+        result = api._get(str(collection_id), body.ids, body.where, body.where_document,
+                          bounds.get_limit(body.limit), body.offset, body.include)
+        bounds.check_get_rows(len(result["ids"]))
         embeddings = result["embeddings"]
         return _answer(request, {
             "ids": result["ids"],
@@ -456,10 +508,9 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
 
     @route("POST", "/collections/{collection_id:uuid}/query", QueryRecords, tags=["records"],
            responses={200: {"model": QueryResultOut}, **_ERRORS})
-    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords)) -> Response:
+    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords, bounds)) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
-        bound_queries(body.query_embeddings)
-        bound_n_results(body.n_results)
+        bound_query(body.query_embeddings, body.n_results)
         result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
                             body.where_document, body.include)
         embeddings = result["embeddings"]
@@ -483,6 +534,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         return _json({})
 
     app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
+    app.add_middleware(_Deadline, bounds=bounds)  # outside the guard: a slow upload counts too
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # outermost: preflights are answered before the token check
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
