@@ -46,6 +46,7 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import threading
@@ -68,6 +69,8 @@ from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -225,9 +228,11 @@ def _collection(collection: chroma.Collection) -> dict:
     return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
 
 
-async def _send_error(send, error: errors.ChromaError) -> None:
+async def _send_error(send, error: BaseException) -> None:
+    """Answers ``error`` with its class's status (500 for an exception not of chroma.errors)."""
     body = _error_body(error)
-    await send({"type": "http.response.start", "status": error.status_code,
+    status = error.status_code if isinstance(error, errors.ChromaError) else 500
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -292,6 +297,37 @@ class _Guard:
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body", False):
                 return
+
+
+class _Unexpected:
+    """ASGI middleware: an exception no handler answered becomes a 500 on a connection kept open.
+
+    Starlette answers such an exception and raises it again, and uvicorn then
+    closes the connection; a client that had already sent its next request on
+    it would see a reset instead of an answer.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise  # half an answer: only closing the connection ends it
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await _send_error(send, exc)
 
 
 # --------------------------------------------------------------------------
@@ -482,6 +518,7 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         api.delete_collection(name)
         return _json({})
 
+    app.add_middleware(_Unexpected)  # innermost: a refused request never reaches it
     app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # outermost: preflights are answered before the token check
