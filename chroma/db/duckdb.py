@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import uuid
+import weakref
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
@@ -152,6 +153,9 @@ class DuckDB(DB):
         self._con = self._connect()
         self._write_lock = threading.RLock()
         self._local = threading.local()
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        """The cursors of the live threads, for interrupt() (a thread's cursor goes with it)."""
+        self._cursors_lock = threading.Lock()
         self._closed = False
         # one transaction: a third of the time of five, on every open
         self._con.execute("BEGIN; " + "; ".join(_SCHEMA) + "; COMMIT")
@@ -166,6 +170,8 @@ class DuckDB(DB):
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self._con.cursor()
+            with self._cursors_lock:
+                self._cursors.add(cursor)
         return cursor
 
     @contextmanager
@@ -566,6 +572,12 @@ class DuckDB(DB):
             "SELECT name, value FROM counters WHERE name = 'label' OR name = ?", [_writes_counter(collection_id)]
         ).fetchall())
         return [values.get("label", 0), values.get(_writes_counter(collection_id), 0)]
+
+    def interrupt(self) -> None:
+        with self._cursors_lock:
+            cursors = list(self._cursors)
+        for cursor in cursors:
+            cursor.interrupt()
 
     def close(self) -> None:
         if not self._closed:

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -42,6 +43,7 @@ from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
+from chroma.server.calls import RunningCalls
 from chroma.types import GetResult, QueryResult
 
 log = logging.getLogger(__name__)
@@ -146,10 +148,12 @@ def _query_table(result: QueryResult) -> pa.Table:
 class _Service(flight.FlightServerBase):
     """The Flight handlers: each turns a call into one Local call."""
 
-    def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str]) -> None:
+    def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str],
+                 calls: RunningCalls) -> None:
         super().__init__(location, middleware={"token": _TokenCheck(token)})
         self.api = api
         self.bounds = bounds
+        self.calls = calls
         self.actions: dict[str, Callable[[dict], Any]] = {
             "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
             "version": lambda args: {"version": api.version()},
@@ -170,7 +174,7 @@ class _Service(flight.FlightServerBase):
         return list(protocol.ACTIONS.items())
 
     def do_action(self, context, action: flight.Action) -> list[flight.Result]:
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             name = action.type
             if name not in protocol.OPEN_ACTIONS and context.get_middleware("token") is None:
                 raise unauthorized(TOKEN_HEADER)
@@ -223,7 +227,7 @@ class _Service(flight.FlightServerBase):
         return pa.Table.from_batches(batches, schema=reader.schema)
 
     def do_put(self, context, descriptor, reader, writer) -> None:
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             command = self._command(descriptor, protocol.WRITES)
             collection_id = _collection_id(command)
             declared = command.get("rows")
@@ -250,7 +254,7 @@ class _Service(flight.FlightServerBase):
             getattr(self.api, f"_{command['op']}")(collection_id, ids, embeddings, metadatas, documents)
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             command = self._command(descriptor, ("get", "query"))
             collection_id = _collection_id(command)
             if command["op"] == "get":
@@ -297,6 +301,10 @@ class ArrowFlight(Server):
         self.api = api if api is not None else Local(settings, db=self._db)
         self._service: Optional[_Service] = None
         self._stop = threading.Event()
+        self.calls = RunningCalls()
+        self._stopping: Optional[threading.Thread] = None
+        """Stops the service (it takes no new call, and returns once the running ones end)."""
+        self._grace_ends = 0.0
 
     def listen(self) -> tuple[str, int]:
         """Starts answering calls now; returns ``(host, port)``.
@@ -309,7 +317,7 @@ class ArrowFlight(Server):
             port = self._settings.server_flight_port
             try:
                 self._service = _Service(flight.Location.for_grpc_tcp(host, port), self.api,
-                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token)
+                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token, self.calls)
             except (pa.ArrowException, OSError) as exc:
                 raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
         return host, self._service.port
@@ -330,17 +338,32 @@ class ArrowFlight(Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.shutdown()
-            self.close()
+            if not self.left_running:  # else a call may still be inside the DB
+                self.close()
 
     def stop(self) -> None:
         """Makes ``run()`` return (from another thread)."""
         self._stop.set()
 
+    def stop_taking_calls(self) -> None:
+        """Refuses new calls from now on; the running ones go on (see :meth:`shutdown`)."""
+        if self._service is not None and self._stopping is None:
+            self._grace_ends = time.monotonic() + self._settings.shutdown_grace
+            self._stopping = threading.Thread(target=self._service.shutdown, name="chroma-flight-shutdown",
+                                              daemon=True)
+            self._stopping.start()
+
     def shutdown(self) -> None:
-        """Stops taking calls and waits for the running ones to finish."""
-        if self._service is not None:
-            self._service.shutdown()
-            self._service = None
+        """Stops taking calls and waits for the running ones, until ``shutdown_grace`` seconds after
+        the calls stopped being taken; then cuts off the rest (see ``chroma.server.calls``)."""
+        self.stop_taking_calls()
+        if self._stopping is None:
+            return
+        self._stopping.join(max(0.0, self._grace_ends - time.monotonic()))
+        self.left_running = self.calls.cut_off(self.api)
+        if not self.left_running:
+            self._stopping.join()
+        self._service = None
 
     def close(self) -> None:
         """Closes the DB it opened, if any (a persistent directory's lock is released)."""

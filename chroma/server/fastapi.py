@@ -45,12 +45,14 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import signal
 import socket
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import uvicorn
@@ -69,6 +71,7 @@ from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
+from chroma.server.calls import RunningCalls, cut_off_error
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +326,11 @@ class _Unexpected:
 
         try:
             await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs at the end of the shutdown grace period
+            if not started:
+                await _send_error(send, cut_off_error())
+            raise
         except Exception as exc:
             if started:
                 raise  # half an answer: only closing the connection ends it
@@ -335,8 +343,10 @@ class _Unexpected:
 # --------------------------------------------------------------------------
 
 
-def create_app(api: Local, settings: Settings) -> _FastAPIApp:
-    """The FastAPI application serving ``api`` with ``settings``' bounds."""
+def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None) -> _FastAPIApp:
+    """The FastAPI application serving ``api`` with ``settings``' bounds; each route's work
+    counts in ``calls``."""
+    calls = calls or RunningCalls()
     app = _FastAPIApp(
         title="chroma",
         version=chroma.__version__,
@@ -391,7 +401,17 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         kwargs.setdefault("responses", _ERRORS)
         if body is not None:
             kwargs["openapi_extra"] = _body_documentation(body)
-        return app.api_route(PREFIX + path, methods=[method], **kwargs)
+        register = app.api_route(PREFIX + path, methods=[method], **kwargs)
+
+        def counted(endpoint):
+            @functools.wraps(endpoint)  # FastAPI reads the endpoint's parameters through it
+            def call(*args: Any, **kwargs: Any) -> Any:
+                with calls.running():
+                    return endpoint(*args, **kwargs)
+
+            return register(call)
+
+        return counted
 
     def openapi() -> dict:
         # The bodies are read by _reader (JSON or binary), so FastAPI does not
@@ -526,6 +546,19 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
     return app
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, which also runs ``on_stop`` when a signal starts its shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for hook in self._on_stop:
+            hook()
+
+
 class FastAPI(Server):
     """Serves ``chroma.api.local.Local`` over the configured DB with uvicorn.
 
@@ -539,8 +572,11 @@ class FastAPI(Server):
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
         self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
         self.api = api if api is not None else Local(settings, db=self._db)
-        self.app = create_app(self.api, settings)
+        self.calls = RunningCalls()
+        self.app = create_app(self.api, settings, self.calls)
         self._socket: Optional[socket.socket] = None
+        self.on_stop: list[Callable[[], None]] = []
+        """Run when a signal starts the shutdown (``chroma.server.Both`` stops its Flight server)."""
 
     def listen(self) -> tuple[str, int]:
         """Binds the listening socket now; returns ``(host, port)``."""
@@ -567,7 +603,8 @@ class FastAPI(Server):
 
     def run(self) -> None:
         self.listen()
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off")
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=self._settings.shutdown_grace)
         # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
         # the handler found at start: recording it here lets run() return
         # normally (and close the DB) instead of the process dying.
@@ -577,12 +614,14 @@ class FastAPI(Server):
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda number, frame: received.append(number))
         try:
-            uvicorn.Server(config).run(sockets=[self._socket])
+            _Uvicorn(config, self.on_stop).run(sockets=[self._socket])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._socket.close()
-            self.close()
+            self.left_running = self.calls.cut_off(self.api)
+            if not self.left_running:  # else a call may still be inside the DB
+                self.close()
 
     def close(self) -> None:
         """Closes the DB it opened, if any (a persistent directory's lock is released)."""
