@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import struct
 import threading
@@ -31,7 +29,7 @@ from chroma.api.fastapi import _Adapter, _caused_by, _KeptConnectionReset
 from chroma.config import Settings
 from chroma.server.fastapi import FastAPI as FastAPIServer
 
-from server_helpers import free_port, start_server
+from server_helpers import free_port, kill_with_a_call_in_flight, start_server
 
 COLLECTION_ID = str(uuid.uuid4())
 ROUNDS = 20
@@ -196,18 +194,6 @@ def test_a_kept_connection_that_times_out_is_not_taken_for_a_reset():
 # --------------------------------------------------------------------------
 
 
-def _unread_bytes_at(port: int) -> int:
-    """Bytes waiting in the receive queues of the TCP sockets listening or accepted on ``port``."""
-    waiting = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError), open(table) as rows:
-            for row in list(rows)[1:]:
-                fields = row.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    waiting += int(fields[4].split(":")[1], 16)
-    return waiting
-
-
 @pytest.mark.parametrize("call", ["write", "read"])
 def test_a_server_killed_with_a_call_in_flight(tmp_path, call):
     server = start_server(tmp_path)
@@ -225,19 +211,7 @@ def test_a_server_killed_with_a_call_in_flight(tmp_path, call):
         except errors.ChromaError as exc:
             outcome.append(exc)
 
-    os.kill(server.process.pid, signal.SIGSTOP)
-    try:
-        sender = threading.Thread(target=send)
-        sender.start()
-        deadline = time.monotonic() + 20
-        while not _unread_bytes_at(server.port):  # the request sits in the stopped server's socket
-            assert time.monotonic() < deadline, "the request never reached the server"
-            time.sleep(0.01)
-    finally:
-        server.process.kill()
-        os.kill(server.process.pid, signal.SIGCONT)
-        server.process.wait()
-    sender.join(timeout=30)
+    kill_with_a_call_in_flight(server, server.port, send)
     client.close()
     assert len(outcome) == 1
     if call == "write":
