@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -49,7 +50,7 @@ def _scan(collection, terms: int) -> dict:
 
 def _sigterm_mid_call(server, collection, terms: int, impl: str) -> tuple[dict, float]:
     """Starts the scan, sends SIGTERM once the server is busy with it; returns (outcome, time of
-    SIGTERM). ``outcome["refused"]``: whether a new call was refused while the scan still ran."""
+    SIGTERM). ``outcome["refused"]``: whether a new connection was refused while the scan still ran."""
     outcome: dict = {}
 
     def call() -> None:
@@ -72,10 +73,11 @@ def _sigterm_mid_call(server, collection, terms: int, impl: str) -> tuple[dict, 
     server.process.send_signal(signal.SIGTERM)
     outcome["signalled"] = time.monotonic()
     outcome["refused"] = False
+    port = server.port if impl == "fastapi" else server.flight_port
     while caller.is_alive() and not outcome["refused"]:
         try:
-            _client(server, impl).heartbeat()
-        except errors.ServerUnavailable:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
             outcome["refused"] = caller.is_alive()
         time.sleep(0.05)
     caller.join(timeout=120)
