@@ -17,6 +17,9 @@ from chroma import errors
 from chroma.api.arrowflight import ArrowFlight
 from chroma.api.fastapi import FastAPI
 from chroma.config import Settings
+from chroma.db import Batch
+from chroma.db.duckdb import DuckDB
+from chroma.filters import parse_where_document
 from chroma.server.calls import UNWIND_SECONDS
 
 from server_helpers import start_server
@@ -127,3 +130,35 @@ def test_sigterm_cuts_off_a_call_longer_than_the_grace_then_exits_0(tmp_path, im
     assert exited - signalled < grace + UNWIND_SECONDS + EXIT_MARGIN, server.output()
     # over HTTP the cut-off call is answered OutcomeUnknown; a Flight call sees its server go
     assert isinstance(outcome.get("error"), errors.OutcomeUnknown if impl == "fastapi" else errors.ServerUnavailable)
+
+
+def test_interrupt_ends_a_running_duckdb_statement_and_the_db_goes_on(tmp_path):
+    # Past the grace period a server interrupts the statements still running (DB.interrupt).
+    db = DuckDB(Settings())
+    record = db.create_collection("documents", None)
+    count = 40_000
+    db.add(record.id, Batch(ids=[f"d{i}" for i in range(count)], embeddings=np.zeros((count, 2), np.float32),
+                            metadatas=None, documents=[f"word{i} " * 150 for i in range(count)]))
+    scan = parse_where_document({"$or": [{"$contains": f"absent term {i}"} for i in range(600)]})
+    outcome: list = []
+
+    def call() -> None:
+        try:
+            outcome.append(db.get(record.id, None, scan, None, None, []))
+        except Exception as exc:  # noqa: BLE001 - the interrupt's own exception is expected
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    started = time.monotonic()
+    caller.start()
+    while caller.is_alive():  # until the statement has begun and been stopped
+        db.interrupt()
+        time.sleep(0.05)
+    interrupted_after = time.monotonic() - started
+    natural_started = time.monotonic()
+    assert db.get(record.id, None, scan, None, None, []).ids == []  # later statements run normally
+    natural = time.monotonic() - natural_started
+    assert "Interrupt" in type(outcome[0]).__name__, outcome
+    assert interrupted_after < natural / 2
+    assert db.count(record.id) == count
+    db.close()
