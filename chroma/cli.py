@@ -8,7 +8,9 @@
 starts a server: HTTP (``chroma.server.FastAPI``, the default), Arrow Flight
 (``chroma.server.ArrowFlight``) or both over one database, prints one line
 ``chroma server listening on URL`` per address, and serves until SIGTERM or
-SIGINT (Ctrl-C); then it lets running requests finish, closes the database
+SIGINT (Ctrl-C); then it takes no new call, lets running ones finish within
+``shutdown_grace`` seconds (``CHROMA_SHUTDOWN_GRACE``, default 30; calls still
+running then are cut off and fail with ``OutcomeUnknown``), closes the database
 (everything acknowledged is on disk with ``--path``) and exits with status 0.
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
 ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``, ...) come from the
@@ -96,6 +98,11 @@ def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], p
         print(f"chroma server listening on {url}", flush=True)
     server.run()
     print("chroma server stopped", flush=True)
+    if server.left_running:
+        # Calls cut off at the end of the grace period still run in native code; waiting for
+        # them at exit would hold the process as long as they take.
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def worker(concurrency: int, loglevel: str, name: Optional[str]) -> None:

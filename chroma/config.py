@@ -56,6 +56,10 @@ class Settings:
     """Server: when set, every route except ``GET /api/v1/heartbeat``, ``/docs`` and
     ``/openapi.json`` needs ``Authorization: Bearer <auth_token>`` (401 ``Unauthorized``
     otherwise). Client: the token it sends."""
+    shutdown_grace: float = 30.0
+    """Server: seconds that running calls get to finish after SIGTERM or SIGINT (no new call is
+    taken meanwhile); calls still running then are cut off (``OutcomeUnknown``) and the server
+    exits with status 0."""
     allow_reset: bool = False
     """``reset()`` deletes everything only when true. Over HTTP, both the client's and
     the server's setting must be true."""

@@ -116,6 +116,11 @@ class ServerUnavailable(ChromaError, ConnectionError):
     status_code = 503
 
 
+class OutcomeUnknown(ServerUnavailable):
+    """A write was sent but its answer never came (the connection broke, the server stopped):
+    it may or may not have been applied. Read back what it wrote before sending it again."""
+
+
 class WorkerError(ChromaError):
     """Work handed to Celery workers did not finish: no worker took it, or the
     workers stopped making progress (one died and none took its task again)."""

@@ -40,6 +40,9 @@ from chroma.db import Batch
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 _IDS_ONLY = pa.schema([("ids", pa.string())])
+_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "list_collections", "get_collection", "count"})
+_NEVER_SENT = "failed to connect to all addresses"
+"""gRPC's words for a call that found no connection, so never reached a server."""
 
 
 class ArrowFlight(Remote):
@@ -53,11 +56,16 @@ class ArrowFlight(Remote):
         self._options = flight.FlightCallOptions(headers=headers)
 
     # plumbing
-    def _error(self, exc: Exception, what: str) -> errors.ChromaError:
-        """The chroma error behind a failed Flight call."""
+    def _error(self, exc: Exception, what: str, write: bool = False) -> errors.ChromaError:
+        """The chroma error behind a failed Flight call (``write``: one that changes the store)."""
         error = protocol.error_from_info(getattr(exc, "extra_info", None))
         if error is not None:
             return error
+        if isinstance(exc, flight.FlightUnavailableError) and write and _NEVER_SENT not in str(exc):
+            return errors.OutcomeUnknown(
+                f"the Flight call {what} reached the chroma server at grpc://{self._address}, but its answer "
+                f"never came ({exc}): the write may or may not have been applied; read back what it wrote "
+                "before sending it again")
         if isinstance(exc, flight.FlightUnavailableError):
             return errors.ServerUnavailable(
                 f"cannot reach the chroma Flight server at grpc://{self._address} ({what}): {exc}; "
@@ -69,7 +77,7 @@ class ArrowFlight(Remote):
         try:
             results = list(self._client.do_action(flight.Action(name, data), options=self._options))
         except (flight.FlightError, pa.ArrowException) as exc:
-            raise self._error(exc, name) from None
+            raise self._error(exc, name, write=name not in _READ_ACTIONS) from None
         return json.loads(results[0].body.to_pybytes())
 
     def _put(self, command: dict, schema: pa.Schema, batches) -> None:
@@ -92,7 +100,7 @@ class ArrowFlight(Remote):
             if broken is not None:
                 raise broken
         except (flight.FlightError, pa.ArrowException) as exc:
-            raise self._error(exc, command["op"]) from None
+            raise self._error(exc, command["op"], write=True) from None
 
     def _exchange(self, command: dict, schema: pa.Schema, batch: Optional[pa.RecordBatch]) -> pa.Table:
         descriptor = flight.FlightDescriptor.for_command(to_json(command))

@@ -26,6 +26,9 @@ from urllib.parse import quote
 import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from chroma import errors, validation, wire
 from chroma.api import arguments
@@ -37,6 +40,61 @@ from chroma.types import EmbeddingFunction, GetResult, QueryResult
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for a connection; a response may take as long as the work needs."""
 ENCODINGS = ("binary", "json")
+
+
+class _KeptConnection(HTTPConnection):
+    """A pooled connection that knows whether it has carried an answer on its current socket."""
+
+    answered = False
+
+    def connect(self) -> None:
+        self.answered = False  # a new socket: nothing was kept
+        super().connect()
+
+
+class _KeptConnectionReset(ConnectionResetError):
+    """A connection the pool had kept was closed or reset before any byte of the answer came:
+    the server had most likely closed it while idle, and the request can go again on a new one."""
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _KeptConnection
+
+    def _make_request(self, conn: _KeptConnection, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kept = conn.answered
+        try:
+            response = super()._make_request(conn, method, url, *args, **kwargs)
+        except ConnectionResetError as exc:  # http.client's RemoteDisconnected is one: no status line came
+            if kept:
+                raise _KeptConnectionReset(str(exc)) from exc
+            raise
+        conn.answered = True
+        return response
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter over connections that tell a kept one from a new one."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "http": _Pool}
+
+
+def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``error``, or an exception it wraps (cause, context, argument or urllib3's
+    ``reason``), is one of ``kinds``."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return True
+        wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        pending.extend(item for item in wrapped if isinstance(item, BaseException))
+    return False
 
 
 def _name_path(name: str) -> str:
@@ -57,7 +115,7 @@ class FastAPI(Remote):
         self._address = host_port(settings.server_host, settings.server_http_port)
         self._base = f"http://{self._address}/api/v1"
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64)
+        adapter = _Adapter(pool_connections=1, pool_maxsize=64)
         session.mount("http://", adapter)
         session.headers["Content-Type"] = "application/json"
         if settings.auth_token:
@@ -65,11 +123,15 @@ class FastAPI(Remote):
         self._session = session
 
     # plumbing
-    def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None,
+                 idempotent: bool = False) -> Any:
         """Sends ``body`` (plus vector ``arrays``, numpy values) and returns the decoded answer.
 
         With the binary encoding, vectors go out as float32 and come back as
-        float32 arrays; with JSON, both ways as lists.
+        float32 arrays; with JSON, both ways as lists. An ``idempotent`` call
+        (a read) goes again, once, when a connection the pool had kept is
+        closed or reset before any byte of its answer; nothing else is sent
+        twice, and never after a timeout.
         """
         data = headers = None
         if self._binary and arrays is not None:
@@ -82,15 +144,14 @@ class FastAPI(Remote):
             data = to_json({**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}})
         url = self._base + path
         try:
-            response = self._session.request(method, url, data=data, headers=headers,
-                                             timeout=(CONNECT_TIMEOUT, None))
-        except requests.ConnectionError as exc:
-            raise errors.ServerUnavailable(
-                f"cannot reach the chroma server at {self._address} ({method} {url}): {exc}; "
-                "is `chroma run` running there (settings server_host, server_http_port)?"
-            ) from None
+            response = self._send(method, url, data, headers)
         except requests.RequestException as exc:
-            raise errors.ServerUnavailable(f"request to the chroma server at {self._address} failed: {exc}") from None
+            if not (idempotent and _caused_by(exc, (_KeptConnectionReset,))):
+                raise self._no_answer(method, url, exc, idempotent) from None
+            try:
+                response = self._send(method, url, data, headers)
+            except requests.RequestException as again:
+                raise self._no_answer(method, url, again, idempotent) from None
         if response.headers.get("content-type", "").startswith(wire.MEDIA_TYPE):
             return wire.decode(response.content)
         try:
@@ -107,24 +168,42 @@ class FastAPI(Remote):
             raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
         return payload
 
+    def _send(self, method: str, url: str, data: Optional[bytes], headers: Optional[dict]) -> requests.Response:
+        return self._session.request(method, url, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, None))
+
+    def _no_answer(self, method: str, url: str, error: requests.RequestException,
+                   idempotent: bool) -> errors.ServerUnavailable:
+        """The error of a call that got no answer: ServerUnavailable, or OutcomeUnknown for a write
+        that may have reached the server."""
+        if _caused_by(error, (NewConnectionError, ConnectTimeoutError)):
+            return errors.ServerUnavailable(
+                f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
+                "is `chroma run` running there (settings server_host, server_http_port)?")
+        if idempotent:
+            return errors.ServerUnavailable(
+                f"the chroma server at {self._address} gave no answer to {method} {url}: {error}")
+        return errors.OutcomeUnknown(
+            f"{method} {url} reached the chroma server at {self._address}, but its answer never came ({error}): "
+            "the write may or may not have been applied; read back what it wrote before sending it again")
+
     # server
     def heartbeat(self) -> int:
-        return int(self._request("GET", "/heartbeat")["heartbeat"])
+        return int(self._request("GET", "/heartbeat", idempotent=True)["heartbeat"])
 
     def version(self) -> str:
-        return self._request("GET", "/version")["version"]
+        return self._request("GET", "/version", idempotent=True)["version"]
 
     def limits(self) -> dict:
         """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
         ``max_n_results``, ``max_response_rows`` (0: none)."""
-        return self._request("GET", "/limits")
+        return self._request("GET", "/limits", idempotent=True)
 
     def close(self) -> None:
         self._session.close()
 
     # collections
     def list_collections(self) -> list[Collection]:
-        return [self._collection(data, None) for data in self._request("GET", "/collections")]
+        return [self._collection(data, None) for data in self._request("GET", "/collections", idempotent=True)]
 
     def create_collection(
         self,
@@ -139,7 +218,7 @@ class FastAPI(Remote):
 
     def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
         validation.name_argument(name)
-        return self._collection(self._request("GET", f"/collections/{_name_path(name)}"), embedding_function)
+        return self._collection(self._request("GET", f"/collections/{_name_path(name)}", idempotent=True), embedding_function)
 
     def delete_collection(self, name: str) -> None:
         validation.name_argument(name)
@@ -156,7 +235,7 @@ class FastAPI(Remote):
         return data["name"], data["metadata"]
 
     def _count(self, collection_id: str) -> int:
-        return int(self._request("GET", f"/collections/{collection_id}/count")["count"])
+        return int(self._request("GET", f"/collections/{collection_id}/count", idempotent=True)["count"])
 
     def _write(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
                documents: Any) -> None:
@@ -197,7 +276,7 @@ class FastAPI(Remote):
         data = self._request("POST", f"/collections/{collection_id}/get", {
             "ids": checked.ids, "where": where, "where_document": where_document, "limit": checked.limit,
             "offset": checked.offset, "include": list(checked.include),
-        }, {})
+        }, {}, idempotent=True)
         return GetResult(
             ids=data["ids"],
             embeddings=_array(data["embeddings"], data.get("dimension")),
@@ -218,7 +297,7 @@ class FastAPI(Remote):
         data = self._request("POST", f"/collections/{collection_id}/query", {
             "n_results": checked.n_results, "where": where, "where_document": where_document,
             "include": list(checked.include),
-        }, {"query_embeddings": checked.queries})
+        }, {"query_embeddings": checked.queries}, idempotent=True)
         embeddings = data["embeddings"]
         dimension = data.get("dimension")
         distances = data["distances"]

@@ -139,6 +139,10 @@ class Local(API):
     def _count(self, collection_id: str) -> int:
         return self._db.count(collection_id)
 
+    def interrupt(self) -> None:
+        """Makes the DB statements running now fail soon (see ``chroma.DB.interrupt``)."""
+        self._db.interrupt()
+
     def close(self) -> None:
         """Saves the loaded indexes of a persistent DB (see chroma.index.saved)."""
         with self._write_lock:

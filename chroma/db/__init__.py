@@ -334,6 +334,10 @@ class DB(abc.ABC):
         """The newest complete index snapshot of the collection, or None."""
         return None
 
+    def interrupt(self) -> None:
+        """Makes the statements running now fail soon (a server's shutdown cuts its calls off);
+        a write they belong to is rolled back. Later statements run normally."""
+
     def close(self) -> None:
         """Releases files and connections; the instance is unusable afterwards."""
 

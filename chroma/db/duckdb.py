@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import uuid
+import weakref
 from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
@@ -83,6 +84,10 @@ def _metadata_from_json(text: Optional[str]) -> Optional[dict]:
     return None if text is None else json.loads(text)
 
 
+def _not_found(collection_id: str) -> errors.CollectionNotFound:
+    return errors.CollectionNotFound(f"collection {collection_id!r} does not exist")
+
+
 def _first(rows: list) -> Optional[tuple]:
     return rows[0] if rows else None
 
@@ -97,10 +102,12 @@ def _vector_column(embeddings: np.ndarray) -> pa.Array:
 
 
 def _vectors_from_arrow(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
+    """The rows of ``column`` as an (n, d) array; ``dimension`` gives the width of an empty one."""
     if len(column) == 0:
         return np.empty((0, dimension), dtype=np.float32)
     values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(values, dtype=np.float32).reshape(-1, dimension)
+    # the width comes from the rows themselves, whatever the collection's record said
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(len(column), -1)
 
 
 def _metadata_rows(collection_id: str, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
@@ -146,6 +153,9 @@ class DuckDB(DB):
         self._con = self._connect()
         self._write_lock = threading.RLock()
         self._local = threading.local()
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        """The cursors of the live threads, for interrupt() (a thread's cursor goes with it)."""
+        self._cursors_lock = threading.Lock()
         self._closed = False
         # one transaction: a third of the time of five, on every open
         self._con.execute("BEGIN; " + "; ".join(_SCHEMA) + "; COMMIT")
@@ -160,6 +170,8 @@ class DuckDB(DB):
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self._con.cursor()
+            with self._cursors_lock:
+                self._cursors.add(cursor)
         return cursor
 
     @contextmanager
@@ -175,6 +187,17 @@ class DuckDB(DB):
             cursor.commit()
 
     @contextmanager
+    def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor whose statements all read one snapshot: a read of several statements sees no
+        write land between them (a collection's first add, its deletion)."""
+        cursor = self._cursor()
+        cursor.begin()
+        try:
+            yield cursor
+        finally:
+            cursor.rollback()  # nothing to keep: a read-only transaction
+
+    @contextmanager
     def _registered(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[str]:
         name = f"batch_{uuid.uuid4().hex}"
         cursor.register(name, table)
@@ -188,7 +211,7 @@ class DuckDB(DB):
             "SELECT id, name, metadata, dimension FROM collections WHERE id = ?", [collection_id]
         ).fetchall())
         if row is None:
-            raise errors.CollectionNotFound(f"collection {collection_id!r} does not exist")
+            raise _not_found(collection_id)
         return _record(row)
 
     def _next_labels(self, cursor: duckdb.DuckDBPyConnection, count: int) -> np.ndarray:
@@ -477,9 +500,9 @@ class DuckDB(DB):
         offset: Optional[int],
         include: Sequence[str],
     ) -> Records:
-        cursor = self._cursor()
-        record = self._collection(cursor, collection_id)
-        table = self._select(cursor, collection_id, ids, where, self._columns(include), limit, offset)
+        with self._snapshot() as cursor:
+            record = self._collection(cursor, collection_id)
+            table = self._select(cursor, collection_id, ids, where, self._columns(include), limit, offset)
         return self._records(table, include, record.dimension)
 
     def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
@@ -505,9 +528,13 @@ class DuckDB(DB):
         return table["label"].to_numpy().astype(np.int64)
 
     def count(self, collection_id: str) -> int:
-        cursor = self._cursor()
-        self._collection(cursor, collection_id)
-        return cursor.execute("SELECT count(*) FROM embeddings WHERE collection_id = ?", [collection_id]).fetchall()[0][0]
+        # one statement: no row if the collection does not exist, at any moment of the count
+        row = _first(self._cursor().execute(
+            "SELECT (SELECT count(*) FROM embeddings WHERE collection_id = ?) FROM collections WHERE id = ?",
+            [collection_id, collection_id]).fetchall())
+        if row is None:
+            raise _not_found(collection_id)
+        return row[0]
 
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         cursor = self._cursor()
@@ -545,6 +572,12 @@ class DuckDB(DB):
             "SELECT name, value FROM counters WHERE name = 'label' OR name = ?", [_writes_counter(collection_id)]
         ).fetchall())
         return [values.get("label", 0), values.get(_writes_counter(collection_id), 0)]
+
+    def interrupt(self) -> None:
+        with self._cursors_lock:
+            cursors = list(self._cursors)
+        for cursor in cursors:
+            cursor.interrupt()
 
     def close(self) -> None:
         if not self._closed:

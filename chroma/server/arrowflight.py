@@ -46,6 +46,7 @@ from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
+from chroma.server.calls import RunningCalls
 from chroma.types import GetResult, QueryResult
 
 log = logging.getLogger(__name__)
@@ -154,11 +155,13 @@ def _query_table(result: QueryResult) -> pa.Table:
 class _Service(flight.FlightServerBase):
     """The Flight handlers: each turns a call into one Local call."""
 
-    def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str]) -> None:
+    def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str],
+                 calls: RunningCalls) -> None:
         super().__init__(location, middleware={"token": _TokenCheck(token)})
         self.api = api
         self.bounds = bounds
-        self._calls = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-flight-call")
+        self.calls = calls
+        self._call_threads = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-flight-call")
         self.actions: dict[str, Callable[[dict], Any]] = {
             "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
             "version": lambda args: {"version": api.version()},
@@ -185,7 +188,7 @@ class _Service(flight.FlightServerBase):
         """``call()`` run on a call thread, waited for until ``deadline`` at most: then a queued
         call is dropped, a running one is left to end on its thread, and DeadlineExceeded raised."""
         self._check_deadline(deadline, what)
-        future = self._calls.submit(call)
+        future = self._call_threads.submit(call)
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except concurrent.futures.TimeoutError:
@@ -194,7 +197,7 @@ class _Service(flight.FlightServerBase):
 
     def close_calls(self) -> None:
         """Waits for the calls still running (those past their deadline too), then frees their threads."""
-        self._calls.shutdown(wait=True, cancel_futures=True)
+        self._call_threads.shutdown(wait=True, cancel_futures=True)
 
     # actions
     def list_actions(self, context) -> list[tuple[str, str]]:
@@ -202,7 +205,7 @@ class _Service(flight.FlightServerBase):
 
     def do_action(self, context, action: flight.Action) -> list[flight.Result]:
         deadline = self._deadline()
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             name = action.type
             if name not in protocol.OPEN_ACTIONS and context.get_middleware("token") is None:
                 raise unauthorized(TOKEN_HEADER)
@@ -275,7 +278,7 @@ class _Service(flight.FlightServerBase):
 
     def do_put(self, context, descriptor, reader, writer) -> None:
         deadline = self._deadline()
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             command = self._command(descriptor, protocol.WRITES)
             collection_id = _collection_id(command)
             declared = command.get("rows")
@@ -304,7 +307,7 @@ class _Service(flight.FlightServerBase):
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:
         deadline = self._deadline()
-        with _as_flight_errors():
+        with _as_flight_errors(), self.calls.running():
             command = self._command(descriptor, ("get", "query"))
             collection_id = _collection_id(command)
             if command["op"] == "get":
@@ -355,6 +358,10 @@ class ArrowFlight(Server):
         self.api = api if api is not None else Local(settings, db=self._db)
         self._service: Optional[_Service] = None
         self._stop = threading.Event()
+        self.calls = RunningCalls()
+        self._stopping: Optional[threading.Thread] = None
+        """Stops the service (it takes no new call, and returns once the running ones end)."""
+        self._grace_ends = 0.0
 
     def listen(self) -> tuple[str, int]:
         """Starts answering calls now; returns ``(host, port)``.
@@ -367,7 +374,7 @@ class ArrowFlight(Server):
             port = self._settings.server_flight_port
             try:
                 self._service = _Service(flight.Location.for_grpc_tcp(host, port), self.api,
-                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token)
+                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token, self.calls)
             except (pa.ArrowException, OSError) as exc:
                 raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
         return host, self._service.port
@@ -388,18 +395,33 @@ class ArrowFlight(Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.shutdown()
-            self.close()
+            if not self.left_running:  # else a call may still be inside the DB
+                self.close()
 
     def stop(self) -> None:
         """Makes ``run()`` return (from another thread)."""
         self._stop.set()
 
+    def stop_taking_calls(self) -> None:
+        """Refuses new calls from now on; the running ones go on (see :meth:`shutdown`)."""
+        if self._service is not None and self._stopping is None:
+            self._grace_ends = time.monotonic() + self._settings.shutdown_grace
+            self._stopping = threading.Thread(target=self._service.shutdown, name="chroma-flight-shutdown",
+                                              daemon=True)
+            self._stopping.start()
+
     def shutdown(self) -> None:
-        """Stops taking calls and waits for the running ones to finish."""
-        if self._service is not None:
-            self._service.shutdown()
+        """Stops taking calls and waits for the running ones, until ``shutdown_grace`` seconds after
+        the calls stopped being taken; then cuts off the rest (see ``chroma.server.calls``)."""
+        self.stop_taking_calls()
+        if self._stopping is None:
+            return
+        self._stopping.join(max(0.0, self._grace_ends - time.monotonic()))
+        self.left_running = self.calls.cut_off(self.api)
+        if not self.left_running:
+            self._stopping.join()
             self._service.close_calls()
-            self._service = None
+        self._service = None
 
     def close(self) -> None:
         """Closes the DB it opened, if any (a persistent directory's lock is released)."""

@@ -19,8 +19,9 @@ from chroma.server.fastapi import FastAPI
 class Both(Server):
     """HTTP on ``server_http_port`` and Flight on ``server_flight_port``.
 
-    ``run()`` serves until SIGTERM/SIGINT: then running HTTP requests and
-    Flight calls finish, and the DB is closed.
+    ``run()`` serves until SIGTERM/SIGINT: then both stop taking calls, the
+    running HTTP requests and Flight calls finish (within the ``shutdown_grace``
+    setting), and the DB is closed.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -28,6 +29,7 @@ class Both(Server):
         self.api = Local(settings, db=self._db)
         self.http = FastAPI(settings, api=self.api)
         self.flight = ArrowFlight(settings, api=self.api)
+        self.http.on_stop.append(self.flight.stop_taking_calls)
 
     def urls(self) -> list[str]:
         return self.http.urls() + self.flight.urls()
@@ -35,7 +37,9 @@ class Both(Server):
     def run(self) -> None:
         self.urls()
         try:
-            self.http.run()  # returns on SIGTERM/SIGINT, once running requests are answered
+            self.http.run()  # returns on SIGTERM/SIGINT, once running requests are answered or cut off
         finally:
             self.flight.shutdown()
-            self._db.close()
+            self.left_running = self.http.left_running + self.flight.left_running
+            if not self.left_running:  # else a call may still be inside the DB
+                self._db.close()

@@ -47,11 +47,13 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import logging
 import signal
 import socket
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import uvicorn
@@ -70,6 +72,9 @@ from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
+from chroma.server.calls import RunningCalls, cut_off_error
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
@@ -229,9 +234,11 @@ def _collection(collection: chroma.Collection) -> dict:
     return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
 
 
-async def _send_error(send, error: errors.ChromaError) -> None:
+async def _send_error(send, error: BaseException) -> None:
+    """Answers ``error`` with its class's status (500 for an exception not of chroma.errors)."""
     body = _error_body(error)
-    await send({"type": "http.response.start", "status": error.status_code,
+    status = error.status_code if isinstance(error, errors.ChromaError) else 500
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -341,13 +348,51 @@ def _forget_result(task: "asyncio.Future") -> None:
         task.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
+class _Unexpected:
+    """ASGI middleware: an exception no handler answered becomes a 500 on a connection kept open.
+
+    Starlette answers such an exception and raises it again, and uvicorn then
+    closes the connection; a client that had already sent its next request on
+    it would see a reset instead of an answer.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs at the end of the shutdown grace period
+            if not started:
+                await _send_error(send, cut_off_error())
+            raise
+        except Exception as exc:
+            if started:
+                raise  # half an answer: only closing the connection ends it
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await _send_error(send, exc)
+
+
 # --------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------
 
 
-def create_app(api: Local, settings: Settings) -> _FastAPIApp:
-    """The FastAPI application serving ``api`` with ``settings``' bounds."""
+def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None) -> _FastAPIApp:
+    """The FastAPI application serving ``api`` with ``settings``' bounds; each route's work
+    counts in ``calls``."""
+    calls = calls or RunningCalls()
     app = _FastAPIApp(
         title="chroma",
         version=chroma.__version__,
@@ -406,7 +451,17 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         kwargs.setdefault("responses", _ERRORS)
         if body is not None:
             kwargs["openapi_extra"] = _body_documentation(body)
-        return app.api_route(PREFIX + path, methods=[method], **kwargs)
+        register = app.api_route(PREFIX + path, methods=[method], **kwargs)
+
+        def counted(endpoint):
+            @functools.wraps(endpoint)  # FastAPI reads the endpoint's parameters through it
+            def call(*args: Any, **kwargs: Any) -> Any:
+                with calls.running():
+                    return endpoint(*args, **kwargs)
+
+            return register(call)
+
+        return counted
 
     def openapi() -> dict:
         # The bodies are read by _reader (JSON or binary), so FastAPI does not
@@ -533,12 +588,26 @@ def create_app(api: Local, settings: Settings) -> _FastAPIApp:
         api.delete_collection(name)
         return _json({})
 
+    app.add_middleware(_Unexpected)  # innermost: a refused request never reaches it
     app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
     app.add_middleware(_Deadline, bounds=bounds)  # outside the guard: a slow upload counts too
     origins = [o.strip() for o in (settings.cors_origins or "").split(",") if o.strip()]
     if origins:  # outermost: preflights are answered before the token check
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
     return app
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, which also runs ``on_stop`` when a signal starts its shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for hook in self._on_stop:
+            hook()
 
 
 class FastAPI(Server):
@@ -554,8 +623,11 @@ class FastAPI(Server):
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
         self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
         self.api = api if api is not None else Local(settings, db=self._db)
-        self.app = create_app(self.api, settings)
+        self.calls = RunningCalls()
+        self.app = create_app(self.api, settings, self.calls)
         self._socket: Optional[socket.socket] = None
+        self.on_stop: list[Callable[[], None]] = []
+        """Run when a signal starts the shutdown (``chroma.server.Both`` stops its Flight server)."""
 
     def listen(self) -> tuple[str, int]:
         """Binds the listening socket now; returns ``(host, port)``."""
@@ -582,7 +654,8 @@ class FastAPI(Server):
 
     def run(self) -> None:
         self.listen()
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=30, lifespan="off")
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
+                                timeout_graceful_shutdown=self._settings.shutdown_grace)
         # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
         # the handler found at start: recording it here lets run() return
         # normally (and close the DB) instead of the process dying.
@@ -592,12 +665,14 @@ class FastAPI(Server):
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda number, frame: received.append(number))
         try:
-            uvicorn.Server(config).run(sockets=[self._socket])
+            _Uvicorn(config, self.on_stop).run(sockets=[self._socket])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._socket.close()
-            self.close()
+            self.left_running = self.calls.cut_off(self.api)
+            if not self.left_running:  # else a call may still be inside the DB
+                self.close()
 
     def close(self) -> None:
         """Closes the DB it opened, if any (a persistent directory's lock is released)."""
