@@ -332,7 +332,15 @@ class _Deadline:
             await send(message)
 
         request = asyncio.ensure_future(self.app(scope, receive, send_unless_abandoned))
-        done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+        try:
+            done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+        except asyncio.CancelledError:
+            # The server cuts off what still runs past the shutdown grace: the request runs in a
+            # task of its own, so pass the cancellation on and let it answer (OutcomeUnknown).
+            request.cancel()
+            await asyncio.wait({request})
+            request.add_done_callback(_forget_result)
+            raise
         if done:
             request.result()
             return
