@@ -1,7 +1,12 @@
 """``$in``/``$nin`` lists of tens of thousands of values: bound as one list, so
-their cost is linear in their size."""
+their cost is linear in their size, and a long filtered delete on one
+collection holds up no write to another."""
 
 from __future__ import annotations
+
+import statistics
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -46,5 +51,50 @@ def test_in_and_nin_of_40000_values_select_exactly_their_items(op):
         assert collection.get(where={"k": {op: values}})["ids"] == expected
         collection.delete(where={"k": {op: values}})
         assert collection.get()["ids"] == [str(i) for i in range(count) if (i % 8 < 4) != (op == "$in")]
+    finally:
+        client._db.close()
+
+
+def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_another():
+    client = Local(Settings(index_impl="flat"), db=DuckDB(Settings()))
+    try:
+        busy, other = client.create_collection("busy"), client.create_collection("other")
+        keyed, total = 20_000, 300_000
+        rng = np.random.default_rng(0)
+        for start in range(0, total, 100_000):
+            labels = range(start, start + 100_000)
+            # Most items lack the key, so the delete reads every row but removes one item:
+            # its time is the filter's, not that of removing rows.
+            busy.add(ids=[str(i) for i in labels], embeddings=rng.random((len(labels), 2), dtype=np.float32),
+                     metadatas=[{"k": i} if i < keyed else {"other": 1} for i in labels])
+        other.add(ids=["first"], embeddings=[[0.0, 0.0]])
+
+        def add_once(item_id: str) -> float:
+            started = time.perf_counter()
+            other.add(ids=[item_id], embeddings=[[0.0, 0.0]])
+            return time.perf_counter() - started
+
+        idle = statistics.median(add_once(f"idle{i}") for i in range(5))
+        deleting = threading.Event()
+        deleting.set()
+        delete_time: list[float] = []
+
+        def delete() -> None:
+            started = time.perf_counter()
+            busy.delete(where={"k": {"$nin": list(range(1, keyed + 1))}})
+            delete_time.append(time.perf_counter() - started)
+            deleting.clear()
+
+        thread = threading.Thread(target=delete)
+        thread.start()
+        latencies = []
+        while deleting.is_set():
+            latencies.append(add_once(f"during{len(latencies)}"))
+        thread.join()
+        assert busy.count() == total - 1 and other.count() == 6 + len(latencies)
+        # No add waited for the delete: each took a fraction of it, and about what an add takes alone.
+        assert len(latencies) >= 3, (latencies, delete_time)
+        assert max(latencies) < delete_time[0] / 2, (latencies, delete_time)
+        assert statistics.median(latencies) < max(0.050, 2 * idle), (latencies, idle)
     finally:
         client._db.close()
