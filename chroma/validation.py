@@ -36,10 +36,44 @@ def name_argument(name: Any) -> str:
     """A name given to look a collection up: any string (a malformed one is simply not found)."""
     if not isinstance(name, str):
         raise InvalidArgument(f"collection name must be a string, got {name!r}")
-    return name
+    return text(name, "collection name")
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def shown(value: Any) -> str:
+    """A bad value for an error message: its repr, cut short (it may be large or nested deep)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text(value: str, what: str) -> str:
+    """``value`` if it can be stored: UTF-8 cannot hold a lone surrogate (JSON's "\\ud800" gives one)."""
+    if not value.isascii() and not _utf8(value):
+        raise InvalidArgument(f"{what}: {value!r} is not valid text: it holds a lone surrogate "
+                              "(U+D800 to U+DFFF unpaired), which UTF-8 cannot encode")
+    return value
+
+
+def texts(values: list[str], what: str) -> list[str]:
+    """``values`` if every one is storable text (see :func:`text`); one pass over them all."""
+    joined = "".join(values)
+    if not joined.isascii() and not _utf8(joined):
+        for value in values:
+            text(value, what)
+    return values
 
 
 def int64_or_not_int(value: Any) -> bool:
@@ -54,13 +88,16 @@ def _metadata_value(key: str, value: Any, where: str) -> None:
         raise InvalidArgument(f"{where}: value of {key!r} is outside the int64 range, got {value!r}")
     if not isinstance(value, (str, int, float, bool)):
         raise InvalidArgument(
-            f"{where}: value of {key!r} must be str, int, float or bool, got {type(value).__name__} {value!r}"
+            f"{where}: value of {key!r} must be str, int, float or bool, got {type(value).__name__} {shown(value)}"
         )
+    if isinstance(value, str):
+        text(value, f"{where}: value of {key!r}")
 
 
 def _metadata_key(key: Any, where: str) -> None:
     if not isinstance(key, str) or not key:
         raise InvalidArgument(f"{where}: keys must be non-empty strings, got {key!r}")
+    text(key, f"{where} key")
 
 
 def item_metadata(metadata: Any, where: str = "metadata") -> Optional[dict]:
@@ -72,11 +109,13 @@ def item_metadata(metadata: Any, where: str = "metadata") -> Optional[dict]:
     for key, value in metadata.items():
         if type(key) is not str or not key:
             _metadata_key(key, where)
+        if not key.isascii():
+            text(key, f"{where} key")
         if key.startswith(RESERVED_PREFIXES):
             raise InvalidArgument(f"{where}: key {key!r} is reserved (keys may not start with 'chroma:' or 'hnsw:')")
         # the common plain values first, by exact type (a batch checks every value of every item)
         kind = type(value)
-        if not (kind is str or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX)
+        if not ((kind is str and value.isascii()) or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX)
                 or (kind is float and math.isfinite(value))):
             _metadata_value(key, value, where)
     return dict(metadata)
@@ -120,6 +159,7 @@ def ids(values: Any, what: str = "ids") -> list[str]:
     for value in out:
         if not isinstance(value, str) or not value:
             raise InvalidArgument(f"{what} must be non-empty strings, got {value!r}")
+    texts(out, what)
     if len(set(out)) != len(out):
         seen: set[str] = set()
         repeated = sorted({v for v in out if v in seen or seen.add(v)})
@@ -138,7 +178,7 @@ def id_filter(values: Any) -> Optional[list[str]]:
     for value in values:
         if not isinstance(value, str):
             raise InvalidArgument(f"ids must be strings, got {value!r}")
-    return list(dict.fromkeys(values))
+    return list(dict.fromkeys(texts(list(values), "ids")))
 
 
 def _row_lengths(values: Any) -> set[int]:
@@ -210,7 +250,7 @@ def per_item(values: Any, count: int, what: str, check) -> Optional[list]:
 def document(value: Any) -> Optional[str]:
     if value is not None and not isinstance(value, str):
         raise InvalidArgument(f"documents must be strings or None, got {type(value).__name__} {value!r}")
-    return value
+    return value if value is None else text(value, "documents")
 
 
 def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -226,6 +266,6 @@ def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
 def count_argument(value: Any, what: str, minimum: int, optional: bool) -> Optional[int]:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgument(f"{what} must be an int >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= INT64_MAX:
+        raise InvalidArgument(f"{what} must be an int in [{minimum}, 2**63 - 1], got {value!r}")
     return int(value)

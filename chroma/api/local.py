@@ -379,7 +379,7 @@ class Local(API):
             allowed = self._allowed(collection_id, cached, metadata_clause, document_clause)
             labels, distances = cached.index.search(queries, checked.n_results, allowed, self._settings.num_threads)
             if fetch:
-                wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
+                wanted = labels[0] if len(labels) == 1 else np.unique(labels)  # one query's labels are distinct
                 records = self._db.get_by_labels(collection_id, wanted, fetch)
                 complete = len(records.labels) == len(wanted)
             else:

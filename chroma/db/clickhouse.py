@@ -575,7 +575,8 @@ class Clickhouse(DB):
         sql += " ORDER BY e.label"
         if ids is None and (limit is not None or offset):
             sql += " LIMIT %(offset)s, %(limit)s"
-            params.update(offset=offset or 0, limit=limit if limit is not None else 2**62)  # 18.16 overflows on offset + 2**63
+            # 18.16 overflows on offset + limit past int64; no collection holds 2**62 items
+            params.update(offset=min(offset or 0, 2**62), limit=min(limit if limit is not None else 2**62, 2**62))
         rows = self._rows(sql, params, column_formats={"embedding": "bytes"})
         if ids is None:
             return rows
