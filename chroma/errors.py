@@ -103,6 +103,13 @@ class PayloadTooLarge(InvalidArgument):
     status_code = 413
 
 
+class StorageFull(ChromaError):
+    """The store's disk is full: the write changed nothing. Reads keep working, and
+    writes work again once space is freed, with no restart."""
+
+    status_code = 507
+
+
 class ServerUnavailable(ChromaError, ConnectionError):
     """A client could not reach its server (not running, wrong host or port, network down)."""
 

@@ -11,6 +11,8 @@ lock, so a long filter holds up no other collection's writes.
 
 from __future__ import annotations
 
+import errno
+import functools
 import importlib
 import json
 import os
@@ -19,7 +21,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import duckdb
 import numpy as np
@@ -71,6 +73,42 @@ _TABLES = ("collections", "counters", "embeddings", "metadata")
 _COLUMN = {"embeddings": "e.embedding", "documents": "e.document", "metadatas": "e.metadata"}
 _JSON = json.JSONEncoder(separators=(",", ":"))
 """One encoder for every row: ``json.dumps`` with separators builds a new one per call."""
+
+
+_NO_SPACE = os.strerror(errno.ENOSPC)
+_DURABLE = "COMMIT succeeded and is durable"
+"""DuckDB's words when a commit reached the WAL and only the checkpoint after it failed."""
+_INVALIDATED = "database has been invalidated"
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _storage_errors(method: Method) -> Method:
+    """Runs a DB method so that a full disk gives StorageFull and leaves the DB usable.
+
+    A failed checkpoint invalidates DuckDB's whole database instance: every
+    later statement fails until it is reopened. A method that finds it so
+    reopens it and runs again (the failure came before the method changed
+    anything).
+    """
+    @functools.wraps(method)
+    def run(self: "DuckDB", *args: Any, **kwargs: Any) -> Any:
+        generation = self._generation
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.FatalException as exc:
+            if _INVALIDATED not in str(exc):
+                raise
+            self._reopen(generation, exc)
+            return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            if _NO_SPACE in str(exc):
+                raise errors.StorageFull(
+                    f"the disk of {self._location()} is full; nothing was written. Reads keep working; "
+                    f"free some space and write again ({exc})") from None
+            raise
+
+    return run  # type: ignore[return-value]
 
 
 def _metadata_json(metadata: Optional[dict]) -> Optional[str]:
@@ -147,6 +185,8 @@ class DuckDB(DB):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._con = self._connect()
+        self._generation = 0
+        """How many times the connection was reopened; a thread's cursor belongs to one generation."""
         self._write_lock = threading.RLock()
         self._collection_locks = KeyedLocks()
         """Held by every write to a collection (before ``_write_lock``): what a delete found stays found."""
@@ -158,13 +198,22 @@ class DuckDB(DB):
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(":memory:")
 
+    def _location(self) -> str:
+        return "the in-memory DB (its temporary files)"
+
+    def _reopen(self, generation: int, failure: duckdb.Error) -> None:
+        """A new connection in place of generation ``generation``'s, which DuckDB invalidated."""
+        raise errors.ChromaError(f"the in-memory DB failed and its data is lost; call chroma.get_api() again "
+                                 f"({failure})") from None
+
     # plumbing
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
             raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
+        if cursor is None or self._local.generation != self._generation:
             cursor = self._local.cursor = self._con.cursor()
+            self._local.generation = self._generation
         return cursor
 
     @contextmanager
@@ -175,14 +224,25 @@ class DuckDB(DB):
                 yield cursor
             return
         with self._write_lock:
+            generation = self._generation
             cursor = self._cursor()
             cursor.begin()
             try:
                 yield cursor
             except BaseException:
-                cursor.rollback()
+                try:
+                    cursor.rollback()
+                except duckdb.Error:
+                    pass  # the connection failed: nothing of the transaction is kept
                 raise
-            cursor.commit()
+            try:
+                cursor.commit()
+            except duckdb.FatalException as exc:
+                if _DURABLE not in str(exc):
+                    raise
+                # The write is in the WAL, so it stands; only the checkpoint after it failed
+                # (for lack of space), which left the instance unusable until it is reopened.
+                self._reopen(generation, exc)
 
     @contextmanager
     def _registered(self, cursor: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[str]:
@@ -237,6 +297,7 @@ class DuckDB(DB):
             cursor.execute("INSERT INTO counters VALUES (?, 1)", [name])
 
     # collections
+    @_storage_errors
     def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:
         with self._transaction() as cursor:
             if cursor.execute("SELECT 1 FROM collections WHERE name = ?", [name]).fetchall():
@@ -247,6 +308,7 @@ class DuckDB(DB):
             )
         return record
 
+    @_storage_errors
     def get_collection(self, name: str) -> CollectionRecord:
         row = _first(self._cursor().execute(
             "SELECT id, name, metadata, dimension FROM collections WHERE name = ?", [name]
@@ -255,13 +317,16 @@ class DuckDB(DB):
             raise errors.CollectionNotFound(f"collection {name!r} does not exist")
         return _record(row)
 
+    @_storage_errors
     def get_collection_by_id(self, collection_id: str) -> CollectionRecord:
         return self._collection(self._cursor(), collection_id)
 
+    @_storage_errors
     def list_collections(self) -> list[CollectionRecord]:
         rows = self._cursor().execute("SELECT id, name, metadata, dimension FROM collections ORDER BY name").fetchall()
         return [_record(row) for row in rows]
 
+    @_storage_errors
     def update_collection(self, collection_id: str, name: Any = UNCHANGED, metadata: Any = UNCHANGED) -> CollectionRecord:
         with self._transaction() as cursor:
             record = self._collection(cursor, collection_id)
@@ -275,6 +340,7 @@ class DuckDB(DB):
                 )
             return self._collection(cursor, collection_id)
 
+    @_storage_errors
     def delete_collection(self, name: str) -> str:
         with self._transaction() as cursor:
             row = _first(cursor.execute("SELECT id FROM collections WHERE name = ?", [name]).fetchall())
@@ -287,12 +353,14 @@ class DuckDB(DB):
             cursor.execute("DELETE FROM counters WHERE name = ?", [_writes_counter(collection_id)])
         return collection_id
 
+    @_storage_errors
     def reset(self) -> None:
         with self._transaction() as cursor:
             for table in _TABLES:
                 cursor.execute(f"DELETE FROM {table}")
 
     # writes
+    @_storage_errors
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
             raise add_without_vectors(batch.without_embedding())
@@ -337,6 +405,7 @@ class DuckDB(DB):
             with self._registered(cursor, rows) as name:
                 cursor.execute(f"INSERT INTO metadata SELECT * FROM {name}")
 
+    @_storage_errors
     def update(self, collection_id: str, batch: Batch) -> WriteResult:
         with self._transaction(collection_id) as cursor:
             result = self._update(cursor, collection_id, batch)
@@ -381,6 +450,7 @@ class DuckDB(DB):
             return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, items=items)
         return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows], items=items)
 
+    @_storage_errors
     def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
         with self._transaction(collection_id) as cursor:
             self._collection(cursor, collection_id)
@@ -413,6 +483,7 @@ class DuckDB(DB):
             items=items,
         )
 
+    @_storage_errors
     def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause]) -> np.ndarray:
         with self._collection_locks.hold(collection_id):
             cursor = self._cursor()
@@ -482,6 +553,7 @@ class DuckDB(DB):
     def _columns(self, include: Sequence[str]) -> list[str]:
         return ["e.label", "e.id"] + [_COLUMN[name] for name in include if name in _COLUMN]
 
+    @_storage_errors
     def get(
         self,
         collection_id: str,
@@ -496,6 +568,7 @@ class DuckDB(DB):
         table = self._select(cursor, collection_id, ids, where, self._columns(include), limit, offset)
         return self._records(table, include, record.dimension)
 
+    @_storage_errors
     def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
         cursor = self._cursor()
         asked = np.asarray(labels, dtype=np.int64)
@@ -510,6 +583,7 @@ class DuckDB(DB):
         dimension = len(table["embedding"][0]) if "embeddings" in include and table.num_rows else 0
         return self._records(table, include, dimension)
 
+    @_storage_errors
     def select_labels(self, collection_id: str, where: Clause) -> np.ndarray:
         query = compile_label_set(where, collection_id)
         if query is None:
@@ -518,11 +592,13 @@ class DuckDB(DB):
         table = self._cursor().sql(query[0], params=query[1]).to_arrow_table()
         return table["label"].to_numpy().astype(np.int64)
 
+    @_storage_errors
     def count(self, collection_id: str) -> int:
         cursor = self._cursor()
         self._collection(cursor, collection_id)
         return cursor.execute("SELECT count(*) FROM embeddings WHERE collection_id = ?", [collection_id]).fetchall()[0][0]
 
+    @_storage_errors
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         cursor = self._cursor()
         record = self._collection(cursor, collection_id)
@@ -534,6 +610,7 @@ class DuckDB(DB):
 
     # The next three run when a reopened collection answers its first query:
     # NumPy fetches, so that they need no pyarrow.
+    @_storage_errors
     def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
         cursor = self._cursor()
         self._collection(cursor, collection_id)
@@ -542,6 +619,7 @@ class DuckDB(DB):
         ).fetchnumpy()
         return np.asarray(columns["label"], dtype=np.int64), columns["id"]
 
+    @_storage_errors
     def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
         cursor = self._cursor()
         self._collection(cursor, collection_id)
@@ -551,6 +629,7 @@ class DuckDB(DB):
         # one parse of one JSON array: a fraction of the cost of a json.loads per item
         return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
 
+    @_storage_errors
     def state_marker(self, collection_id: str) -> Optional[list]:
         """``[label counter, the collection's write counter]``: every add moves the first, every write the second."""
         cursor = self._cursor()
@@ -578,6 +657,20 @@ class PersistentDuckDB(DuckDB):
     """
 
     FILE_NAME = "chroma.duckdb"
+
+    def _location(self) -> str:
+        return f"persist_directory {os.path.abspath(self._settings.persist_directory)!r}"
+
+    def _reopen(self, generation: int, failure: duckdb.Error) -> None:
+        with self._write_lock:
+            if generation != self._generation:
+                return  # another thread reopened it already
+            try:
+                self._con.close()
+            except duckdb.Error:
+                pass
+            self._con = self._connect()
+            self._generation += 1
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         directory = os.path.abspath(self._settings.persist_directory)
