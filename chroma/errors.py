@@ -110,6 +110,12 @@ class StorageFull(ChromaError):
     status_code = 507
 
 
+class StorageCorrupt(ChromaError):
+    """A store's file cannot be read back: the message names the file and what to do."""
+
+    status_code = 500
+
+
 class ServerUnavailable(ChromaError, ConnectionError):
     """A client could not reach its server (not running, wrong host or port, network down)."""
 

@@ -79,6 +79,8 @@ _NO_SPACE = os.strerror(errno.ENOSPC)
 _DURABLE = "COMMIT succeeded and is durable"
 """DuckDB's words when a commit reached the WAL and only the checkpoint after it failed."""
 _INVALIDATED = "database has been invalidated"
+_CORRUPT = ("Corrupt", "Could not read enough bytes", "Failure while replaying WAL", "not a valid DuckDB database")
+"""DuckDB's words for a file it cannot read back (checksums, truncation, a foreign file)."""
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -102,11 +104,10 @@ def _storage_errors(method: Method) -> Method:
             self._reopen(generation, exc)
             return method(self, *args, **kwargs)
         except duckdb.Error as exc:
-            if _NO_SPACE in str(exc):
-                raise errors.StorageFull(
-                    f"the disk of {self._location()} is full; nothing was written. Reads keep working; "
-                    f"free some space and write again ({exc})") from None
-            raise
+            translated = self._storage_error(exc)
+            if translated is None:
+                raise
+            raise translated from None
 
     return run  # type: ignore[return-value]
 
@@ -200,6 +201,13 @@ class DuckDB(DB):
 
     def _location(self) -> str:
         return "the in-memory DB (its temporary files)"
+
+    def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
+        """The chroma error for a failure of the storage under the DB; None for any other."""
+        if _NO_SPACE in str(failure):
+            return errors.StorageFull(f"the disk of {self._location()} is full; nothing was written. Reads keep "
+                                      f"working; free some space and write again ({failure})")
+        return None
 
     def _reopen(self, generation: int, failure: duckdb.Error) -> None:
         """A new connection in place of generation ``generation``'s, which DuckDB invalidated."""
@@ -661,6 +669,20 @@ class PersistentDuckDB(DuckDB):
     def _location(self) -> str:
         return f"persist_directory {os.path.abspath(self._settings.persist_directory)!r}"
 
+    def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
+        message = str(failure)
+        if not any(words in message for words in _CORRUPT):
+            return super()._storage_error(failure)
+        path = os.path.join(os.path.abspath(self._settings.persist_directory), self.FILE_NAME)
+        if "WAL" in message:
+            return errors.StorageCorrupt(
+                f"the write-ahead log {path + '.wal'!r} is corrupt and cannot be replayed ({message}). Move it "
+                "away to open the DB as of its last checkpoint (the writes since are lost), or restore the "
+                "directory from a backup")
+        return errors.StorageCorrupt(
+            f"the DB file {path!r} is corrupt ({message}). Restore persist_directory from a backup, or move "
+            "the file (and its .wal) away to start with an empty DB")
+
     def _reopen(self, generation: int, failure: duckdb.Error) -> None:
         with self._write_lock:
             if generation != self._generation:
@@ -678,9 +700,12 @@ class PersistentDuckDB(DuckDB):
         path = os.path.join(directory, self.FILE_NAME)
         try:
             return duckdb.connect(path)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
+            corrupt = self._storage_error(exc)
+            if corrupt is not None:
+                raise corrupt from None
             holder = _LOCK_HOLDER.search(str(exc))
-            if holder is None and "lock" not in str(exc).lower():
+            if not isinstance(exc, duckdb.IOException) or (holder is None and "lock" not in str(exc).lower()):
                 raise
             who = f"process {holder['pid']} ({holder['program']})" if holder else "another process"
             raise errors.PersistentDirectoryLocked(
