@@ -7,8 +7,10 @@ rest of chroma works with.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -26,7 +28,7 @@ INDEX_INT_RANGES = {"hnsw:M": (2, 512)}
 def collection_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidArgument(
-            f"invalid collection name {name!r}: use 3-63 characters of [A-Za-z0-9._-], "
+            f"invalid collection name {shown(name)}: use 3-63 characters of [A-Za-z0-9._-], "
             "starting and ending with a letter or digit"
         )
     return name
@@ -35,7 +37,7 @@ def collection_name(name: Any) -> str:
 def name_argument(name: Any) -> str:
     """A name given to look a collection up: any string (a malformed one is simply not found)."""
     if not isinstance(name, str):
-        raise InvalidArgument(f"collection name must be a string, got {name!r}")
+        raise InvalidArgument(f"collection name must be a string, got {shown(name)}")
     return text(name, "collection name")
 
 
@@ -49,6 +51,15 @@ def shown(value: Any) -> str:
     except RecursionError:
         return f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def json_loads(data: Any) -> Any:
+    """``json.loads``, where JSON nested deeper than the parser can recurse is a ValueError like any
+    other malformed JSON (not a RecursionError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"nested more than {sys.getrecursionlimit()} levels deep (the limit)") from None
 
 
 def _utf8(text: str) -> bool:
@@ -96,7 +107,7 @@ def _metadata_value(key: str, value: Any, where: str) -> None:
 
 def _metadata_key(key: Any, where: str) -> None:
     if not isinstance(key, str) or not key:
-        raise InvalidArgument(f"{where}: keys must be non-empty strings, got {key!r}")
+        raise InvalidArgument(f"{where}: keys must be non-empty strings, got {shown(key)}")
     text(key, f"{where} key")
 
 
@@ -131,12 +142,12 @@ def collection_metadata(metadata: Any) -> Optional[dict]:
         _metadata_key(key, "collection metadata")
         if key == "hnsw:space":
             if value not in SPACES:
-                raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {value!r}")
+                raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {shown(value)}")
         elif key in INDEX_INT_SETTINGS:
             low, high = INDEX_INT_RANGES.get(key, (1, None))
             if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
                 bounds = f"in [{low}, {high}]" if high else f">= {low}"
-                raise InvalidArgument(f"collection metadata: {key} must be an int {bounds}, got {value!r}")
+                raise InvalidArgument(f"collection metadata: {key} must be an int {bounds}, got {shown(value)}")
         elif key.startswith(RESERVED_PREFIXES):
             allowed = ", ".join(("hnsw:space",) + INDEX_INT_SETTINGS)
             raise InvalidArgument(f"collection metadata: unknown reserved key {key!r}; allowed: {allowed}")
@@ -158,7 +169,7 @@ def ids(values: Any, what: str = "ids") -> list[str]:
         raise InvalidArgument(f"{what} must not be empty")
     for value in out:
         if not isinstance(value, str) or not value:
-            raise InvalidArgument(f"{what} must be non-empty strings, got {value!r}")
+            raise InvalidArgument(f"{what} must be non-empty strings, got {shown(value)}")
     texts(out, what)
     if len(set(out)) != len(out):
         seen: set[str] = set()
@@ -177,7 +188,7 @@ def id_filter(values: Any) -> Optional[list[str]]:
         raise InvalidArgument(f"ids must be a list of strings, got {type(values).__name__}")
     for value in values:
         if not isinstance(value, str):
-            raise InvalidArgument(f"ids must be strings, got {value!r}")
+            raise InvalidArgument(f"ids must be strings, got {shown(value)}")
     return list(dict.fromkeys(texts(list(values), "ids")))
 
 
@@ -249,17 +260,17 @@ def per_item(values: Any, count: int, what: str, check) -> Optional[list]:
 
 def document(value: Any) -> Optional[str]:
     if value is not None and not isinstance(value, str):
-        raise InvalidArgument(f"documents must be strings or None, got {type(value).__name__} {value!r}")
+        raise InvalidArgument(f"documents must be strings or None, got {type(value).__name__} {shown(value)}")
     return value if value is None else text(value, "documents")
 
 
 def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
     # list and tuple first: the Sequence ABC check costs a microsecond on every query
     if type(values) not in (list, tuple) and (isinstance(values, str) or not isinstance(values, Sequence)):
-        raise InvalidArgument(f"include must be a list drawn from {list(allowed)}, got {values!r}")
+        raise InvalidArgument(f"include must be a list drawn from {list(allowed)}, got {shown(values)}")
     for value in values:
         if value not in allowed:
-            raise InvalidArgument(f"include: {value!r} is not one of {list(allowed)}")
+            raise InvalidArgument(f"include: {shown(value)} is not one of {list(allowed)}")
     return tuple(dict.fromkeys(values))
 
 
@@ -267,5 +278,5 @@ def count_argument(value: Any, what: str, minimum: int, optional: bool) -> Optio
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= INT64_MAX:
-        raise InvalidArgument(f"{what} must be an int in [{minimum}, 2**63 - 1], got {value!r}")
+        raise InvalidArgument(f"{what} must be an int in [{minimum}, 2**63 - 1], got {shown(value)}")
     return int(value)

@@ -210,6 +210,9 @@ class _Service(flight.FlightServerBase):
 
     def _receive(self, reader: flight.MetadataRecordBatchReader, what: str) -> pa.Table:
         """The whole incoming stream, within the bounds (checked as it arrives)."""
+        names = reader.schema.names
+        if len(set(names)) != len(names):
+            raise errors.InvalidArgument(f"a stream's columns must have distinct names, got {names}")
         batches, size, rows = [], 0, 0
         for chunk in reader:
             if chunk.data is None:
