@@ -1,6 +1,7 @@
 """``$in``/``$nin`` filters of many values on get and delete, per DB: the time at n
 values and at 4n values, and their ratio (about 4 when the cost is linear in the
-list, 16 when it is quadratic), with the process's peak RSS beside it.
+list, 16 when it is quadratic), with the process's peak RSS beside it; and how
+long 1-row adds to another collection take while the $nin delete runs.
 
     python benchmarks/bench_filters.py                 # 10,000 and 40,000 values
     python benchmarks/bench_filters.py --quick         # a smoke test
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import tempfile
+import threading
+import time
 
 import numpy as np
 from common import cpu_model, timed
@@ -38,7 +42,24 @@ def run(db_impl: str, items: int, values: int, directory: str) -> dict[str, floa
     times = {}
     for op in ("$in", "$nin"):
         times[f"get {op}"], _ = timed(lambda: collection.get(where={"k": {op: listed}}, include=[]))
-    times["delete $nin"], _ = timed(lambda: collection.delete(where={"k": {"$nin": listed}}))
+    other = api.create_collection("other")
+    other.add(ids=["first"], embeddings=[[0.0, 0.0]])
+    deleting = threading.Event()
+    deleting.set()
+
+    def delete() -> None:
+        times["delete $nin"], _ = timed(lambda: collection.delete(where={"k": {"$nin": listed}}))
+        deleting.clear()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    adds = []
+    while deleting.is_set():
+        started = time.perf_counter()
+        other.add(ids=[f"add{len(adds)}"], embeddings=[[0.0, 0.0]])
+        adds.append(time.perf_counter() - started)
+    thread.join()
+    times["add meanwhile (median)"], times["add meanwhile (max)"] = statistics.median(adds), max(adds)
     return times
 
 
@@ -55,8 +76,10 @@ def main() -> None:
             small = run(db_impl, items, values, directory)
             large = run(db_impl, items, 4 * values, directory)
         for call in small:
-            print(f"{db_impl:18} {call:12} {small[call]:8.3f} s at {values:,}  {large[call]:8.3f} s at {4 * values:,}"
-                  f"  ratio {large[call] / small[call]:5.1f}  (linear: 4)  peak RSS {peak_rss_mb():.0f} MB")
+            line = f"{db_impl:18} {call:24} {small[call]:8.3f} s at {values:,}  {large[call]:8.3f} s at {4 * values:,}"
+            if not call.startswith("add"):  # an add's latency beside the delete is no cost of the list
+                line += f"  ratio {large[call] / small[call]:5.1f} (linear: 4)"
+            print(f"{line}  peak RSS {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

