@@ -56,7 +56,7 @@ def assert_alive_and_unchanged(server, kept) -> None:
 # --------------------------------------------------------------------------
 
 
-EXAMPLES_PER_OPERATION = 20
+EXAMPLES_PER_OPERATION = 15
 
 
 def test_generated_requests_get_no_server_error(server, kept):
