@@ -110,6 +110,19 @@ class DeadlineExceeded(ChromaError, TimeoutError):
     status_code = 504
 
 
+class StorageFull(ChromaError):
+    """The store's disk is full: the write changed nothing. Reads keep working, and
+    writes work again once space is freed, with no restart."""
+
+    status_code = 507
+
+
+class StorageCorrupt(ChromaError):
+    """A store's file cannot be read back: the message names the file and what to do."""
+
+    status_code = 500
+
+
 class ServerUnavailable(ChromaError, ConnectionError):
     """A client could not reach its server (not running, wrong host or port, network down)."""
 

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 
 from chroma.errors import InvalidArgument
-from chroma.validation import int64_or_not_int
+from chroma.validation import int64_or_not_int, shown, text, texts
 
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 MEMBERSHIP = ("$in", "$nin")
 LOGICAL = ("$and", "$or")
 DOCUMENT_OPS = ("$contains", "$not_contains")
+MAX_DEPTH = 32
+"""The deepest nesting of ``$and``/``$or`` a filter may have: the checks and the
+engines recurse once per level, so an unbounded depth would end in RecursionError."""
 
 
 @dataclass(frozen=True)
@@ -55,28 +58,31 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and _scalar(value)
 
 
-def _clauses(op: str, value: Any, parse, path: str) -> Logical:
+def _clauses(op: str, value: Any, parse, path: str, depth: int) -> Logical:
     if not isinstance(value, list) or not value:
-        raise InvalidArgument(f"{path}: {op} takes a non-empty list of filters, got {value!r}")
-    return Logical(op, tuple(parse(v, f"{path}.{op}[{i}]") for i, v in enumerate(value)))
+        raise InvalidArgument(f"{path}: {op} takes a non-empty list of filters, got {shown(value)}")
+    if depth >= MAX_DEPTH:
+        raise InvalidArgument(f"{path}: $and/$or nested more than {MAX_DEPTH} levels deep (the limit)")
+    return Logical(op, tuple(parse(v, f"{path}.{op}[{i}]", depth + 1) for i, v in enumerate(value)))
 
 
 def _join(clauses: list[Clause]) -> Clause:
     return clauses[0] if len(clauses) == 1 else Logical("$and", tuple(clauses))
 
 
-def parse_where(where: Optional[Mapping], path: str = "where") -> Optional[Clause]:
+def parse_where(where: Optional[Mapping], path: str = "where", depth: int = 0) -> Optional[Clause]:
     """Validate a metadata filter; ``None`` or ``{}`` means no filter."""
     if where is None or (isinstance(where, Mapping) and not where and path == "where"):
         return None
     if not isinstance(where, Mapping) or not where:
-        raise InvalidArgument(f"{path} must be a non-empty dict, got {where!r}")
+        raise InvalidArgument(f"{path} must be a non-empty dict, got {shown(where)}")
     clauses: list[Clause] = []
     for key, value in where.items():
         if not isinstance(key, str) or not key:
-            raise InvalidArgument(f"{path}: keys must be non-empty strings, got {key!r}")
+            raise InvalidArgument(f"{path}: keys must be non-empty strings, got {shown(key)}")
+        text(key, f"{path}: key")
         if key in LOGICAL:
-            clauses.append(_clauses(key, value, parse_where, path))
+            clauses.append(_clauses(key, value, parse_where, path, depth))
         elif key.startswith("$"):
             raise InvalidArgument(f"{path}: unknown operator {key!r}; logical operators are $and, $or")
         else:
@@ -87,20 +93,24 @@ def parse_where(where: Optional[Mapping], path: str = "where") -> Optional[Claus
 def _compare(key: str, value: Any, path: str) -> Compare:
     if not isinstance(value, Mapping):
         if not _scalar(value):
-            raise InvalidArgument(f"{path}: expected a str, int, float or bool, or an operator dict, got {value!r}")
-        return Compare(key, "$eq", value)
+            raise InvalidArgument(f"{path}: expected a str, int, float or bool, or an operator dict, "
+                                  f"got {shown(value)}")
+        return Compare(key, "$eq", text(value, path) if isinstance(value, str) else value)
     if len(value) != 1:
-        raise InvalidArgument(f"{path}: an operator dict holds exactly one operator, got {dict(value)!r}")
+        raise InvalidArgument(f"{path}: an operator dict holds exactly one operator, got {shown(dict(value))}")
     ((op, operand),) = value.items()
     if op in ("$eq", "$ne"):
         if not _scalar(operand):
-            raise InvalidArgument(f"{path}.{op}: expected a str, int, float or bool, got {operand!r}")
+            raise InvalidArgument(f"{path}.{op}: expected a str, int, float or bool, got {shown(operand)}")
+        if isinstance(operand, str):
+            text(operand, f"{path}.{op}")
     elif op in COMPARISONS:
         if not _number(operand):
-            raise InvalidArgument(f"{path}.{op}: expected an int or float, got {operand!r}")
+            raise InvalidArgument(f"{path}.{op}: expected an int or float, got {shown(operand)}")
     elif op in MEMBERSHIP:
         if not isinstance(operand, list) or not all(_scalar(v) for v in operand):
-            raise InvalidArgument(f"{path}.{op}: expected a list of str, int, float or bool, got {operand!r}")
+            raise InvalidArgument(f"{path}.{op}: expected a list of str, int, float or bool, got {shown(operand)}")
+        texts([v for v in operand if isinstance(v, str)], f"{path}.{op}")
         operand = tuple(operand)
     else:
         allowed = ", ".join(COMPARISONS + MEMBERSHIP)
@@ -108,20 +118,20 @@ def _compare(key: str, value: Any, path: str) -> Compare:
     return Compare(key, op, operand)
 
 
-def parse_where_document(where: Optional[Mapping], path: str = "where_document") -> Optional[Clause]:
+def parse_where_document(where: Optional[Mapping], path: str = "where_document", depth: int = 0) -> Optional[Clause]:
     """Validate a document filter; ``None`` or ``{}`` means no filter."""
     if where is None or (isinstance(where, Mapping) and not where and path == "where_document"):
         return None
     if not isinstance(where, Mapping) or not where:
-        raise InvalidArgument(f"{path} must be a non-empty dict, got {where!r}")
+        raise InvalidArgument(f"{path} must be a non-empty dict, got {shown(where)}")
     clauses: list[Clause] = []
     for op, value in where.items():
         if op in LOGICAL:
-            clauses.append(_clauses(op, value, parse_where_document, path))
+            clauses.append(_clauses(op, value, parse_where_document, path, depth))
         elif op in DOCUMENT_OPS:
             if not isinstance(value, str):
-                raise InvalidArgument(f"{path}.{op}: expected a string, got {value!r}")
-            clauses.append(Contains(value, negate=op == "$not_contains"))
+                raise InvalidArgument(f"{path}.{op}: expected a string, got {shown(value)}")
+            clauses.append(Contains(text(value, f"{path}.{op}"), negate=op == "$not_contains"))
         else:
             allowed = ", ".join(DOCUMENT_OPS + LOGICAL)
             raise InvalidArgument(f"{path}: unknown operator {op!r}; allowed: {allowed}")

@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 
 from chroma import errors
+from chroma.validation import json_loads
 
 CHUNK_BYTES = 4 * 2**20
 """About how many bytes of rows one record batch carries."""
@@ -81,7 +82,7 @@ WRITES = ("add", "upsert", "update")
 def decode_json(data: bytes, what: str) -> Any:
     """The JSON value in ``data``. Raises InvalidArgument naming ``what``."""
     try:
-        return json.loads(data) if data else {}
+        return json_loads(data) if data else {}
     except ValueError as exc:
         raise errors.InvalidArgument(f"{what} must be JSON: {exc}") from None
 
@@ -154,7 +155,7 @@ def json_column(values: Sequence[Optional[dict]]) -> pa.Array:
 def json_values(column: Any, what: str = "metadatas") -> list:
     """The values of a JSON text column (None for null). Raises InvalidArgument for text that is not JSON."""
     try:
-        return [None if text is None else json.loads(text) for text in column.to_pylist()]
+        return [None if text is None else json_loads(text) for text in column.to_pylist()]
     except (ValueError, TypeError) as exc:
         raise errors.InvalidArgument(f"column {what!r} must hold one JSON object per row: {exc}") from None
 
@@ -163,7 +164,10 @@ def strings(column: Any, what: str) -> list:
     """The values of a utf8 column. Raises InvalidArgument for another type."""
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise errors.InvalidArgument(f"column {what!r} must be utf8, got {column.type}")
-    return column.to_pylist()
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError as exc:
+        raise errors.InvalidArgument(f"column {what!r} must hold valid UTF-8: {exc}") from None
 
 
 def string_column(values: Sequence[Optional[str]], what: str) -> pa.Array:

@@ -7,8 +7,10 @@ rest of chroma works with.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ so ``search_ef`` needs no more than ``max_n_results``' default."""
 def collection_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidArgument(
-            f"invalid collection name {name!r}: use 3-63 characters of [A-Za-z0-9._-], "
+            f"invalid collection name {shown(name)}: use 3-63 characters of [A-Za-z0-9._-], "
             "starting and ending with a letter or digit"
         )
     return name
@@ -39,11 +41,54 @@ def collection_name(name: Any) -> str:
 def name_argument(name: Any) -> str:
     """A name given to look a collection up: any string (a malformed one is simply not found)."""
     if not isinstance(name, str):
-        raise InvalidArgument(f"collection name must be a string, got {name!r}")
-    return name
+        raise InvalidArgument(f"collection name must be a string, got {shown(name)}")
+    return text(name, "collection name")
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def shown(value: Any) -> str:
+    """A bad value for an error message: its repr, cut short (it may be large or nested deep)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def json_loads(data: Any) -> Any:
+    """``json.loads``, where JSON nested deeper than the parser can recurse is a ValueError like any
+    other malformed JSON (not a RecursionError)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"nested more than {sys.getrecursionlimit()} levels deep (the limit)") from None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text(value: str, what: str) -> str:
+    """``value`` if it can be stored: UTF-8 cannot hold a lone surrogate (JSON's "\\ud800" gives one)."""
+    if not value.isascii() and not _utf8(value):
+        raise InvalidArgument(f"{what}: {value!r} is not valid text: it holds a lone surrogate "
+                              "(U+D800 to U+DFFF unpaired), which UTF-8 cannot encode")
+    return value
+
+
+def texts(values: list[str], what: str) -> list[str]:
+    """``values`` if every one is storable text (see :func:`text`); one pass over them all."""
+    joined = "".join(values)
+    if not joined.isascii() and not _utf8(joined):
+        for value in values:
+            text(value, what)
+    return values
 
 
 def int64_or_not_int(value: Any) -> bool:
@@ -58,13 +103,16 @@ def _metadata_value(key: str, value: Any, where: str) -> None:
         raise InvalidArgument(f"{where}: value of {key!r} is outside the int64 range, got {value!r}")
     if not isinstance(value, (str, int, float, bool)):
         raise InvalidArgument(
-            f"{where}: value of {key!r} must be str, int, float or bool, got {type(value).__name__} {value!r}"
+            f"{where}: value of {key!r} must be str, int, float or bool, got {type(value).__name__} {shown(value)}"
         )
+    if isinstance(value, str):
+        text(value, f"{where}: value of {key!r}")
 
 
 def _metadata_key(key: Any, where: str) -> None:
     if not isinstance(key, str) or not key:
-        raise InvalidArgument(f"{where}: keys must be non-empty strings, got {key!r}")
+        raise InvalidArgument(f"{where}: keys must be non-empty strings, got {shown(key)}")
+    text(key, f"{where} key")
 
 
 def item_metadata(metadata: Any, where: str = "metadata") -> Optional[dict]:
@@ -76,11 +124,13 @@ def item_metadata(metadata: Any, where: str = "metadata") -> Optional[dict]:
     for key, value in metadata.items():
         if type(key) is not str or not key:
             _metadata_key(key, where)
+        if not key.isascii():
+            text(key, f"{where} key")
         if key.startswith(RESERVED_PREFIXES):
             raise InvalidArgument(f"{where}: key {key!r} is reserved (keys may not start with 'chroma:' or 'hnsw:')")
         # the common plain values first, by exact type (a batch checks every value of every item)
         kind = type(value)
-        if not (kind is str or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX)
+        if not ((kind is str and value.isascii()) or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX)
                 or (kind is float and math.isfinite(value))):
             _metadata_value(key, value, where)
     return dict(metadata)
@@ -96,11 +146,11 @@ def collection_metadata(metadata: Any) -> Optional[dict]:
         _metadata_key(key, "collection metadata")
         if key == "hnsw:space":
             if value not in SPACES:
-                raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {value!r}")
+                raise InvalidArgument(f"collection metadata: hnsw:space must be one of {SPACES}, got {shown(value)}")
         elif key in INDEX_INT_SETTINGS:
             low, high = INDEX_INT_RANGES[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidArgument(f"collection metadata: {key} must be an int in [{low}, {high}], got {value!r}")
+                raise InvalidArgument(f"collection metadata: {key} must be an int in [{low}, {high}], got {shown(value)}")
         elif key.startswith(RESERVED_PREFIXES):
             allowed = ", ".join(("hnsw:space",) + INDEX_INT_SETTINGS)
             raise InvalidArgument(f"collection metadata: unknown reserved key {key!r}; allowed: {allowed}")
@@ -122,7 +172,8 @@ def ids(values: Any, what: str = "ids") -> list[str]:
         raise InvalidArgument(f"{what} must not be empty")
     for value in out:
         if not isinstance(value, str) or not value:
-            raise InvalidArgument(f"{what} must be non-empty strings, got {value!r}")
+            raise InvalidArgument(f"{what} must be non-empty strings, got {shown(value)}")
+    texts(out, what)
     if len(set(out)) != len(out):
         seen: set[str] = set()
         repeated = sorted({v for v in out if v in seen or seen.add(v)})
@@ -140,8 +191,8 @@ def id_filter(values: Any) -> Optional[list[str]]:
         raise InvalidArgument(f"ids must be a list of strings, got {type(values).__name__}")
     for value in values:
         if not isinstance(value, str):
-            raise InvalidArgument(f"ids must be strings, got {value!r}")
-    return list(dict.fromkeys(values))
+            raise InvalidArgument(f"ids must be strings, got {shown(value)}")
+    return list(dict.fromkeys(texts(list(values), "ids")))
 
 
 def _row_lengths(values: Any) -> set[int]:
@@ -212,23 +263,23 @@ def per_item(values: Any, count: int, what: str, check) -> Optional[list]:
 
 def document(value: Any) -> Optional[str]:
     if value is not None and not isinstance(value, str):
-        raise InvalidArgument(f"documents must be strings or None, got {type(value).__name__} {value!r}")
-    return value
+        raise InvalidArgument(f"documents must be strings or None, got {type(value).__name__} {shown(value)}")
+    return value if value is None else text(value, "documents")
 
 
 def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
     # list and tuple first: the Sequence ABC check costs a microsecond on every query
     if type(values) not in (list, tuple) and (isinstance(values, str) or not isinstance(values, Sequence)):
-        raise InvalidArgument(f"include must be a list drawn from {list(allowed)}, got {values!r}")
+        raise InvalidArgument(f"include must be a list drawn from {list(allowed)}, got {shown(values)}")
     for value in values:
         if value not in allowed:
-            raise InvalidArgument(f"include: {value!r} is not one of {list(allowed)}")
+            raise InvalidArgument(f"include: {shown(value)} is not one of {list(allowed)}")
     return tuple(dict.fromkeys(values))
 
 
 def count_argument(value: Any, what: str, minimum: int, optional: bool) -> Optional[int]:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgument(f"{what} must be an int >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= INT64_MAX:
+        raise InvalidArgument(f"{what} must be an int in [{minimum}, 2**63 - 1], got {shown(value)}")
     return int(value)

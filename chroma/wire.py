@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from chroma.errors import InvalidArgument, PayloadTooLarge
+from chroma.validation import json_loads
 
 MEDIA_TYPE = "application/x-chroma-binary"
 ARRAYS_KEY = "$arrays"
@@ -108,7 +109,7 @@ def decode(body: bytes, max_rows: int = 0) -> dict:
     if start > len(view):
         raise _malformed(f"header length {length} runs past the end of a {len(view)}-byte body")
     try:
-        header = json.loads(bytes(view[_LENGTH.size:start]))
+        header = json_loads(bytes(view[_LENGTH.size:start]))
     except ValueError as exc:
         raise _malformed(f"header is not JSON ({exc})") from None
     if not isinstance(header, dict):

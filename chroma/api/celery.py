@@ -181,7 +181,7 @@ class Celery(Local):
                 raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
             if not has_vector.all():
                 raise add_without_vectors([i for i, present in zip(batch.ids, has_vector) if not present])
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id), self._write_lock:
             staged = self._db.plan_write(collection_id, batch.ids, has_vector, allow_new=operation != "update",
                                          allow_old=operation != "add")
             size = self._settings.celery_chunk_size

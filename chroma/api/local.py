@@ -5,11 +5,12 @@ collection (``chroma.index.cached``: the vector index, the label -> id map,
 the metadata columns that ``where`` runs on), loaded on the first query and
 kept current by every write made through this client afterwards. So a query
 that asks for ids and distances only, with or without ``where``, makes no DB
-statement. A write holds one lock across its DB transaction and the queuing
-of its derived update, which runs behind it on a thread of its own
+statement. A write holds its collection's lock across its DB transaction and
+the queuing of its derived update, which runs behind it on a thread of its own
 (``chroma.api.behind``) in commit order, while the caller's next batch goes to
 the DB; whatever reads the derived state waits for the queued updates first,
-so a query sees every write that has returned. Over a DB that other processes
+so a query sees every write that has returned. Writes to other collections do
+not wait for it: only the queuing takes the client-wide lock. Over a DB that other processes
 write to (ClickHouse), a query first applies the batches they committed since
 (``DB.changes_since``).
 """
@@ -39,6 +40,7 @@ from chroma.index.cached import CachedCollection
 from chroma.index.label_ids import LabelIds
 from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
+from chroma.locks import KeyedLocks
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 
@@ -61,6 +63,8 @@ class Local(API):
         self._index_class = registry.lookup("index_impl", settings.index_impl)
         self._cached: dict[str, CachedCollection] = {}
         self._write_lock = threading.RLock()
+        self._collection_locks = KeyedLocks()
+        """Held (before ``_write_lock``) by a collection's writes and the loads of its derived state."""
         self._behind = Behind()
         """Runs the derived updates of committed writes; submitted to under the write lock."""
         # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
@@ -160,7 +164,8 @@ class Local(API):
         cached = self._cached.get(record.id)
         if cached is not None or record.dimension is None:
             return cached
-        with self._write_lock:  # no write may land between the load and the caching
+        # no write may land between the load and the caching
+        with self._collection_locks.hold(record.id), self._write_lock:
             self._settle()
             cached = self._cached.get(record.id)
             if cached is None:
@@ -213,7 +218,7 @@ class Local(API):
             CollectionNotFound: the collection does not exist.
         """
         record = self._db.get_collection_by_id(collection_id)
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id), self._write_lock:
             self._load(record)
             self._catch_up(collection_id)
             cached = self._cached.get(collection_id)
@@ -224,7 +229,7 @@ class Local(API):
     def _metadata(self, collection_id: str, cached: CachedCollection) -> MetadataColumns:
         """The collection's metadata columns, loaded on first use."""
         if cached.metadata is None:
-            with self._write_lock:
+            with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if cached.metadata is None:
                     cached.metadata = MetadataColumns(*self._db.load_metadata(collection_id))
@@ -235,7 +240,8 @@ class Local(API):
         cached = self._cached.get(collection_id)
         if cached is None or self._db.changes_since(collection_id, cached.versions) is None:
             return
-        with self._write_lock:  # again under the lock, so no write of ours interleaves
+        # again under the locks, so no write of ours interleaves
+        with self._collection_locks.hold(collection_id), self._write_lock:
             self._settle()
             cached = self._cached.get(collection_id)
             if cached is None:
@@ -256,6 +262,8 @@ class Local(API):
         """
         try:
             step()
+        except errors.CollectionNotFound:
+            self._cached.pop(collection_id, None)  # deleted (or reset) since: nothing to keep current
         except Exception as exc:
             self._cached.pop(collection_id, None)
             warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
@@ -286,12 +294,14 @@ class Local(API):
         return True
 
     def _write(self, operation: str, collection_id: str, batch: Batch) -> None:
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             self._saved.forget(collection_id)  # before the write: a crash then leaves no stale file
             result = getattr(self._db, operation)(collection_id, batch)
-            if not self._apply_to_loaded(collection_id, result):
-                # Loading now (the new batch included) spares the first query the wait.
-                self._derived_step(collection_id, lambda: self._load(self._db.get_collection_by_id(collection_id)))
+            with self._write_lock:
+                if not self._apply_to_loaded(collection_id, result):
+                    # Loading now (the new batch included) spares the first query the wait.
+                    self._derived_step(collection_id,
+                                       lambda: self._load(self._db.get_collection_by_id(collection_id)))
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
@@ -308,15 +318,16 @@ class Local(API):
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
         ids, clause = arguments.delete_arguments(ids, where, where_document)
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             if ids == []:
                 self._db.count(collection_id)  # still report a missing collection
                 return
             self._saved.forget(collection_id)
             labels = self._db.delete(collection_id, ids, clause)
-            cached = self._cached.get(collection_id)
-            if cached is not None:
-                self._behind_write(collection_id, cached, lambda: cached.apply_delete(labels))
+            with self._write_lock:
+                cached = self._cached.get(collection_id)
+                if cached is not None:
+                    self._behind_write(collection_id, cached, lambda: cached.apply_delete(labels))
 
     # reads
     def _get(
@@ -372,7 +383,7 @@ class Local(API):
             allowed = self._allowed(collection_id, cached, metadata_clause, document_clause)
             labels, distances = _search(cached.index, queries, checked.n_results, allowed, self._settings.num_threads)
             if fetch:
-                wanted = np.unique(labels) if len(labels) > 1 else labels[0]  # one query's labels are distinct
+                wanted = labels[0] if len(labels) == 1 else np.unique(labels)  # one query's labels are distinct
                 records = self._db.get_by_labels(collection_id, wanted, fetch)
                 complete = len(records.labels) == len(wanted)
             else:
@@ -384,7 +395,7 @@ class Local(API):
             # A delete committed between the search and the fetch: wait until it
             # has also left the index, then search again, so that a concurrent
             # delete never makes an answer shorter than the collection allows.
-            with self._write_lock:
+            with self._collection_locks.hold(collection_id):
                 pass
             self._settle()
         if fetch:

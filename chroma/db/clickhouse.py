@@ -136,6 +136,14 @@ def _vectors(blobs: Sequence[bytes], dimension: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32).reshape(len(blobs), -1)
 
 
+def _parameter(value: Any) -> Any:
+    """A filter's value as clickhouse-connect binds it: a list as a tuple (``IN (...)``, a set
+    built once), and bools as 0/1, since 18.16 has no boolean literals and the bool column holds 0/1."""
+    if isinstance(value, list):
+        return tuple(_parameter(v) for v in value)
+    return int(value) if isinstance(value, bool) else value
+
+
 def _bind(sql: str, params: Sequence[Any], named: dict) -> tuple[str, dict]:
     """Turns the ``?`` placeholders of compiled filters into named ones beside ``named``."""
     pieces = sql.split("?")
@@ -144,8 +152,7 @@ def _bind(sql: str, params: Sequence[Any], named: dict) -> tuple[str, dict]:
     for position, (piece, value) in enumerate(zip(pieces[1:], params)):
         name = f"p{position}"
         text += f"%({name})s" + piece
-        # 18.16 has no boolean literals; the bool column holds 0/1
-        bound[name] = int(value) if isinstance(value, bool) else value
+        bound[name] = _parameter(value)
     return text, bound
 
 
@@ -198,6 +205,7 @@ class Clickhouse(DB):
             ),
             row_key="(e.label, e.version)",
             metadata_key="label, version",
+            member="{column} IN ?",
         )
         for statement in _schema(database):
             self._client().command(statement)
@@ -567,7 +575,8 @@ class Clickhouse(DB):
         sql += " ORDER BY e.label"
         if ids is None and (limit is not None or offset):
             sql += " LIMIT %(offset)s, %(limit)s"
-            params.update(offset=offset or 0, limit=limit if limit is not None else 2**62)  # 18.16 overflows on offset + 2**63
+            # 18.16 overflows on offset + limit past int64; no collection holds 2**62 items
+            params.update(offset=min(offset or 0, 2**62), limit=min(limit if limit is not None else 2**62, 2**62))
         rows = self._rows(sql, params, column_formats={"embedding": "bytes"})
         if ids is None:
             return rows

@@ -4,11 +4,15 @@ Items live in one ``embeddings`` table (vector as ``FLOAT[]``, document, and
 the metadata as JSON for returning it as given); metadata is also stored typed,
 one row per key in ``metadata``, which is what filters run on. Batches move in
 and out as Arrow tables, the fast path DuckDB offers. Writes are serialized by
-a lock and each runs in one transaction; reads use a cursor per thread.
+a lock and each runs in one transaction; reads use a cursor per thread. A
+delete finds its rows before it takes that lock, under its collection's own
+lock, so a long filter holds up no other collection's writes.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import importlib
 import json
 import os
@@ -18,7 +22,7 @@ import uuid
 import weakref
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import duckdb
 import numpy as np
@@ -29,6 +33,7 @@ from chroma.db import (DB, UNCHANGED, Batch, CollectionRecord, Records, StoredIt
                        new_ids_without_vectors, some_ids)
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
+from chroma.locks import KeyedLocks
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS collections (
@@ -69,6 +74,43 @@ _TABLES = ("collections", "counters", "embeddings", "metadata")
 _COLUMN = {"embeddings": "e.embedding", "documents": "e.document", "metadatas": "e.metadata"}
 _JSON = json.JSONEncoder(separators=(",", ":"))
 """One encoder for every row: ``json.dumps`` with separators builds a new one per call."""
+
+
+_NO_SPACE = os.strerror(errno.ENOSPC)
+_DURABLE = "COMMIT succeeded and is durable"
+"""DuckDB's words when a commit reached the WAL and only the checkpoint after it failed."""
+_INVALIDATED = "database has been invalidated"
+_CORRUPT = ("Corrupt", "Could not read enough bytes", "Failure while replaying WAL", "not a valid DuckDB database")
+"""DuckDB's words for a file it cannot read back (checksums, truncation, a foreign file)."""
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _storage_errors(method: Method) -> Method:
+    """Runs a DB method so that a full disk gives StorageFull and leaves the DB usable.
+
+    A failed checkpoint invalidates DuckDB's whole database instance: every
+    later statement fails until it is reopened. A method that finds it so
+    reopens it and runs again (the failure came before the method changed
+    anything).
+    """
+    @functools.wraps(method)
+    def run(self: "DuckDB", *args: Any, **kwargs: Any) -> Any:
+        generation = self._generation
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.FatalException as exc:
+            if _INVALIDATED not in str(exc):
+                raise
+            self._reopen(generation, exc)
+            return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            translated = self._storage_error(exc)
+            if translated is None:
+                raise
+            raise translated from None
+
+    return run  # type: ignore[return-value]
 
 
 def _metadata_json(metadata: Optional[dict]) -> Optional[str]:
@@ -151,7 +193,11 @@ class DuckDB(DB):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._con = self._connect()
+        self._generation = 0
+        """How many times the connection was reopened; a thread's cursor belongs to one generation."""
         self._write_lock = threading.RLock()
+        self._collection_locks = KeyedLocks()
+        """Held by every write to a collection (before ``_write_lock``): what a delete found stays found."""
         self._local = threading.local()
         self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         """The cursors of the live threads, for interrupt() (a thread's cursor goes with it)."""
@@ -163,28 +209,60 @@ class DuckDB(DB):
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(":memory:")
 
+    def _location(self) -> str:
+        return "the in-memory DB (its temporary files)"
+
+    def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
+        """The chroma error for a failure of the storage under the DB; None for any other."""
+        if _NO_SPACE in str(failure):
+            return errors.StorageFull(f"the disk of {self._location()} is full; nothing was written. Reads keep "
+                                      f"working; free some space and write again ({failure})")
+        return None
+
+    def _reopen(self, generation: int, failure: duckdb.Error) -> None:
+        """A new connection in place of generation ``generation``'s, which DuckDB invalidated."""
+        raise errors.ChromaError(f"the in-memory DB failed and its data is lost; call chroma.get_api() again "
+                                 f"({failure})") from None
+
     # plumbing
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
             raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
+        if cursor is None or self._local.generation != self._generation:
             cursor = self._local.cursor = self._con.cursor()
             with self._cursors_lock:
                 self._cursors.add(cursor)
+            self._local.generation = self._generation
         return cursor
 
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(self, collection_id: Optional[str] = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction; one that writes to a collection names it."""
+        if collection_id is not None:
+            with self._collection_locks.hold(collection_id), self._transaction() as cursor:
+                yield cursor
+            return
         with self._write_lock:
+            generation = self._generation
             cursor = self._cursor()
             cursor.begin()
             try:
                 yield cursor
             except BaseException:
-                cursor.rollback()
+                try:
+                    cursor.rollback()
+                except duckdb.Error:
+                    pass  # the connection failed: nothing of the transaction is kept
                 raise
-            cursor.commit()
+            try:
+                cursor.commit()
+            except duckdb.FatalException as exc:
+                if _DURABLE not in str(exc):
+                    raise
+                # The write is in the WAL, so it stands; only the checkpoint after it failed
+                # (for lack of space), which left the instance unusable until it is reopened.
+                self._reopen(generation, exc)
 
     @contextmanager
     def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -250,6 +328,7 @@ class DuckDB(DB):
             cursor.execute("INSERT INTO counters VALUES (?, 1)", [name])
 
     # collections
+    @_storage_errors
     def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:
         with self._transaction() as cursor:
             if cursor.execute("SELECT 1 FROM collections WHERE name = ?", [name]).fetchall():
@@ -260,6 +339,7 @@ class DuckDB(DB):
             )
         return record
 
+    @_storage_errors
     def get_collection(self, name: str) -> CollectionRecord:
         row = _first(self._cursor().execute(
             "SELECT id, name, metadata, dimension FROM collections WHERE name = ?", [name]
@@ -268,13 +348,16 @@ class DuckDB(DB):
             raise errors.CollectionNotFound(f"collection {name!r} does not exist")
         return _record(row)
 
+    @_storage_errors
     def get_collection_by_id(self, collection_id: str) -> CollectionRecord:
         return self._collection(self._cursor(), collection_id)
 
+    @_storage_errors
     def list_collections(self) -> list[CollectionRecord]:
         rows = self._cursor().execute("SELECT id, name, metadata, dimension FROM collections ORDER BY name").fetchall()
         return [_record(row) for row in rows]
 
+    @_storage_errors
     def update_collection(self, collection_id: str, name: Any = UNCHANGED, metadata: Any = UNCHANGED) -> CollectionRecord:
         with self._transaction() as cursor:
             record = self._collection(cursor, collection_id)
@@ -288,6 +371,7 @@ class DuckDB(DB):
                 )
             return self._collection(cursor, collection_id)
 
+    @_storage_errors
     def delete_collection(self, name: str) -> str:
         with self._transaction() as cursor:
             row = _first(cursor.execute("SELECT id FROM collections WHERE name = ?", [name]).fetchall())
@@ -300,16 +384,18 @@ class DuckDB(DB):
             cursor.execute("DELETE FROM counters WHERE name = ?", [_writes_counter(collection_id)])
         return collection_id
 
+    @_storage_errors
     def reset(self) -> None:
         with self._transaction() as cursor:
             for table in _TABLES:
                 cursor.execute(f"DELETE FROM {table}")
 
     # writes
+    @_storage_errors
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
             raise add_without_vectors(batch.without_embedding())
-        with self._transaction() as cursor:
+        with self._transaction(collection_id) as cursor:
             record = self._collection(cursor, collection_id)
             self._fix_dimension(cursor, record, batch.embeddings)
             existing = self._existing(cursor, collection_id, batch.ids)
@@ -350,8 +436,9 @@ class DuckDB(DB):
             with self._registered(cursor, rows) as name:
                 cursor.execute(f"INSERT INTO metadata SELECT * FROM {name}")
 
+    @_storage_errors
     def update(self, collection_id: str, batch: Batch) -> WriteResult:
-        with self._transaction() as cursor:
+        with self._transaction(collection_id) as cursor:
             result = self._update(cursor, collection_id, batch)
             self._count_write(cursor, collection_id)
             return result
@@ -394,8 +481,9 @@ class DuckDB(DB):
             return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, items=items)
         return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows], items=items)
 
+    @_storage_errors
     def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
-        with self._transaction() as cursor:
+        with self._transaction(collection_id) as cursor:
             self._collection(cursor, collection_id)
             existing = self._existing(cursor, collection_id, batch.ids)
             old = [p for p, i in enumerate(batch.ids) if i in existing]
@@ -426,12 +514,17 @@ class DuckDB(DB):
             items=items,
         )
 
+    @_storage_errors
     def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause]) -> np.ndarray:
-        with self._transaction() as cursor:
+        with self._collection_locks.hold(collection_id):
+            cursor = self._cursor()
             self._collection(cursor, collection_id)
             labels = self._select(cursor, collection_id, ids, where, ["e.label"], None, None)["label"]
             labels = labels.to_numpy().astype(np.int64)
-            if len(labels):
+            if not len(labels):
+                return labels
+            with self._transaction(collection_id) as cursor:
+                self._collection(cursor, collection_id)  # not deleted (or reset) meanwhile
                 table = pa.table({"label": pa.array(labels)})
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
@@ -491,6 +584,7 @@ class DuckDB(DB):
     def _columns(self, include: Sequence[str]) -> list[str]:
         return ["e.label", "e.id"] + [_COLUMN[name] for name in include if name in _COLUMN]
 
+    @_storage_errors
     def get(
         self,
         collection_id: str,
@@ -505,6 +599,7 @@ class DuckDB(DB):
             table = self._select(cursor, collection_id, ids, where, self._columns(include), limit, offset)
         return self._records(table, include, record.dimension)
 
+    @_storage_errors
     def get_by_labels(self, collection_id: str, labels: np.ndarray, include: Sequence[str]) -> Records:
         cursor = self._cursor()
         asked = np.asarray(labels, dtype=np.int64)
@@ -519,6 +614,7 @@ class DuckDB(DB):
         dimension = len(table["embedding"][0]) if "embeddings" in include and table.num_rows else 0
         return self._records(table, include, dimension)
 
+    @_storage_errors
     def select_labels(self, collection_id: str, where: Clause) -> np.ndarray:
         query = compile_label_set(where, collection_id)
         if query is None:
@@ -527,6 +623,7 @@ class DuckDB(DB):
         table = self._cursor().sql(query[0], params=query[1]).to_arrow_table()
         return table["label"].to_numpy().astype(np.int64)
 
+    @_storage_errors
     def count(self, collection_id: str) -> int:
         # one statement: no row if the collection does not exist, at any moment of the count
         row = _first(self._cursor().execute(
@@ -536,6 +633,7 @@ class DuckDB(DB):
             raise _not_found(collection_id)
         return row[0]
 
+    @_storage_errors
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         cursor = self._cursor()
         record = self._collection(cursor, collection_id)
@@ -547,6 +645,7 @@ class DuckDB(DB):
 
     # The next three run when a reopened collection answers its first query:
     # NumPy fetches, so that they need no pyarrow.
+    @_storage_errors
     def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
         cursor = self._cursor()
         self._collection(cursor, collection_id)
@@ -555,6 +654,7 @@ class DuckDB(DB):
         ).fetchnumpy()
         return np.asarray(columns["label"], dtype=np.int64), columns["id"]
 
+    @_storage_errors
     def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
         cursor = self._cursor()
         self._collection(cursor, collection_id)
@@ -564,6 +664,7 @@ class DuckDB(DB):
         # one parse of one JSON array: a fraction of the cost of a json.loads per item
         return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
 
+    @_storage_errors
     def state_marker(self, collection_id: str) -> Optional[list]:
         """``[label counter, the collection's write counter]``: every add moves the first, every write the second."""
         cursor = self._cursor()
@@ -598,15 +699,46 @@ class PersistentDuckDB(DuckDB):
 
     FILE_NAME = "chroma.duckdb"
 
+    def _location(self) -> str:
+        return f"persist_directory {os.path.abspath(self._settings.persist_directory)!r}"
+
+    def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
+        message = str(failure)
+        if not any(words in message for words in _CORRUPT):
+            return super()._storage_error(failure)
+        path = os.path.join(os.path.abspath(self._settings.persist_directory), self.FILE_NAME)
+        if "WAL" in message:
+            return errors.StorageCorrupt(
+                f"the write-ahead log {path + '.wal'!r} is corrupt and cannot be replayed ({message}). Move it "
+                "away to open the DB as of its last checkpoint (the writes since are lost), or restore the "
+                "directory from a backup")
+        return errors.StorageCorrupt(
+            f"the DB file {path!r} is corrupt ({message}). Restore persist_directory from a backup, or move "
+            "the file (and its .wal) away to start with an empty DB")
+
+    def _reopen(self, generation: int, failure: duckdb.Error) -> None:
+        with self._write_lock:
+            if generation != self._generation:
+                return  # another thread reopened it already
+            try:
+                self._con.close()
+            except duckdb.Error:
+                pass
+            self._con = self._connect()
+            self._generation += 1
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         directory = os.path.abspath(self._settings.persist_directory)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, self.FILE_NAME)
         try:
             return duckdb.connect(path)
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
+            corrupt = self._storage_error(exc)
+            if corrupt is not None:
+                raise corrupt from None
             holder = _LOCK_HOLDER.search(str(exc))
-            if holder is None and "lock" not in str(exc).lower():
+            if not isinstance(exc, duckdb.IOException) or (holder is None and "lock" not in str(exc).lower()):
                 raise
             who = f"process {holder['pid']} ({holder['program']})" if holder else "another process"
             raise errors.PersistentDirectoryLocked(

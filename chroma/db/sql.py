@@ -30,6 +30,9 @@ class Dialect:
     """How a metadata row names its item row: ``row_key IN (SELECT metadata_key ...)``.
     A versioned store matches (label, version), so that an older version's
     metadata never matches the current row."""
+    member: str = "{column} IN (SELECT unnest(?::{element}[]))"
+    """``column`` is one of a list bound as one parameter: a hash semi-join, so an
+    ``$in``/``$nin`` of n values costs time linear in n (one ``OR`` per value was quadratic)."""
 
 
 DUCKDB = Dialect()
@@ -49,13 +52,24 @@ def _value_match(op: str, value: Any, dialect: Dialect) -> tuple[str, list]:
 
 
 def _any_match(values: tuple, dialect: Dialect) -> tuple[str, list]:
-    if not values:
-        return dialect.false, []
+    """A metadata row whose value equals one of ``values``, each type's values bound as one list."""
+    bools = [v for v in values if isinstance(v, bool)]
+    strings = [v for v in values if isinstance(v, str)]
+    ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    floats = [v for v in values if isinstance(v, float)]
+    # The union of _value_match("$eq", v) over the values: an int matches the
+    # int column exactly and the float column as a double; a float matches
+    # either column compared as doubles.
+    tests = [("bool_value", "BOOLEAN", bools), ("string_value", "VARCHAR", strings), ("int_value", "BIGINT", ints),
+             (dialect.int_as_double, "DOUBLE", floats),
+             ("float_value", "DOUBLE", floats + [float(v) for v in ints])]
     parts, params = [], []
-    for value in values:
-        sql, args = _value_match("$eq", value, dialect)
-        parts.append(sql)
-        params.extend(args)
+    for column, element, members in tests:
+        if members:
+            parts.append(dialect.member.format(column=column, element=element))
+            params.append(members)
+    if not parts:
+        return dialect.false, []
     return "(" + " OR ".join(parts) + ")", params
 
 

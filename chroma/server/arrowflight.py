@@ -256,6 +256,9 @@ class _Service(flight.FlightServerBase):
         trusted by anything that reads them later. The deadline is checked
         between messages (a message gRPC is still receiving is waited for).
         """
+        names = reader.schema.names
+        if len(set(names)) != len(names):
+            raise errors.InvalidArgument(f"a stream's columns must have distinct names, got {names}")
         batches, size, rows = [], 0, 0
         for number, chunk in enumerate(reader):
             self._check_deadline(deadline, "reading the stream")

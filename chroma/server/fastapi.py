@@ -67,7 +67,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import errors, registry, wire
+from chroma import errors, registry, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
@@ -194,7 +194,7 @@ def _reader(model: type[BaseModel], bounds: Bounds):
         elif media_type == "application/json" or media_type.endswith("+json"):
             bounds.check_json_bytes(len(raw))
             try:
-                data = json.loads(raw) if raw else {}
+                data = validation.json_loads(raw) if raw else {}
             except ValueError as exc:
                 raise errors.InvalidArgument(f"{NOT_AN_OBJECT}: invalid JSON ({exc})") from None
         else:

@@ -1,0 +1,101 @@
+"""``$in``/``$nin`` lists of tens of thousands of values: bound as one list, so
+their cost is linear in their size, and a long filtered delete on one
+collection holds up no write to another."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from chroma.api.local import Local
+from chroma.config import Settings
+from chroma.db.duckdb import DuckDB
+from chroma.db.sql import compile_clause, compile_label_set
+from chroma.filters import parse_where
+
+
+@pytest.mark.parametrize("op", ["$in", "$nin"])
+def test_in_and_nin_of_40000_mixed_values_compile_to_sql_of_the_size_of_one_value(op):
+    def compiled(count: int) -> tuple[str, str, list]:
+        values = [f"s{i}" for i in range(count)] + list(range(count)) + [i + 0.5 for i in range(count)] + [True]
+        clause = parse_where({"k": {op: values}})
+        condition, params = compile_clause(clause)
+        label_set, _ = compile_label_set(clause, "collection")
+        return condition, label_set, params
+
+    one, one_labels, _ = compiled(1)
+    many, many_labels, params = compiled(40_000)
+    assert many == one and many_labels == one_labels  # one parameter per value type, not per value
+    assert sorted(len(p) for p in params if isinstance(p, list)) == [1, 40_000, 40_000, 40_000, 80_000]
+
+
+@pytest.mark.parametrize("op", ["$in", "$nin"])
+def test_in_and_nin_of_40000_values_select_exactly_their_items(op):
+    client = Local(Settings(index_impl="flat"), db=DuckDB(Settings()))
+    try:
+        collection = client.create_collection("many-values")
+        count = 1000
+        metadatas = [{"k": i} if i % 4 == 0 else {"k": float(i)} if i % 4 == 1 else {"k": str(i)} if i % 4 == 2
+                     else {"k": bool(i % 8 == 3)} for i in range(count)]
+        collection.add(ids=[str(i) for i in range(count)], embeddings=np.zeros((count, 2), np.float32),
+                       metadatas=metadatas)
+        # ints, floats (as ints and as x.0), strings and True, among 40,000 values most of which match nothing
+        values = [*range(0, count, 8), *(float(i) for i in range(1, count, 8)), *(str(i) for i in range(2, count, 8)),
+                  True, *(f"none{i}" for i in range(40_000 - 3 * count // 8 - 1))]
+        # matched by $in: the items i with i % 8 < 4, every type matching only its own
+        expected = [str(i) for i in range(count) if (i % 8 < 4) == (op == "$in")]
+        assert collection.get(where={"k": {op: values}})["ids"] == expected
+        collection.delete(where={"k": {op: values}})
+        assert collection.get()["ids"] == [str(i) for i in range(count) if (i % 8 < 4) != (op == "$in")]
+    finally:
+        client._db.close()
+
+
+def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_another():
+    client = Local(Settings(index_impl="flat"), db=DuckDB(Settings()))
+    try:
+        busy, other = client.create_collection("busy"), client.create_collection("other")
+        keyed, total = 20_000, 300_000
+        rng = np.random.default_rng(0)
+        for start in range(0, total, 100_000):
+            labels = range(start, start + 100_000)
+            # Most items lack the key, so the delete reads every row but removes one item:
+            # its time is the filter's, not that of removing rows.
+            busy.add(ids=[str(i) for i in labels], embeddings=rng.random((len(labels), 2), dtype=np.float32),
+                     metadatas=[{"k": i} if i < keyed else {"other": 1} for i in labels])
+        other.add(ids=["first"], embeddings=[[0.0, 0.0]])
+
+        def add_once(item_id: str) -> float:
+            started = time.perf_counter()
+            other.add(ids=[item_id], embeddings=[[0.0, 0.0]])
+            return time.perf_counter() - started
+
+        idle = statistics.median(add_once(f"idle{i}") for i in range(5))
+        deleting = threading.Event()
+        deleting.set()
+        delete_time: list[float] = []
+
+        def delete() -> None:
+            started = time.perf_counter()
+            busy.delete(where={"k": {"$nin": list(range(1, keyed + 1))}})
+            delete_time.append(time.perf_counter() - started)
+            deleting.clear()
+
+        thread = threading.Thread(target=delete)
+        thread.start()
+        latencies = []
+        while deleting.is_set():
+            latencies.append(add_once(f"during{len(latencies)}"))
+        thread.join()
+        assert busy.count() == total - 1 and other.count() == 6 + len(latencies)
+        # No add waited for the delete: several ran while it did, each in a fraction of its time
+        # (an add that waited would take the rest of it). Their own latency beside the delete's
+        # threads depends on the machine's load (benchmarks/bench_filters.py reports it).
+        assert len(latencies) >= 3, (latencies, delete_time, idle)
+        assert max(latencies) < delete_time[0] / 2, (latencies, delete_time, idle)
+    finally:
+        client._db.close()
