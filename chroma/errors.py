@@ -109,6 +109,13 @@ class ServerUnavailable(ChromaError, ConnectionError):
     status_code = 503
 
 
+class ClientClosed(ChromaError):
+    """A client (or the DB under it) was used after ``close()``, after leaving its ``with``
+    block, or after the interpreter began to exit."""
+
+    status_code = 500
+
+
 class WorkerError(ChromaError):
     """Work handed to Celery workers did not finish: no worker took it, or the
     workers stopped making progress (one died and none took its task again)."""
@@ -121,7 +128,8 @@ def _all_error_classes() -> dict[str, type[ChromaError]]:
     stack: list[type[ChromaError]] = [ChromaError]
     while stack:
         cls = stack.pop()
-        found[cls.__name__] = cls
+        if cls.__module__ == __name__:  # not a client's subclass of the same name (chroma.api.fastapi)
+            found[cls.__name__] = cls
         stack.extend(cls.__subclasses__())
     return found
 

@@ -65,6 +65,7 @@ class ArrowFlight(Remote):
         return errors.ChromaError(f"Flight call {what} to grpc://{self._address} failed: {exc}")
 
     def _action(self, name: str, body: Optional[dict] = None) -> Any:
+        self._check_open()
         data = to_json(body or {})
         try:
             results = list(self._client.do_action(flight.Action(name, data), options=self._options))
@@ -73,6 +74,7 @@ class ArrowFlight(Remote):
         return json.loads(results[0].body.to_pybytes())
 
     def _put(self, command: dict, schema: pa.Schema, batches) -> None:
+        self._check_open()
         descriptor = flight.FlightDescriptor.for_command(to_json(command))
         try:
             writer, _ = self._client.do_put(descriptor, schema, options=self._options)
@@ -95,6 +97,7 @@ class ArrowFlight(Remote):
             raise self._error(exc, command["op"]) from None
 
     def _exchange(self, command: dict, schema: pa.Schema, batch: Optional[pa.RecordBatch]) -> pa.Table:
+        self._check_open()
         descriptor = flight.FlightDescriptor.for_command(to_json(command))
         try:
             writer, reader = self._client.do_exchange(descriptor, options=self._options)
@@ -121,6 +124,7 @@ class ArrowFlight(Remote):
         return self._action("limits")
 
     def close(self) -> None:
+        super().close()
         self._client.close()
 
     # collections
@@ -147,9 +151,10 @@ class ArrowFlight(Remote):
         validation.name_argument(name)
         self._action("delete_collection", {"name": name})
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
         self._check_reset()
         self._action("reset")
+        return True
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:

@@ -39,6 +39,16 @@ CONNECT_TIMEOUT = 10.0
 ENCODINGS = ("binary", "json")
 
 
+class ServerUnavailable(errors.ServerUnavailable, requests.exceptions.ConnectionError):
+    """The HTTP client's :class:`chroma.errors.ServerUnavailable`: also a
+    ``requests.exceptions.ConnectionError``, which code written for the original
+    Chroma's HTTP client catches. Defined here so that ``import chroma`` needs no requests."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.request = self.response = None  # what requests' own exceptions carry
+
+
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
     # "." or ".." cannot be taken for path segments on the way.
@@ -80,17 +90,18 @@ class FastAPI(Remote):
                 raise errors.InvalidArgument(str(exc)) from None
         elif body is not None or arrays:
             data = to_json({**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}})
+        self._check_open()
         url = self._base + path
         try:
             response = self._session.request(method, url, data=data, headers=headers,
                                              timeout=(CONNECT_TIMEOUT, None))
         except requests.ConnectionError as exc:
-            raise errors.ServerUnavailable(
+            raise ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {exc}; "
                 "is `chroma run` running there (settings server_host, server_http_port)?"
             ) from None
         except requests.RequestException as exc:
-            raise errors.ServerUnavailable(f"request to the chroma server at {self._address} failed: {exc}") from None
+            raise ServerUnavailable(f"request to the chroma server at {self._address} failed: {exc}") from None
         if response.headers.get("content-type", "").startswith(wire.MEDIA_TYPE):
             return wire.decode(response.content)
         try:
@@ -119,6 +130,7 @@ class FastAPI(Remote):
         return self._request("GET", "/limits")
 
     def close(self) -> None:
+        super().close()
         self._session.close()
 
     # collections
@@ -144,9 +156,10 @@ class FastAPI(Remote):
         validation.name_argument(name)
         self._request("DELETE", f"/collections/{_name_path(name)}")
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
         self._check_reset()
         self._request("POST", "/reset", {})
+        return True
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
+from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
                        new_ids_without_vectors, some_ids)
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
@@ -156,7 +156,7 @@ class DuckDB(DB):
     # plumbing
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
-            raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
+            raise errors.ClientClosed(DB_CLOSED)
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self._con.cursor()
@@ -564,6 +564,10 @@ class PersistentDuckDB(DuckDB):
     """
 
     FILE_NAME = "chroma.duckdb"
+
+    @classmethod
+    def store_key(cls, settings: Settings) -> tuple:
+        return ("persistent_duckdb", os.path.realpath(settings.persist_directory))
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         directory = os.path.abspath(self._settings.persist_directory)
