@@ -15,7 +15,7 @@ from chroma.api import API
 from chroma.collection import Collection
 from chroma.config import Settings, configure, current_settings
 from chroma.db import DB
-from chroma.factory import Client, get_api, get_db, get_server
+from chroma.factory import Client, EphemeralClient, HttpClient, PersistentClient, get_api, get_db, get_server
 from chroma.server import Server
 from chroma.types import GetResult, QueryResult
 
@@ -27,6 +27,9 @@ __all__ = [
     "Server",
     "Collection",
     "Client",
+    "EphemeralClient",
+    "HttpClient",
+    "PersistentClient",
     "GetResult",
     "QueryResult",
     "Settings",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import warnings
 from typing import Any, Optional
 
 from chroma.errors import ConfigurationError
@@ -101,8 +102,24 @@ class Settings:
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
 _TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
 
+RENAMED_SETTINGS = {
+    "chroma_api_impl": "api_impl",
+    "chroma_db_impl": "db_impl",
+    "chroma_server_host": "server_host",
+    "chroma_server_http_port": "server_http_port",
+}
+"""Chroma 0.3's setting names that have another name here (deprecated aliases, see
+docs/coming-from-chromadb.md for the policy)."""
+RENAMED_VALUES = {
+    ("api_impl", "rest"): "fastapi",
+    ("db_impl", "duckdb+parquet"): "persistent_duckdb",
+}
+"""Chroma 0.3's setting values that have another name here (deprecated aliases)."""
+
 _overrides: dict[str, Any] = {}
 _overrides_lock = threading.Lock()
+_warned: set[tuple[str, str]] = set()
+"""Deprecated aliases read from the environment already warned about (once per process)."""
 
 
 def configure(**settings: Any) -> None:
@@ -110,24 +127,54 @@ def configure(**settings: Any) -> None:
 
     A value of ``None`` removes that override, so the environment variable or
     the default applies again. The next ``get_api()``/``get_db()`` returns a
-    new singleton when the resulting settings differ.
+    new singleton when the resulting settings differ; a client obtained before
+    keeps working on its own settings until it is closed.
 
     Raises:
         ConfigurationError: a setting name is unknown or a value is malformed.
     """
+    checked = _checked(settings)
+    with _overrides_lock:
+        for name, value in checked.items():
+            if value is None:
+                _overrides.pop(name, None)
+            else:
+                _overrides[name] = value
+
+
+def resolve(**settings: Any) -> Settings:
+    """The settings in force now, with ``settings`` (not ``None``) on top; changes nothing.
+
+    Raises:
+        ConfigurationError: a setting name is unknown or a value is malformed.
+    """
+    checked = _checked(settings)
+    return dataclasses.replace(current_settings(), **{name: _coerce(name, value)
+                                                      for name, value in checked.items() if value is not None})
+
+
+def _checked(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` under their current names, deprecated value names translated; raises
+    ConfigurationError for an unknown name or a malformed value."""
+    checked: dict[str, Any] = {}
     for name, value in settings.items():
+        if name in RENAMED_SETTINGS:
+            new_name = RENAMED_SETTINGS[name]
+            warnings.warn(f"setting {name!r} is deprecated; use {new_name!r}", DeprecationWarning, stacklevel=4)
+            name = new_name
         if name not in _TYPES:
             raise ConfigurationError(
                 f"unknown setting {name!r}; known settings: {', '.join(SETTING_NAMES)}"
             )
         if value is not None:
+            new_value = RENAMED_VALUES.get((name, value)) if isinstance(value, str) else None
+            if new_value is not None:
+                warnings.warn(f"setting {name}={value!r} is deprecated; use {name}={new_value!r}",
+                              DeprecationWarning, stacklevel=4)
+                value = new_value
             _coerce(name, value)
-    with _overrides_lock:
-        for name, value in settings.items():
-            if value is None:
-                _overrides.pop(name, None)
-            else:
-                _overrides[name] = value
+        checked[name] = value
+    return checked
 
 
 def current_settings() -> Settings:
@@ -141,8 +188,20 @@ def current_settings() -> Settings:
             continue
         env = os.environ.get(f"CHROMA_{name.upper()}")
         if env is not None:
-            values[name] = _coerce(name, env, from_env=True)
+            values[name] = _coerce(name, _renamed_from_env(name, env), from_env=True)
     return Settings(**values)
+
+
+def _renamed_from_env(name: str, value: str) -> str:
+    """``CHROMA_<NAME>``'s value, a deprecated value name translated (warned once per process)."""
+    new_value = RENAMED_VALUES.get((name, value.strip()))
+    if new_value is None:
+        return value
+    if (name, value) not in _warned:
+        _warned.add((name, value))
+        warnings.warn(f"CHROMA_{name.upper()}={value!r} is deprecated; use CHROMA_{name.upper()}={new_value!r}",
+                      DeprecationWarning, stacklevel=4)
+    return new_value
 
 
 def _coerce(name: str, value: Any, from_env: bool = False) -> Any:

@@ -134,6 +134,13 @@ class OutcomeUnknown(ServerUnavailable):
     it may or may not have been applied. Read back what it wrote before sending it again."""
 
 
+class ClientClosed(ChromaError):
+    """A client (or the DB under it) was used after ``close()``, after leaving its ``with``
+    block, or after the interpreter began to exit."""
+
+    status_code = 500
+
+
 class WorkerError(ChromaError):
     """Work handed to Celery workers did not finish: no worker took it, or the
     workers stopped making progress (one died and none took its task again)."""
@@ -146,7 +153,8 @@ def _all_error_classes() -> dict[str, type[ChromaError]]:
     stack: list[type[ChromaError]] = [ChromaError]
     while stack:
         cls = stack.pop()
-        found[cls.__name__] = cls
+        if cls.__module__ == __name__:  # not a client's subclass of the same name (chroma.api.fastapi)
+            found[cls.__name__] = cls
         stack.extend(cls.__subclasses__())
     return found
 

@@ -164,8 +164,10 @@ def space_of(metadata: Optional[Mapping]) -> str:
 
 
 def ids(values: Any, what: str = "ids") -> list[str]:
-    """A non-empty list of distinct, non-empty string ids."""
-    if isinstance(values, str) or not isinstance(values, Sequence):
+    """A non-empty list of distinct, non-empty string ids; one id alone is a list of one."""
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, Sequence):
         raise InvalidArgument(f"{what} must be a list of strings, got {type(values).__name__}")
     out = list(values)
     if not out:
@@ -250,10 +252,13 @@ def embeddings_with_gaps(values: Any, count: int) -> tuple[Optional[np.ndarray],
 
 
 def per_item(values: Any, count: int, what: str, check) -> Optional[list]:
-    """A list with one checked entry per id (entries may be None)."""
+    """A list with one checked entry per id (entries may be None); a single document (str) or
+    metadata (dict) is a list of one."""
     if values is None:
         return None
-    if isinstance(values, (str, Mapping)) or not isinstance(values, Sequence):
+    if isinstance(values, (str, Mapping)):
+        values = [values]
+    if not isinstance(values, Sequence):
         raise InvalidArgument(f"{what} must be a list with one entry per id, got {type(values).__name__}")
     out = list(values)
     if len(out) != count:

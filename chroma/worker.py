@@ -90,11 +90,10 @@ def worker_api():
     global _local
     with _local_lock:
         if _local is None:
-            from chroma import factory
             from chroma.api.local import Local
 
             settings = dataclasses.replace(current_settings(), api_impl="local")
-            _local = Local(settings, factory.get_db())
+            _local = Local(settings)
         return _local
 
 

@@ -147,3 +147,36 @@ def ids_in_order(all_ids, wanted) -> list:
     """``wanted`` ids in the order they have in ``all_ids``."""
     wanted = set(wanted)
     return [item_id for item_id in all_ids if item_id in wanted]
+
+
+# --------------------------------------------------------------------------
+# A collection whose recall depends on hnsw:search_ef
+# --------------------------------------------------------------------------
+
+
+class SearchEfCase:
+    """Random vectors in a sparse HNSW graph (``hnsw:M`` 4): a walk with ef 1 finds about a third
+    of the true 10 nearest, ef 500 (or an exact answer) nearly all. More than 1,024 rows of 128
+    dimensions, so that the core's planner walks the graph at a low ef instead of answering exactly."""
+
+    rows, dimension, k = 1100, 128, 10
+    low_ef, high_ef = 1, 500
+    low_recall, high_recall = 0.6, 0.9
+    """A recall below the first shows a low ef, at least the second a high one (or the default)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(7)
+        self.data = rng.normal(size=(self.rows, self.dimension)).astype(np.float32)
+        self.queries = rng.normal(size=(20, self.dimension)).astype(np.float32)
+        self.ids = [f"v{i}" for i in range(self.rows)]
+        distances = ((self.queries[:, None, :] - self.data[None, :, :]) ** 2).sum(axis=-1)
+        self.truth = [{self.ids[i] for i in row} for row in np.argsort(distances, axis=1)[:, :self.k]]
+
+    @staticmethod
+    def metadata(search_ef: int | None = None) -> dict:
+        metadata = {"hnsw:M": 4, "hnsw:construction_ef": 8}
+        return metadata if search_ef is None else {**metadata, "hnsw:search_ef": search_ef}
+
+    def recall(self, found: list[list[str]]) -> float:
+        """Mean recall@k of the ids found per query."""
+        return float(np.mean([len(set(ids) & truth) / self.k for ids, truth in zip(found, self.truth)]))

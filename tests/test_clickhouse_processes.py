@@ -18,6 +18,7 @@ import pytest
 
 import chroma
 from clickhouse_helpers import ClickhouseServer, running_clickhouse
+from conformance_helpers import SearchEfCase
 from server_helpers import PACKAGE_ROOT, server_env, stop_process
 
 COLLECTION = "shared"
@@ -176,3 +177,22 @@ def test_one_call_of_60000_ids_is_written_read_and_deleted(clickhouse, configure
     collection.delete(ids=ids[:55_000])
     assert collection.count() == 5_000
     api.reset()
+
+
+def test_modify_search_ef_here_changes_the_recall_of_the_next_query_there(both):
+    client, peer = both
+    case = SearchEfCase()
+    collection = client.create_collection(COLLECTION, metadata=case.metadata())
+    collection.add(ids=case.ids, embeddings=case.data)
+
+    def peer_recall() -> float:
+        return case.recall([peer.query(query.tolist(), case.k) for query in case.queries])
+
+    default = peer_recall()  # B's index is loaded now, at the default ef
+    collection.modify(metadata=case.metadata(case.low_ef))
+    low = peer_recall()
+    assert low < case.low_recall and low < default
+    collection.modify(metadata=case.metadata(case.high_ef))
+    assert peer_recall() >= case.high_recall
+    collection.modify(metadata=case.metadata())
+    assert peer_recall() == default

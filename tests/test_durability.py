@@ -251,13 +251,30 @@ def test_reopen_in_same_process_keeps_everything(tmp_path):
         "ids": ["x", "y"], "embeddings": None, "metadatas": None, "documents": ["hello", None]}
 
 
-def test_switching_configuration_away_releases_the_directory(tmp_path):
-    directory = tmp_path / "data"
-    collection = open_persistent(directory).create_collection(COLLECTION)
-    collection.add(ids=batch_ids(0), embeddings=batch_embeddings(0))
-    switch_away()
-
+def count_in_another_process(tmp_path: Path, directory: Path) -> int:
+    """The collection's count as a new process that opens ``directory`` reads it."""
     with running(tmp_path, "reader", COUNT_READER, directory) as reader:
         output, _ = reader.communicate(timeout=30)
     assert reader.returncode == 0, (tmp_path / "reader.stderr").read_text()
-    assert output.strip() == str(BATCH_SIZE)
+    return int(output.strip())
+
+
+def test_switching_configuration_away_releases_a_directory_no_client_holds(tmp_path):
+    directory = tmp_path / "data"
+    open_persistent(directory).create_collection(COLLECTION).add(ids=batch_ids(0), embeddings=batch_embeddings(0))
+    switch_away()
+    assert count_in_another_process(tmp_path, directory) == BATCH_SIZE
+
+
+def test_a_client_kept_across_a_new_configuration_works_until_closed_then_releases_the_directory(tmp_path):
+    directory = tmp_path / "data"
+    client = open_persistent(directory)
+    collection = client.create_collection(COLLECTION)
+    collection.add(ids=batch_ids(0), embeddings=batch_embeddings(0))
+    switch_away()
+    collection.add(ids=batch_ids(1), embeddings=batch_embeddings(1))  # still on its own settings
+    assert client.get_collection(COLLECTION).count() == 2 * BATCH_SIZE
+    client.close()
+    with pytest.raises(errors.ClientClosed):
+        collection.count()
+    assert count_in_another_process(tmp_path, directory) == 2 * BATCH_SIZE

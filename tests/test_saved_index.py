@@ -7,14 +7,18 @@ import pytest
 
 import chroma
 from test_durability import open_persistent
-from test_durability import switch_away as close
 
 
 @pytest.fixture(autouse=True)
 def restore_configuration():
     yield
+    chroma.get_api().close()  # the persistent client, releasing its directory
     chroma.configure(api_impl=None, db_impl=None, persist_directory=None)
-    chroma.get_api()  # closes the persistent client, releasing its directory
+
+
+def close() -> None:
+    """Closes the persistent client as a process's end would: its loaded indexes are saved."""
+    chroma.get_api().close()
 
 
 def slots(client: chroma.API, collection_id: str) -> int:

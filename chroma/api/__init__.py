@@ -10,6 +10,7 @@ are listed in ``docs/api-choices.md`` and tested by the conformance suite.
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from chroma import registry
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from chroma.collection import Collection
 
 
+CLIENT_CLOSED = "this chroma client was closed; open another with chroma.Client(...) or chroma.get_api()"
 RESET_DISABLED = ("reset() is disabled; enable it with chroma.configure(allow_reset=True) "
                   "or CHROMA_ALLOW_RESET=1")
 
@@ -68,8 +70,9 @@ class API(abc.ABC):
         """Deletes a collection and its items. Raises CollectionNotFound."""
 
     @abc.abstractmethod
-    def reset(self) -> None:
-        """Deletes everything. Raises ResetDisabled unless ``allow_reset`` is set."""
+    def reset(self) -> bool:
+        """Deletes everything; returns True (as the original Chroma did). Raises ResetDisabled
+        unless ``allow_reset`` is set."""
 
     # Per-collection operations, called by Collection.
     @abc.abstractmethod
@@ -114,13 +117,31 @@ class API(abc.ABC):
         include: Sequence[str],
     ) -> QueryResult: ...
 
+    def persist(self) -> None:
+        """Chroma 0.3's call to write a ``duckdb+parquet`` store to disk: not needed here (a write is
+        durable when it returns), kept as a deprecated no-op."""
+        warnings.warn("persist() is not needed: every write is durable when it returns", DeprecationWarning,
+                      stacklevel=2)
+
     def _embeds_documents(self, embedding_function: Optional[EmbeddingFunction], count: int) -> bool:
         """Whether this client computes the embeddings of a write's ``count`` documents itself
         (``chroma.api.Celery``: on its workers) rather than the Collection before the call."""
         return False
 
     def close(self) -> None:
-        """Releases what the client holds; called when the configuration changes."""
+        """Releases what the client holds (a persistent directory's lock, connections, threads);
+        any later call raises ``ClientClosed``. Closing twice is harmless."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a closed client raises ``ClientClosed``)."""
+        return False
+
+    def __enter__(self) -> "API":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # chroma.api.<ClassName> imports its implementation on first access only.

@@ -73,6 +73,7 @@ class ArrowFlight(Remote):
         return errors.ChromaError(f"Flight call {what} to grpc://{self._address} failed: {exc}")
 
     def _action(self, name: str, body: Optional[dict] = None) -> Any:
+        self._check_open()
         data = to_json(body or {})
         try:
             results = list(self._client.do_action(flight.Action(name, data), options=self._options))
@@ -81,6 +82,7 @@ class ArrowFlight(Remote):
         return json.loads(results[0].body.to_pybytes())
 
     def _put(self, command: dict, schema: pa.Schema, batches) -> None:
+        self._check_open()
         descriptor = flight.FlightDescriptor.for_command(to_json(command))
         try:
             writer, _ = self._client.do_put(descriptor, schema, options=self._options)
@@ -103,6 +105,7 @@ class ArrowFlight(Remote):
             raise self._error(exc, command["op"], write=True) from None
 
     def _exchange(self, command: dict, schema: pa.Schema, batch: Optional[pa.RecordBatch]) -> pa.Table:
+        self._check_open()
         descriptor = flight.FlightDescriptor.for_command(to_json(command))
         try:
             writer, reader = self._client.do_exchange(descriptor, options=self._options)
@@ -130,6 +133,7 @@ class ArrowFlight(Remote):
         return self._action("limits")
 
     def close(self) -> None:
+        super().close()
         self._client.close()
 
     # collections
@@ -156,9 +160,10 @@ class ArrowFlight(Remote):
         validation.name_argument(name)
         self._action("delete_collection", {"name": name})
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
         self._check_reset()
         self._action("reset")
+        return True
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:

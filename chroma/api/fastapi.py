@@ -97,6 +97,20 @@ def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> 
     return False
 
 
+class ServerUnavailable(errors.ServerUnavailable, requests.exceptions.ConnectionError):
+    """The HTTP client's :class:`chroma.errors.ServerUnavailable`: also a
+    ``requests.exceptions.ConnectionError``, which code written for the original
+    Chroma's HTTP client catches. Defined here so that ``import chroma`` needs no requests."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.request = self.response = None  # what requests' own exceptions carry
+
+
+class OutcomeUnknown(errors.OutcomeUnknown, ServerUnavailable):
+    """The HTTP client's :class:`chroma.errors.OutcomeUnknown`, a ``requests`` ConnectionError too."""
+
+
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
     # "." or ".." cannot be taken for path segments on the way.
@@ -142,6 +156,7 @@ class FastAPI(Remote):
                 raise errors.InvalidArgument(str(exc)) from None
         elif body is not None or arrays:
             data = to_json({**(body or {}), **{name: _lists(value) for name, value in (arrays or {}).items()}})
+        self._check_open()
         url = self._base + path
         try:
             response = self._send(method, url, data, headers)
@@ -176,13 +191,13 @@ class FastAPI(Remote):
         """The error of a call that got no answer: ServerUnavailable, or OutcomeUnknown for a write
         that may have reached the server."""
         if _caused_by(error, (NewConnectionError, ConnectTimeoutError)):
-            return errors.ServerUnavailable(
+            return ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
                 "is `chroma run` running there (settings server_host, server_http_port)?")
         if idempotent:
-            return errors.ServerUnavailable(
+            return ServerUnavailable(
                 f"the chroma server at {self._address} gave no answer to {method} {url}: {error}")
-        return errors.OutcomeUnknown(
+        return OutcomeUnknown(
             f"{method} {url} reached the chroma server at {self._address}, but its answer never came ({error}): "
             "the write may or may not have been applied; read back what it wrote before sending it again")
 
@@ -199,6 +214,7 @@ class FastAPI(Remote):
         return self._request("GET", "/limits", idempotent=True)
 
     def close(self) -> None:
+        super().close()
         self._session.close()
 
     # collections
@@ -224,9 +240,10 @@ class FastAPI(Remote):
         validation.name_argument(name)
         self._request("DELETE", f"/collections/{_name_path(name)}")
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
         self._check_reset()
         self._request("POST", "/reset", {})
+        return True
 
     # per collection
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:

@@ -17,7 +17,6 @@ write to (ClickHouse), a query first applies the batches they committed since
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import threading
 import time
@@ -28,8 +27,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 import chroma
-from chroma import errors, factory, registry, validation
-from chroma.api import API, RESET_DISABLED, arguments
+from chroma import errors, validation
+from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED, arguments, shared
 from chroma.api.behind import Behind
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
@@ -58,21 +57,54 @@ class Local(API):
     """The whole API in this process, over the configured ``chroma.DB``."""
 
     def __init__(self, settings: Settings, db: Optional[DB] = None) -> None:
+        """A client of the store ``settings`` name, shared with the other clients of that store in
+        this process (see ``chroma.api.shared``); over ``db`` instead, one of its own (``db`` stays
+        the caller's to close)."""
         self._settings = settings
-        self._db = db if db is not None else factory.get_db()
-        self._index_class = registry.lookup("index_impl", settings.index_impl)
-        self._cached: dict[str, CachedCollection] = {}
-        self._write_lock = threading.RLock()
-        self._collection_locks = KeyedLocks()
-        """Held (before ``_write_lock``) by a collection's writes and the loads of its derived state."""
-        self._behind = Behind()
-        """Runs the derived updates of committed writes; submitted to under the write lock."""
-        # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
-        self._saved = SavedIndexes(settings.persist_directory if settings.db_impl == "persistent_duckdb" else None)
-        atexit.register(_close_at_exit, weakref.ref(self))
         self._default_embedding_function = (
             load_embedding_function(settings.embedding_function) if settings.embedding_function else None
         )
+        store = shared.acquire(settings) if db is None else shared.private(settings, db)
+        self._store: Optional[shared.SharedStore] = store
+        self._index_class = store.index_class
+        # A client dropped without close() gives its reference back when it is collected.
+        self._release = weakref.finalize(self, shared.release, store)
+
+    # The parts of the shared store this client works with; each raises ClientClosed once closed.
+    def _open_store(self) -> shared.SharedStore:
+        store = self._store
+        if store is None or store.closed:
+            raise errors.ClientClosed(CLIENT_CLOSED)
+        return store
+
+    @property
+    def _db(self) -> DB:
+        return self._open_store().db
+
+    @property
+    def _cached(self) -> dict[str, CachedCollection]:
+        return self._open_store().cached
+
+    @property
+    def _write_lock(self) -> threading.RLock:
+        return self._open_store().write_lock
+
+    @property
+    def _collection_locks(self) -> KeyedLocks:
+        """Held (before ``_write_lock``) by a collection's writes and the loads of its derived state."""
+        return self._open_store().collection_locks
+
+    @property
+    def _behind(self) -> Behind:
+        return self._open_store().behind
+
+    @property
+    def _saved(self) -> SavedIndexes:
+        return self._open_store().saved
+
+    @property
+    def closed(self) -> bool:
+        return self._store is None or self._store.closed
 
     # collections
     def _collection(self, record: CollectionRecord, embedding_function: Optional[EmbeddingFunction]) -> Collection:
@@ -80,9 +112,11 @@ class Local(API):
                           embedding_function or self._default_embedding_function)
 
     def heartbeat(self) -> int:
+        self._open_store()
         return time.time_ns()
 
     def version(self) -> str:
+        self._open_store()
         return chroma.__version__
 
     def list_collections(self) -> list[Collection]:
@@ -116,13 +150,14 @@ class Local(API):
             self._cached.pop(collection_id, None)
             self._saved.forget(collection_id)
 
-    def reset(self) -> None:
+    def reset(self) -> bool:
         if not self._settings.allow_reset:
             raise errors.ResetDisabled(RESET_DISABLED)
         with self._write_lock:
             self._db.reset()
             self._cached.clear()
             self._saved.clear()
+        return True
 
     def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
         new_name = UNCHANGED if name is None else validation.collection_name(name)
@@ -137,7 +172,11 @@ class Local(API):
                 )
             if "hnsw:space" in stored:
                 new_metadata.setdefault("hnsw:space", space)
-        record = self._db.update_collection(collection_id, name=new_name, metadata=new_metadata)
+        with self._write_lock:
+            record = self._db.update_collection(collection_id, name=new_name, metadata=new_metadata)
+            cached = self._cached.get(collection_id)
+            if cached is not None and new_metadata is not UNCHANGED:
+                cached.apply_settings(record.metadata)  # hnsw:search_ef: from the next query on
         return record.name, record.metadata
 
     def _count(self, collection_id: str) -> int:
@@ -148,15 +187,12 @@ class Local(API):
         self._db.interrupt()
 
     def close(self) -> None:
-        """Saves the loaded indexes of a persistent DB (see chroma.index.saved)."""
-        with self._write_lock:
-            self._settle()
-            self._behind.close()
-            try:
-                saved = {cid: (cached.index, self._db.state_marker(cid)) for cid, cached in self._cached.items()}
-            except errors.ChromaError:
-                return  # the DB is closed or the collection gone: nothing can be saved against it
-            self._saved.save_all(saved)
+        """Gives back this client's reference on its store; the last client of a store closes it
+        (saving the loaded indexes of a persistent DB, see chroma.index.saved, and releasing
+        the directory)."""
+        if self._store is not None:
+            self._store = None
+            self._release()
 
     # upkeep of the derived state
     def _load(self, record: CollectionRecord) -> Optional[CachedCollection]:
@@ -179,7 +215,7 @@ class Local(API):
                 label_ids = LabelIds(labels, ids)
                 index = self._saved.finish_load(pending, record.id, params, self._db.state_marker(record.id),
                                                 label_ids.labels())
-                snapshot = None if index is not None or not self._db.shared else self._load_snapshot(record, params)
+                snapshot = None if index is not None or not self._db.shared else self._load_snapshot(record)
                 if snapshot is not None:
                     index, versions = snapshot
                 if index is None:
@@ -187,11 +223,12 @@ class Local(API):
                     index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
                     index.add(vector_labels, vectors)
                 cached = self._cached[record.id] = CachedCollection(index, label_ids, versions)
+                cached.apply_settings(metadata)  # a saved file or snapshot may predate a modify()
                 if snapshot is not None:
                     self._catch_up(record.id)  # the batches committed after the snapshot was taken
         return cached
 
-    def _load_snapshot(self, record: CollectionRecord, params: dict) -> Optional[tuple[Index, frozenset]]:
+    def _load_snapshot(self, record: CollectionRecord) -> Optional[tuple[Index, frozenset]]:
         """The index snapshot a worker kept in the shared DB, and the versions it reflects; None if
         there is none, or it does not fit the collection (it is then rebuilt here)."""
         from_bytes = getattr(self._index_class, "from_bytes", None)
@@ -206,8 +243,6 @@ class Local(API):
             return None
         if index.dim != record.dimension or index.space != validation.space_of(record.metadata or {}):
             return None
-        if "hnsw:search_ef" in params:  # the one setting that modify() may have changed since
-            index.set_search_ef(int(params["hnsw:search_ef"]))
         return index, snapshot.versions
 
     def index_snapshot(self, collection_id: str) -> Optional[IndexSnapshot]:
@@ -255,34 +290,25 @@ class Local(API):
                 self._derived_step(collection_id, lambda: cached.apply_changes(changes))
 
     def _derived_step(self, collection_id: str, step: Any) -> None:
-        """Runs ``step`` on the derived state of a collection whose DB change is committed.
-
-        If it fails, the derived state is dropped (the next query reloads it
-        from the DB) rather than a failure reported for a committed change.
-        """
-        try:
-            step()
-        except errors.CollectionNotFound:
-            self._cached.pop(collection_id, None)  # deleted (or reset) since: nothing to keep current
-        except Exception as exc:
-            self._cached.pop(collection_id, None)
-            warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
-                          f"{exc!r}", RuntimeWarning, stacklevel=4)
+        """Runs ``step`` on the derived state of a collection whose DB change is committed (see
+        ``SharedStore.derived_step``)."""
+        self._open_store().derived_step(collection_id, step)
 
     def _settle(self) -> None:
         """Waits for the derived updates of the writes that have returned (see chroma.api.behind)."""
-        if not self._behind.settle():
-            self._cached.clear()  # a fork lost the parent's queued updates: reload from the DB
+        self._open_store().settle()
 
     def _behind_write(self, collection_id: str, cached: CachedCollection, step: Any) -> None:
         """Queues ``step`` on ``cached``, the derived state of a collection whose DB change is
         committed (call under the write lock). A state dropped meanwhile is skipped: it is
         reloaded from the DB, this change included."""
-        def run() -> None:
-            if self._cached.get(collection_id) is cached:
-                self._derived_step(collection_id, step)
+        store = self._open_store()  # the step runs on the store whether or not this client is closed by then
 
-        self._behind.submit(run)
+        def run() -> None:
+            if store.cached.get(collection_id) is cached:
+                store.derived_step(collection_id, step)
+
+        store.behind.submit(run)
 
     def _apply_to_loaded(self, collection_id: str, result: WriteResult) -> bool:
         """Queues a committed write for the collection's derived state if it is loaded (call under
@@ -435,12 +461,6 @@ def check_query_dimension(queries: np.ndarray, dimension: Optional[int]) -> None
         raise errors.InvalidDimensionError(
             f"query dimension {queries.shape[1]} does not match the collection's dimension {dimension}"
         )
-
-
-def _close_at_exit(client: "weakref.ref[Local]") -> None:
-    local = client()
-    if local is not None:
-        local.close()
 
 
 _QUERY_ATTEMPTS = 5

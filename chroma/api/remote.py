@@ -15,7 +15,7 @@ from typing import Any, Optional
 import numpy as np
 
 from chroma import errors, registry, validation
-from chroma.api import API, RESET_DISABLED
+from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.types import EmbeddingFunction
@@ -56,6 +56,7 @@ class Remote(API):
         registry.check("db_impl", settings.db_impl)
         registry.check("index_impl", settings.index_impl)
         self._settings = settings
+        self._closed = False
         self._default_embedding_function: Optional[EmbeddingFunction] = None
         if settings.embedding_function:
             from chroma.api.local import load_embedding_function
@@ -79,6 +80,18 @@ class Remote(API):
         if name is not None:
             validation.collection_name(name)
         return None if metadata is None else validation.collection_metadata(metadata)
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        """Raises ClientClosed once :meth:`close` was called."""
+        if self._closed:
+            raise errors.ClientClosed(CLIENT_CLOSED)
 
     def _check_reset(self) -> None:
         """Both sides must allow ``reset()``: this client's setting first, then the server's."""

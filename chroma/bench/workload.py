@@ -133,8 +133,9 @@ def run_job(job: dict, progress: Callable[[str], None] = lambda phase: None) -> 
             if combination.persistent:
                 progress("reopen")
                 if setup.server is None:
-                    client.close()  # as at a process's end: a persistent DB saves its indexes
-                    chroma.get_db().close()  # and a persistent directory takes one process at a time
+                    # As at a process's end: a persistent DB saves its indexes, and its directory
+                    # (one process at a time) is released with its last client.
+                    client.close()
                 phases["reopen"] = {"seconds": _reopen(setup, queries[0])}
             figures["peak_memory_bytes"] = own_peak_memory_bytes() + (
                 setup.server.peak_memory_bytes() if setup.server else 0)

@@ -16,6 +16,7 @@ rest, so that it catches up with other processes' writes incrementally.
 from __future__ import annotations
 
 import abc
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -24,8 +25,10 @@ import numpy as np
 from chroma import errors, registry
 
 if TYPE_CHECKING:
+    from chroma.config import Settings
     from chroma.filters import Clause
 
+DB_CLOSED = "this chroma DB was closed (every client of its store was closed)"
 UNCHANGED: Any = object()
 """Marks an argument of ``update_collection`` that keeps its stored value."""
 
@@ -148,6 +151,9 @@ class Changes:
     """Labels no longer in the collection."""
     items: Optional[StoredItems] = None
     """Every item the batches added or changed, with its current metadata."""
+    metadata: Any = UNCHANGED
+    """The collection's metadata now, when a batch changed it (``modify``); its index settings
+    (``hnsw:search_ef``) take effect with these changes."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,13 @@ class DB(abc.ABC):
     numbers batches (``versions``/``changes_since``), can split a batch among
     processes (``plan_write``/``stage_rows``/``commit_staged``) and keeps index
     snapshots (``save_index_snapshot``/``load_index_snapshot``)."""
+
+    @classmethod
+    def store_key(cls, settings: "Settings") -> Optional[Hashable]:
+        """What names the store ``settings`` open, equal for every client of that store in this
+        process (which then share one instance, see ``chroma.api.shared``); None for a store
+        that no other client can open (in memory)."""
+        return None
 
     # collections
     @abc.abstractmethod
@@ -339,7 +352,7 @@ class DB(abc.ABC):
         a write they belong to is rolled back. Later statements run normally."""
 
     def close(self) -> None:
-        """Releases files and connections; the instance is unusable afterwards."""
+        """Releases files and connections; the instance is unusable afterwards (``ClientClosed``)."""
 
 
 # chroma.db.<ClassName> imports its implementation on first access only.

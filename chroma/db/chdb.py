@@ -7,6 +7,7 @@ import os
 import chdb  # noqa: F401 - imported here so that a missing package is reported by the registry
 import clickhouse_connect
 
+from chroma.config import Settings
 from chroma.db.clickhouse import QUERY_SETTINGS, Clickhouse
 
 
@@ -20,6 +21,10 @@ class Chdb(Clickhouse):
     """
 
     shared = False
+
+    @classmethod
+    def store_key(cls, settings: Settings) -> tuple:
+        return ("chdb", os.path.realpath(settings.persist_directory))
 
     def _connect(self):
         directory = os.path.abspath(self._settings.persist_directory)

@@ -39,7 +39,7 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, StoredItems,
+from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, StoredItems,
                        WriteResult, add_without_vectors, new_ids_without_vectors, some_ids)
 from chroma.db.sql import Dialect, compile_clause
 from chroma.filters import Clause, reads_document
@@ -176,6 +176,11 @@ class Clickhouse(DB):
 
     shared = True
 
+    @classmethod
+    def store_key(cls, settings: Settings) -> tuple:
+        return ("clickhouse", settings.clickhouse_host, settings.clickhouse_port, settings.clickhouse_user,
+                settings.clickhouse_database)
+
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         database = settings.clickhouse_database
@@ -213,7 +218,7 @@ class Clickhouse(DB):
     # plumbing
     def _client(self):
         if self._closed:
-            raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
+            raise errors.ClientClosed(DB_CLOSED)
         client = getattr(self._local, "client", None)
         if client is None:
             # One client per thread: a clickhouse-connect client runs one query at a time.
@@ -335,6 +340,10 @@ class Clickhouse(DB):
                 dimension=record.dimension,
             )
             self._write_collection(record)
+            if metadata is not UNCHANGED:
+                # A batch of no items in the change feed, so that other processes apply the
+                # metadata's index settings (hnsw:search_ef) with their next catch-up.
+                self._insert("commits", _COMMIT_COLUMNS, [[collection_id], [self._clock.take()]])
             return record
 
     def delete_collection(self, name: str) -> str:
@@ -665,12 +674,13 @@ class Clickhouse(DB):
 
     def changes_since(self, collection_id: str, versions: frozenset) -> Optional[Changes]:
         db = self._db
-        committed, alive = self._rows(
+        # The collection's metadata as [] (no such collection), [''] (None) or [JSON].
+        committed, metadata = self._rows(
             f"SELECT (SELECT groupArray(version) FROM {db}.commits WHERE collection_id = %(cid)s), "
-            f"(SELECT count() FROM {self._live_collections()} WHERE id = %(cid)s)",
+            f"(SELECT groupArray(ifNull(cmetadata, '')) FROM {self._live_collections()} WHERE id = %(cid)s)",
             {"cid": collection_id},
         )[0]
-        if not alive:
+        if not metadata:
             raise errors.CollectionNotFound(f"collection {collection_id!r} does not exist")
         committed = frozenset(committed)
         unseen = committed - versions
@@ -702,6 +712,7 @@ class Clickhouse(DB):
                 ids=[r[2] for r in kept],
                 metadatas=[None if r[3] is None else json.loads(r[3]) for r in kept],
             ),
+            metadata=json.loads(metadata[0]) if metadata[0] else None,
         )
 
     # index snapshots

@@ -29,7 +29,7 @@ import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
+from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
                        new_ids_without_vectors, some_ids)
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
@@ -227,7 +227,7 @@ class DuckDB(DB):
     # plumbing
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
-            raise errors.ChromaError("this DB was closed (the configuration changed); call chroma.get_api() again")
+            raise errors.ClientClosed(DB_CLOSED)
         cursor = getattr(self._local, "cursor", None)
         if cursor is None or self._local.generation != self._generation:
             cursor = self._local.cursor = self._con.cursor()
@@ -698,6 +698,10 @@ class PersistentDuckDB(DuckDB):
     """
 
     FILE_NAME = "chroma.duckdb"
+
+    @classmethod
+    def store_key(cls, settings: Settings) -> tuple:
+        return ("persistent_duckdb", os.path.realpath(settings.persist_directory))
 
     def _location(self) -> str:
         return f"persist_directory {os.path.abspath(self._settings.persist_directory)!r}"

@@ -18,8 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from chroma.db import Changes, StoredItems, WriteResult
-from chroma.index import Index
+from chroma.db import UNCHANGED, Changes, StoredItems, WriteResult
+from chroma.index import DEFAULT_SEARCH_EF, Index
 from chroma.index.label_ids import LabelIds
 from chroma.index.metadata_columns import MetadataColumns
 
@@ -60,10 +60,17 @@ class CachedCollection:
         if self.metadata is not None:
             self.metadata.remove(labels)
 
+    def apply_settings(self, metadata: Optional[dict]) -> None:
+        """Applies the index settings of the collection's ``metadata`` that may change after
+        creation: ``hnsw:search_ef`` (its default when the key is gone)."""
+        self.index.set_search_ef(int((metadata or {}).get("hnsw:search_ef", DEFAULT_SEARCH_EF)))
+
     def apply_changes(self, changes: Changes) -> None:
         """Applies the batches other processes committed (``DB.changes_since``)."""
         self.apply_delete(changes.removed)
         self._store(changes.items)
         if len(changes.labels):
             self.index.add(changes.labels, changes.embeddings)
+        if changes.metadata is not UNCHANGED:
+            self.apply_settings(changes.metadata)
         self.versions = changes.versions

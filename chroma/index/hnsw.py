@@ -9,14 +9,11 @@ from typing import Any
 import numpy as np
 
 from chroma import _core, errors
+from chroma.index import DEFAULT_SEARCH_EF
 from chroma.index.core import CoreIndex
 
 DEFAULT_M = 16
 DEFAULT_CONSTRUCTION_EF = 100
-DEFAULT_SEARCH_EF = 64
-"""Gives recall@10 >= 0.95 on both benchmark sets of ``benchmarks/bench_hnsw.py``
-(100k x 128 Gaussian mixture, l2; 50k x 384 unit vectors, cosine); hnswlib's 10
-gives about 0.65 on the first."""
 
 
 def index_params(params: dict[str, Any]) -> tuple[int, int, int]:
