@@ -20,6 +20,9 @@ def test_lookups_of_loaded_added_and_removed_labels():
     assert ids.ids_of(np.array([10, 20, 40, 50])) == [None, "b", "d", None]
     assert ids.labels().tolist() == [20, 30, 40]
     assert len(ids) == 3
+    assert ids.labels_of(["d", "a", "zz", "b", "e"]).tolist() == [40, -1, -1, 20, -1]
+    ids.add(np.array([60]), ["a"])  # a deleted id added again gets a new label
+    assert ids.labels_of(["a"]).tolist() == [60]
 
 
 operations = st.lists(
@@ -54,6 +57,9 @@ def check_against_a_dict(initial, steps):
         assert ids.ids_of(probe) == [model.get(label) for label in probe.tolist()]
         assert ids.labels().tolist() == sorted(model)
         assert len(ids) == len(model)
+        by_id = {item_id: label for label, item_id in model.items()}
+        asked = [f"id{label}" for label in range(-1, 302)]
+        assert ids.labels_of(asked).tolist() == [by_id.get(item_id, -1) for item_id in asked]
 
 
 def test_folds_keep_every_entry(monkeypatch):

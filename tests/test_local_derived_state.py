@@ -50,6 +50,32 @@ def test_ids_and_where_queries_need_no_db_statement(local):
                             include=[])["ids"] == expected["odd"]
 
 
+def test_get_count_and_query_with_texts_need_no_db_statement_after_every_write_kind(local):
+    collection = local.create_collection("texts", metadata={"hnsw:space": "cosine"})
+    collection.add(ids=["a", "b", "c"], embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+                   metadatas=[{"k": 1}, None, {"k": 3}], documents=["doc a", None, "doc c"])
+    collection.get(ids=["a"], where={"k": 1})  # the first reads load the texts and the columns
+    collection.update(ids=["a"], documents=["doc a2"])
+    collection.update(ids=["c"], metadatas=[{"k": 4, "s": "é"}])
+    collection.upsert(ids=["b", "d"], embeddings=[[0.0, 2.0], [2.0, 0.2]], documents=["doc b", "doc d"],
+                      metadatas=[{"k": 2}, {"k": 5}])
+    collection.add(ids=["e"], embeddings=[[-1.0, 0.0]])
+    collection.delete(ids=["c"])
+
+    local._db.close()
+    assert collection.count() == 4
+    got = collection.get(ids=["d", "zz", "a", "b", "e"])
+    assert got["ids"] == ["d", "a", "b", "e"]
+    assert got["documents"] == ["doc d", "doc a2", "doc b", None]
+    assert got["metadatas"] == [{"k": 5}, {"k": 1}, {"k": 2}, None]
+    assert collection.get(include=[])["ids"] == ["a", "b", "d", "e"]  # insertion order
+    assert collection.get(where={"k": {"$gte": 2}}, limit=1, offset=1, include=["documents"])["documents"] == ["doc d"]
+    got = collection.query(query_embeddings=[[1.0, 0.0]], n_results=2)
+    assert got["ids"] == [["a", "d"]]
+    assert got["documents"] == [["doc a2", "doc d"]]
+    assert got["metadatas"] == [[{"k": 1}, {"k": 5}]]
+
+
 def test_a_failed_write_leaves_the_derived_state_as_it_was(local):
     collection = local.create_collection("atomic")
     collection.add(ids=["a", "b"], embeddings=[[0.0, 0.0], [1.0, 0.0]], metadatas=[{"k": 1}, {"k": 2}])

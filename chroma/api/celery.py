@@ -222,7 +222,7 @@ class Celery(Local):
                     labels=staged.labels[embedded],
                     embeddings=batch.embeddings[embedded] if len(embedded) else None,
                     version=staged.version,
-                    items=StoredItems(staged.labels, batch.ids, batch.metadatas),
+                    items=StoredItems(staged.labels, batch.ids, batch.metadatas, batch.documents),
                 ))
 
     # --- index builds -------------------------------------------------------------------------------

@@ -5,8 +5,11 @@ collection (``chroma.index.cached``: the vector index, the label -> id map,
 the metadata columns that ``where`` runs on), loaded on the first query and
 kept current by every write made through this client afterwards. So a query
 that asks for ids and distances only, with or without ``where``, makes no DB
-statement. A write holds its collection's lock across its DB transaction and
-the queuing of its derived update, which runs behind it on a thread of its own
+statement; nor, once a collection's state is loaded, does ``count``, ``get``
+(unless it has a ``where_document``) or a query's fetch of documents and
+metadatas (their texts load on the first such read). Embeddings still come
+from the DB, exactly as stored. A write holds its collection's lock across its DB
+transaction and the queuing of its derived update, which runs behind it on a thread of its own
 (``chroma.api.behind``) in commit order, while the caller's next batch goes to
 the DB; whatever reads the derived state waits for the queued updates first,
 so a query sees every write that has returned. Writes to other collections do
@@ -32,10 +35,11 @@ from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED, arguments, shared
 from chroma.api.behind import Behind
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
-from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, WriteResult
+from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, Records, WriteResult
 from chroma.filters import Clause, split_documents
 from chroma.index import Index
 from chroma.index.cached import CachedCollection
+from chroma.index.item_texts import ItemTexts
 from chroma.index.label_ids import LabelIds
 from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
@@ -180,7 +184,8 @@ class Local(API):
         return record.name, record.metadata
 
     def _count(self, collection_id: str) -> int:
-        return self._db.count(collection_id)
+        cached = self._current(collection_id)  # derived-state reads (issue 15)
+        return self._db.count(collection_id) if cached is None else len(cached.ids)
 
     def interrupt(self) -> None:
         """Makes the DB statements running now fail soon (see ``chroma.DB.interrupt``)."""
@@ -367,7 +372,10 @@ class Local(API):
         include: Sequence[str],
     ) -> GetResult:
         checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
-        records = self._db.get(collection_id, checked.ids, checked.where, checked.limit, checked.offset, checked.include)
+        records = self._derived_get(collection_id, checked)  # derived-state reads (issue 15)
+        if records is None:
+            records = self._db.get(collection_id, checked.ids, checked.where, checked.limit, checked.offset,
+                                   checked.include)
         return GetResult(
             ids=records.ids,
             embeddings=records.embeddings,
@@ -410,7 +418,7 @@ class Local(API):
             labels, distances = _search(cached.index, queries, checked.n_results, allowed, self._settings.num_threads)
             if fetch:
                 wanted = labels[0] if len(labels) == 1 else np.unique(labels)  # one query's labels are distinct
-                records = self._db.get_by_labels(collection_id, wanted, fetch)
+                records = self._records(collection_id, cached, wanted, fetch)
                 complete = len(records.labels) == len(wanted)
             else:
                 # ids and distances only: the label -> id map answers, without a DB statement
@@ -427,6 +435,44 @@ class Local(API):
         if fetch:
             return _query_result(labels.tolist(), distances.tolist(), records, include, dimension)
         return _ids_result(labels.tolist(), distances.tolist(), ids, include)
+
+    # --- derived-state reads (issue 15): get, count and query's fetch answered without a DB statement
+    def _current(self, collection_id: str) -> Optional[CachedCollection]:
+        """The collection's derived state if it is loaded, brought up to every write that returned
+        (other processes' too); None if it is not loaded (the DB answers then)."""
+        self._settle()
+        self._catch_up(collection_id)
+        return self._cached.get(collection_id)
+
+    def _texts(self, collection_id: str, cached: CachedCollection) -> ItemTexts:
+        """The collection's documents and metadatas, loaded on first use."""
+        if cached.texts is None:
+            with self._collection_locks.hold(collection_id), self._write_lock:
+                self._settle()  # the texts load what the DB holds: no queued update may apply again
+                if cached.texts is None:
+                    cached.texts = ItemTexts.from_columns(*self._db.load_texts(collection_id))
+        return cached.texts
+
+    def _records(self, collection_id: str, cached: CachedCollection, labels: np.ndarray,
+                 include: Sequence[str]) -> Records:
+        """The items of ``labels`` that are stored, in that order, with the fields of ``include``:
+        documents and metadatas from the derived state, embeddings (as stored) from the DB."""
+        if "documents" in include or "metadatas" in include:
+            self._texts(collection_id, cached)
+        return cached.records(labels, include,
+                              lambda found: self._db.get_by_labels(collection_id, found, ["embeddings"]))
+
+    def _derived_get(self, collection_id: str, checked: arguments.GetArguments) -> Optional[Records]:
+        """``get`` from the derived state; None when the DB answers (the state is not loaded, or
+        ``where_document`` needs the documents' SQL)."""
+        metadata_clause, document_clause = split_documents(checked.where)
+        cached = self._current(collection_id) if document_clause is None else None
+        if cached is None:
+            return None
+        allowed = None if metadata_clause is None else self._metadata(collection_id, cached).matching(metadata_clause)
+        labels = cached.select(checked.ids, allowed, checked.limit, checked.offset)
+        return self._records(collection_id, cached, labels, checked.include)
+    # --- end of derived-state reads
 
     def _allowed(self, collection_id: str, cached: CachedCollection, metadata_clause: Optional[Clause],
                  document_clause: Optional[Clause]) -> Optional[np.ndarray]:

@@ -16,6 +16,7 @@ rest, so that it catches up with other processes' writes incrementally.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -123,6 +124,8 @@ class StoredItems:
     """The id of each label."""
     metadatas: Optional[list[Optional[dict]]]
     """Each item's metadata now; a None entry (or None for all) means it did not change."""
+    documents: Optional[list[Optional[str]]] = None
+    """Each item's document now, likewise."""
 
 
 @dataclass
@@ -283,6 +286,13 @@ class DB(abc.ABC):
     @abc.abstractmethod
     def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
         """``(labels, metadatas)`` of every item that has metadata."""
+
+    def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
+        """``(labels, documents, metadatas)`` of every item, each metadata as compact JSON (or None)."""
+        records = self.get(collection_id, None, None, None, None, ["documents", "metadatas"])
+        encoder = json.JSONEncoder(separators=(",", ":"))
+        return records.labels, records.documents or [], [None if m is None else encoder.encode(m)
+                                                         for m in records.metadatas or []]
 
     def state_marker(self, collection_id: str) -> Optional[list]:
         """A JSON-able value that changes with every committed write to the collection.

@@ -484,7 +484,7 @@ class Clickhouse(DB):
         staged = self._plan(collection_id, batch.ids, has_vector, current, allow_new, allow_old)
         self._insert_rows(self._item_rows(staged, range(len(batch.ids)), batch, current))
         self._publish(collection_id, staged.version, staged.new_labels, fixed)
-        items = StoredItems(staged.labels, batch.ids, batch.metadatas)
+        items = StoredItems(staged.labels, batch.ids, batch.metadatas, batch.documents)
         embedded = np.flatnonzero(has_vector)
         if not len(embedded):
             return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, version=staged.version,
@@ -692,6 +692,7 @@ class Clickhouse(DB):
         rows = self._rows(
             f"SELECT label, argMax(deleted, version), argMax(id, version), argMax(metadata, version), "
             "max(vector_changed = 1 AND version IN %(unseen)s) AS moved, "
+            "argMax(document, version), "
             f"if(moved, argMax(embedding, version), '') AS vector FROM {db}.items "
             f"WHERE collection_id = %(cid)s AND version IN (SELECT version FROM {db}.commits WHERE collection_id = %(cid)s) "
             f"AND label IN (SELECT label FROM {db}.items WHERE collection_id = %(cid)s AND version IN %(unseen)s) "
@@ -701,16 +702,17 @@ class Clickhouse(DB):
         )
         kept = [r for r in rows if not r[1]]
         moved = [r for r in kept if r[4]]
-        dimension = len(moved[0][5]) // 4 if moved else 0
+        dimension = len(moved[0][6]) // 4 if moved else 0
         return Changes(
             versions=committed,
             labels=np.array([r[0] for r in moved], dtype=np.int64),
-            embeddings=_vectors([r[5] for r in moved], dimension),
+            embeddings=_vectors([r[6] for r in moved], dimension),
             removed=np.array([r[0] for r in rows if r[1]], dtype=np.int64),
             items=StoredItems(
                 labels=np.array([r[0] for r in kept], dtype=np.int64),
                 ids=[r[2] for r in kept],
                 metadatas=[None if r[3] is None else json.loads(r[3]) for r in kept],
+                documents=[r[5] for r in kept],
             ),
             metadata=json.loads(metadata[0]) if metadata[0] else None,
         )

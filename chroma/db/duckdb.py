@@ -405,7 +405,7 @@ class DuckDB(DB):
             labels = self._insert(cursor, collection_id, batch)
             self._count_write(cursor, collection_id)
         return WriteResult(labels=labels, embeddings=batch.embeddings,
-                           items=StoredItems(labels, batch.ids, batch.metadatas))
+                           items=StoredItems(labels, batch.ids, batch.metadatas, batch.documents))
 
     def _insert(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, batch: Batch) -> np.ndarray:
         count = len(batch.ids)
@@ -476,7 +476,7 @@ class DuckDB(DB):
                     cursor.execute(f"UPDATE embeddings SET metadata = b.metadata FROM {name} b WHERE embeddings.label = b.label")
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
                 self._insert_metadata(cursor, collection_id, given_labels, given_metadatas)
-        items = StoredItems(labels, batch.ids, batch.metadatas)
+        items = StoredItems(labels, batch.ids, batch.metadatas, batch.documents)
         if not len(rows):
             return WriteResult(labels=np.empty(0, dtype=np.int64), embeddings=None, items=items)
         return WriteResult(labels=labels[rows], embeddings=batch.embeddings[rows], items=items)
@@ -498,12 +498,14 @@ class DuckDB(DB):
                 added = batch.take(new)
                 self._fix_dimension(cursor, self._collection(cursor, collection_id), added.embeddings)
                 labels = self._insert(cursor, collection_id, added)
-                parts.append(WriteResult(labels, added.embeddings, items=StoredItems(labels, added.ids, added.metadatas)))
+                parts.append(WriteResult(labels, added.embeddings, items=StoredItems(labels, added.ids, added.metadatas,
+                                                                              added.documents)))
             self._count_write(cursor, collection_id)
         items = StoredItems(
             labels=np.concatenate([p.items.labels for p in parts]),
             ids=[i for p in parts for i in p.items.ids],
             metadatas=None if batch.metadatas is None else [m for p in parts for m in p.items.metadatas],
+            documents=None if batch.documents is None else [d for p in parts for d in p.items.documents],
         )
         with_vectors = [p for p in parts if p.embeddings is not None and len(p.labels)]
         if not with_vectors:
@@ -665,6 +667,16 @@ class DuckDB(DB):
         return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
 
     @_storage_errors
+    def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
+        cursor = self._cursor()
+        self._collection(cursor, collection_id)
+        columns = cursor.execute(
+            "SELECT label, document, metadata FROM embeddings WHERE collection_id = ?", [collection_id]
+        ).fetchnumpy()
+        return (np.asarray(columns["label"], dtype=np.int64), _nullable_strings(columns["document"]),
+                _nullable_strings(columns["metadata"]))
+
+    @_storage_errors
     def state_marker(self, collection_id: str) -> Optional[list]:
         """``[label counter, the collection's write counter]``: every add moves the first, every write the second."""
         cursor = self._cursor()
@@ -684,6 +696,14 @@ class DuckDB(DB):
         if not self._closed:
             self._closed = True
             self._con.close()
+
+
+def _nullable_strings(column: Any) -> list[Optional[str]]:
+    """A fetched VARCHAR column as str and None (a masked array marks its NULLs)."""
+    if isinstance(column, np.ma.MaskedArray):
+        masks = np.ma.getmaskarray(column).tolist()
+        return [None if masked else value for value, masked in zip(column.data.tolist(), masks)]
+    return list(column)
 
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")

@@ -24,7 +24,7 @@ _FOLD_AT_LEAST = 4096
 class _Arrays:
     """The sorted labels, their ids and which are still alive; replaced as a whole by a fold."""
 
-    __slots__ = ("labels", "ids", "alive", "added")
+    __slots__ = ("labels", "ids", "alive", "added", "added_ids", "by_id")
 
     def __init__(self, labels: np.ndarray, ids: np.ndarray) -> None:
         self.labels = labels
@@ -32,6 +32,38 @@ class _Arrays:
         self.alive = np.ones(len(labels), dtype=bool)
         self.added: dict[int, str] = {}
         """Labels mapped since the arrays were built."""
+        self.added_ids: dict[str, int] = {}
+        """``added`` the other way round."""
+        self.by_id: Optional[tuple[np.ndarray, np.ndarray]] = None
+        """``(hashes of the ids sorted, their positions)``, built by the first lookup by id."""
+
+    def id_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hashes of the ids sorted, their positions)``; a race builds it twice, to the same value."""
+        by_id = self.by_id
+        if by_id is None:
+            hashes = _hashes(self.ids)
+            order = np.argsort(hashes, kind="stable")
+            by_id = self.by_id = (hashes[order], order)
+        return by_id
+
+    def find(self, ids: Sequence[str]) -> np.ndarray:
+        """The position of each id in the arrays (alive or not), -1 where it is not there."""
+        hashes, order = self.id_order()
+        asked = np.empty(len(ids), dtype=object)
+        asked[:] = ids
+        wanted = _hashes(asked)
+        positions = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
+        rows = order[positions]
+        found = np.where(self.ids[rows] == asked, rows, -1)
+        # ids whose hash another id shares sit further along the run of that hash
+        for at in np.flatnonzero((found < 0) & (hashes[positions] == wanted)).tolist():
+            position = int(positions[at]) + 1
+            while position < len(hashes) and hashes[position] == wanted[at]:
+                if self.ids[order[position]] == ids[at]:
+                    found[at] = order[position]
+                    break
+                position += 1
+        return found
 
     def positions(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(positions, found)``: where each label sits in the arrays, and whether it is there and alive."""
@@ -85,6 +117,23 @@ class LabelIds:
                     for label, item_id, hit in zip(labels.tolist(), mapped, found.tolist())]
         return mapped
 
+    def labels_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The label of each id, -1 for an id not in the map."""
+        arrays = self._arrays  # one snapshot: a fold replaces it as a whole
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if len(arrays.labels) and len(ids):
+            rows = arrays.find(ids)
+            hit = rows >= 0
+            hit[hit] = arrays.alive[rows[hit]]
+            out[hit] = arrays.labels[rows[hit]]
+        if arrays.added_ids:
+            added = arrays.added_ids
+            for position, item_id in enumerate(ids):
+                label = added.get(item_id)
+                if label is not None:
+                    out[position] = label
+        return out
+
     def add(self, labels: np.ndarray, ids: Sequence[str]) -> None:
         """Maps each label to its id (a label already mapped keeps it: labels never change ids)."""
         labels = np.asarray(labels, dtype=np.int64)
@@ -92,8 +141,10 @@ class LabelIds:
             return
         arrays = self._arrays
         _, known = arrays.positions(labels)
-        arrays.added.update((label, item_id) for label, item_id, old in zip(labels.tolist(), ids, known.tolist())
-                            if not old)
+        fresh = [(label, item_id) for label, item_id, old in zip(labels.tolist(), ids, known.tolist()) if not old]
+        # the id first: a lookup by label that finds the label also finds it by id
+        arrays.added_ids.update((item_id, label) for label, item_id in fresh)
+        arrays.added.update(fresh)
         if len(arrays.added) >= max(_FOLD_AT_LEAST, len(arrays.labels) - self._dead):
             self._fold()
 
@@ -104,7 +155,9 @@ class LabelIds:
             return
         arrays = self._arrays
         for label in labels.tolist():
-            arrays.added.pop(label, None)
+            item_id = arrays.added.pop(label, None)
+            if item_id is not None and arrays.added_ids.get(item_id) == label:
+                del arrays.added_ids[item_id]
         positions, found = arrays.positions(labels)
         gone = np.unique(positions[found])
         if len(gone):
@@ -124,3 +177,8 @@ class LabelIds:
         order = np.argsort(labels, kind="stable")
         self._arrays = _Arrays(labels[order], ids[order])
         self._dead = 0
+
+
+def _hashes(ids: np.ndarray) -> np.ndarray:
+    """Python's hash of each id (a str caches its own), for finding ids without a sort of strings."""
+    return np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
