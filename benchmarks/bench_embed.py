@@ -1,7 +1,8 @@
 """The default embedding model (all-MiniLM-L6-v2): our forward pass against a plain numpy pass, same run.
 
-Texts: the first paragraph of every docstring in the standard library's source
-(read with ast, nothing imported), distinct, in file order: real short texts.
+Texts: the paragraphs of the docstrings in the standard library's source (read
+with ast, nothing imported; tests left out), distinct, in file order: real
+short texts.
 
   ours     : chroma.embedding's executor (tokenize in chunks, the next chunk on
              a helper thread, batches of similar length, packed tokens, numpy
@@ -41,7 +42,7 @@ from chroma.embedding.reference import encode_padded
 
 
 def stdlib_docstrings(count: int) -> list[str]:
-    """Up to ``count`` distinct first paragraphs of docstrings of the standard library, in file order."""
+    """Up to ``count`` distinct paragraphs of docstrings of the standard library, in file order."""
     root = Path(sysconfig.get_paths()["stdlib"])
     seen: dict[str, None] = {}
     for path in sorted(root.rglob("*.py")):
@@ -53,9 +54,8 @@ def stdlib_docstrings(count: int) -> list[str]:
             continue
         for node in ast.walk(tree):
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc:
-                    text = " ".join(doc.split("\n\n")[0].split())
+                for paragraph in (ast.get_docstring(node) or "").split("\n\n"):
+                    text = " ".join(paragraph.split())
                     if len(text) >= 10:
                         seen.setdefault(text, None)
                         if len(seen) >= count:

@@ -43,11 +43,12 @@ namespace embedding_ops {
 // reduction without -ffast-math (which would change NaN compares elsewhere).
 constexpr size_t kLanes = 16;
 
-// e^x for x in [-87, 88], relative error about 2e-7: 2^n * p(r) with
-// r = x - n ln 2, |r| <= ln2/2, p a degree-7 Taylor polynomial. Written with
-// integer bit work only, so that loops over it vectorize.
-CHROMA_EMB_INLINE float exp_approx(float x) {
-    x = std::min(88.0f, std::max(-87.0f, x));
+// e^x for x <= 0 (softmax and erf need no more), relative error about 2e-7,
+// and 0 below -87 (where float underflows): 2^n * p(r) with r = x - n ln 2,
+// |r| <= ln2/2, p a degree-7 Taylor polynomial. Branch-free with integer
+// selects only: a float compare-and-select does not vectorize for AVX2 under
+// GCC's default -ftrapping-math.
+CHROMA_EMB_INLINE float exp_nonpositive(float x) {
     // Round to nearest by adding and taking away 1.5 * 2^23 (not std::floor,
     // which stays a library call, unvectorized, without -fno-trapping-math).
     constexpr float kRound = 12582912.0f;
@@ -61,10 +62,18 @@ CHROMA_EMB_INLINE float exp_approx(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    const int32_t bits = (int32_t(n) + 127) << 23;
+    const int32_t exponent = std::max(int32_t(n), int32_t(-126));
+    const int32_t keep = -int32_t(n >= -126.0f);  // all ones, or zero where e^x underflows
+    const int32_t scale_bits = (exponent + 127) << 23;
     float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    std::memcpy(&scale, &scale_bits, sizeof scale);
+    const float value = p * scale;
+    int32_t value_bits;
+    std::memcpy(&value_bits, &value, sizeof value_bits);
+    value_bits &= keep;
+    float result;
+    std::memcpy(&result, &value_bits, sizeof result);
+    return result;
 }
 
 // erf(x) with absolute error below 2e-7 (Abramowitz and Stegun 7.1.26).
@@ -76,7 +85,7 @@ CHROMA_EMB_INLINE float erf_approx(float x) {
     p = p * t + 1.421413741f;
     p = p * t - 0.284496736f;
     p = p * t + 0.254829592f;
-    const float y = 1.0f - p * t * exp_approx(-a * a);
+    const float y = 1.0f - p * t * exp_nonpositive(-a * a);
     return std::copysign(y, x);
 }
 
@@ -168,7 +177,7 @@ CHROMA_EMB_INLINE void attention_head(const float* qkv, const float* qkv_bias, f
         }
         float top = scores[0];
         for (size_t j = 1; j < len; ++j) top = std::max(top, scores[j]);
-        for (size_t j = 0; j < len; ++j) scores[j] = exp_approx(scores[j] - top);
+        for (size_t j = 0; j < len; ++j) scores[j] = exp_nonpositive(scores[j] - top);
         float total = 0.0f;
         for (size_t j = 0; j < len; ++j) total += scores[j];
         std::fill(out, out + head_dim, 0.0f);

@@ -7,12 +7,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+import chroma
 from chroma import cli, errors
 from chroma.embedding import files
 from model_files import model_dir
@@ -178,3 +182,17 @@ def test_models_fetch_failing_exits_non_zero_with_the_reason(no_model, monkeypat
     with hub("corrupt", monkeypatch):
         assert cli.main(["models", "fetch", "--dir", str(no_model / "d")]) == 1
     assert "SHA-256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["run", "--port", "0"], ["run", "--impl", "flight", "--port", "0"], ["worker"]],
+                         ids=["http-server", "flight-server", "celery-worker"])
+def test_servers_and_workers_without_the_model_fail_at_start_up(no_model, command):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("CHROMA_") and key not in ("HF_ENDPOINT", "PYTHONPATH")}
+    env.update(CHROMA_CACHE_DIR=str(no_model / "empty-cache"), HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(Path(chroma.__file__).parent.parent))
+    done = subprocess.run([sys.executable, "-m", "chroma", *command], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CHROMA_EMBEDDING_MODEL_DIR" in done.stderr and "chroma models fetch" in done.stderr
+    assert "listening" not in done.stdout

@@ -176,7 +176,8 @@ class Celery(Local):
         else:
             has_vector = np.zeros(len(batch.ids), dtype=bool)
             has_vector[batch.embedded_rows()] = True
-        if embed and isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction):
+        if (embed and isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction)
+                and any(document is not None for document in batch.documents)):
             self._check_default_model(collection_id, "documents")  # before any worker runs
         if operation == "add":
             if batch.embeddings is None and not embed:

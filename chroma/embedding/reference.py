@@ -42,23 +42,28 @@ def encode_padded(weights: Weights, token_ids: Sequence[np.ndarray]) -> np.ndarr
         ids[row, : len(text_ids)] = text_ids
         mask[row, : len(text_ids)] = 1.0
     hidden = (weights.word_embeddings[ids] + weights.position_embeddings[:longest][None]
-              + weights.token_type_embedding)
+              + weights.token_type_embedding).reshape(count * longest, -1)
     hidden = _layer_norm(hidden, weights.embedding_norm_weight, weights.embedding_norm_bias, weights.eps)
     width = hidden.shape[-1]
     heads, head_dim = weights.heads, width // weights.heads
     additive_mask = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+
+    def split_heads(x: np.ndarray) -> np.ndarray:  # (count * longest, width) -> (count, heads, longest, head_dim)
+        return np.ascontiguousarray(x.reshape(count, longest, heads, head_dim).transpose(0, 2, 1, 3))
+
     for layer in weights.layers:
+        # the linear layers as one matrix product over every row of the batch
         qkv = hidden @ layer.qkv_weight + layer.qkv_bias
-        q, k, v = (qkv[..., i * width:(i + 1) * width].reshape(count, longest, heads, head_dim).transpose(0, 2, 1, 3)
-                   for i in range(3))
+        q, k, v = (split_heads(qkv[:, i * width:(i + 1) * width]) for i in range(3))
         scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(np.float32(head_dim)) + additive_mask
         scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
         probabilities = scores / scores.sum(axis=-1, keepdims=True)
-        context = (probabilities @ v).transpose(0, 2, 1, 3).reshape(count, longest, width)
+        context = (probabilities @ v).transpose(0, 2, 1, 3).reshape(count * longest, width)
         attended = context @ layer.attention_out_weight + layer.attention_out_bias
         hidden = _layer_norm(attended + hidden, layer.attention_norm_weight, layer.attention_norm_bias, weights.eps)
         intermediate = _gelu(hidden @ layer.intermediate_weight + layer.intermediate_bias)
         output = intermediate @ layer.output_weight + layer.output_bias
         hidden = _layer_norm(output + hidden, layer.output_norm_weight, layer.output_norm_bias, weights.eps)
+    hidden = hidden.reshape(count, longest, width)
     pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
     return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
