@@ -31,6 +31,23 @@ def simd_path() -> str:
 def available_simd_paths() -> list[str]:
     """Paths this CPU can run, slowest first, e.g. ``["portable", "avx2", "avx512"]``."""
 
+# chroma.embedding's fused encoder kernels (csrc/embedding_ops.h); every array
+# is float32, C-contiguous and written in place.
+def embedding_simd_path(name: str = "") -> str:
+    """The instruction set of the embedding kernels; a name (portable, avx2, avx512) switches to it."""
+
+def embedding_bias_gelu(x: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) -> None:
+    """x = gelu(x + bias), the exact (erf) GELU."""
+
+def embedding_residual_layer_norm(x: Optional[npt.NDArray[np.float32]], bias: npt.NDArray[np.float32],
+                                  hidden: npt.NDArray[np.float32], gamma: npt.NDArray[np.float32],
+                                  beta: npt.NDArray[np.float32], eps: float) -> None:
+    """hidden = layer_norm(x + bias + hidden) * gamma + beta (x None: of hidden + bias)."""
+
+def embedding_attention(qkv: npt.NDArray[np.float32], qkv_bias: npt.NDArray[np.float32],
+                        offsets: npt.NDArray[np.int64], ctx: npt.NDArray[np.float32], heads: int) -> None:
+    """ctx = multi-head self-attention of the packed sequences (rows offsets[s]..offsets[s+1])."""
+
 def thread_count() -> int:
     """Threads the core's parallel work (searches, index builds) uses.
 

@@ -4,6 +4,7 @@
                [--flight-port PORT] [--path DIR] [--db NAME]
     chroma worker [--concurrency N] [--loglevel LEVEL]
     chroma bench [--quick] [--combinations API-DB-INDEX,...] [...]   (see chroma.bench)
+    chroma models fetch [--dir DIR]
 
 starts a server: HTTP (``chroma.server.FastAPI``, the default), Arrow Flight
 (``chroma.server.ArrowFlight``) or both over one database, prints one line
@@ -15,6 +16,10 @@ running then are cut off and fail with ``OutcomeUnknown``), closes the database
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
 ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``, ...) come from the
 ``CHROMA_<SETTING>`` environment variables.
+
+``chroma models fetch`` downloads the default embedding model (pinned
+revision, every file checked against its SHA-256) into our cache, or into DIR
+for a machine without internet (there: ``CHROMA_EMBEDDING_MODEL_DIR=DIR``).
 
 ``chroma worker`` runs a Celery worker for ``api_impl="celery"`` clients
 (``chroma.worker``), configured by the same ``CHROMA_*`` variables as they are
@@ -73,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
                       help="tasks run at once (default 1: one process; more: a pool of that many processes)")
     work.add_argument("--loglevel", default="info", help="Celery's log level (default info)")
     work.add_argument("--name", default=None, help="the worker's node name (default chroma-<pid>@<host>)")
+    models = commands.add_parser(
+        "models",
+        help="manage the default embedding model's files",
+        description="The default embedding model (sentence-transformers/all-MiniLM-L6-v2) for documents and "
+        "query texts given without an embedding function.",
+    )
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    fetch = model_commands.add_parser(
+        "fetch",
+        help="download the model now (for Docker images and machines without internet)",
+        description="Download the model's files at the pinned revision, each checked against its pinned SHA-256, "
+        "into the cache (default) or DIR. Then copy DIR to a machine without internet and set "
+        "CHROMA_EMBEDDING_MODEL_DIR=DIR there. HF_ENDPOINT selects another hub or mirror.",
+    )
+    fetch.add_argument("--dir", default=None, metavar="DIR", help="directory to fill instead of the cache")
     commands.add_parser("bench", help="benchmark API/DB/index combinations (chroma bench --help)", add_help=False)
     return parser
 
@@ -115,10 +135,25 @@ def worker(concurrency: int, loglevel: str, name: Optional[str]) -> None:
         ) from None
     from chroma.config import current_settings
 
-    app = celery_worker.make_app(current_settings())
+    from chroma import embedding
+
+    settings = current_settings()
+    embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not at the first task
+    app = celery_worker.make_app(settings)
     pool = ["--pool=solo"] if concurrency <= 1 else ["--pool=prefork", f"--concurrency={concurrency}"]
     app.worker_main(["worker", *pool, f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
                      "--without-heartbeat", "-n", name or f"chroma-{os.getpid()}@%h"])
+
+
+def fetch_model(directory: Optional[str]) -> None:
+    from pathlib import Path
+
+    from chroma.embedding import MODEL_DIR_VARIABLE, MODEL_NAME, MODEL_REVISION, files
+
+    target = files.fetch(Path(directory) if directory else None)
+    print(f"{MODEL_NAME} at revision {MODEL_REVISION} is in {target}", flush=True)
+    if directory:
+        print(f"use it with {MODEL_DIR_VARIABLE}={target.resolve()}", flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -133,6 +168,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run(args.impl, args.host, args.port, args.flight_port, args.path, args.db)
         elif args.command == "worker":
             worker(args.concurrency, args.loglevel, args.name)
+        elif args.command == "models":
+            fetch_model(args.dir)
     except (errors.ChromaError, OSError) as exc:
         print(f"chroma: error: {exc}", file=sys.stderr, flush=True)
         return 1

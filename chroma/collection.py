@@ -2,6 +2,11 @@
 
 It runs the collection's embedding function in the caller's process (so a
 remote server never needs the model) and passes everything else to its client.
+A handle with ``default_model`` and no function (a server's client) leaves
+documents and query texts to the store, which embeds them with its default
+model (``chroma.embedding``); the default model given as the function
+(``DefaultEmbeddingFunction``, what Local and Celery use) embeds through the
+client, which records and checks the collection's model.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 
 from chroma import validation
-from chroma.errors import InvalidArgument
+from chroma.embedding import MODEL_METADATA_KEY, DefaultEmbeddingFunction
+from chroma.errors import EmbeddingFunctionMismatch, InvalidArgument
 from chroma.types import GET_INCLUDE, EmbeddingFunction, GetResult, QueryResult
 
 if TYPE_CHECKING:
@@ -21,7 +27,8 @@ NO_EMBEDDING_FUNCTION = (
     "documents were given without embeddings and the collection has no embedding function; "
     "pass embeddings=..., or give one with "
     "client.get_or_create_collection(name, embedding_function=f) (f maps a list of texts to vectors), "
-    "or set a default with chroma.configure(embedding_function='module:name')"
+    "or set a default with chroma.configure(embedding_function='module:name') "
+    "(the built-in default model is off here: embedding_function='none')"
 )
 
 
@@ -35,12 +42,15 @@ class Collection:
         name: str,
         metadata: Optional[dict],
         embedding_function: Optional[EmbeddingFunction] = None,
+        *,
+        default_model: bool = False,
     ) -> None:
         self._client = client
         self.id = id
         self.name = name
         self.metadata = metadata
         self.embedding_function = embedding_function
+        self._default_model = default_model and embedding_function is None
 
     def __repr__(self) -> str:
         return f"Collection(name={self.name!r}, id={self.id!r})"
@@ -51,10 +61,22 @@ class Collection:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def _embed(self, texts: list[str], what: str) -> Optional[np.ndarray]:
-        """Embeddings of ``texts`` by the embedding function, or None without one."""
+    def _embed(self, texts: list[str], what: str, max_tokens: Optional[int] = None) -> Optional[np.ndarray]:
+        """Embeddings of ``texts`` by the embedding function, or None without one.
+
+        Raises:
+            EmbeddingFunctionMismatch: the collection's vectors came from another model.
+        """
         if self.embedding_function is None:
             return None
+        if isinstance(self.embedding_function, DefaultEmbeddingFunction):
+            return self._client._embed_default(self.id, list(texts), write=what == "documents", max_tokens=max_tokens)
+        recorded = (self.metadata or {}).get(MODEL_METADATA_KEY)
+        if recorded is not None:
+            raise EmbeddingFunctionMismatch(
+                f"collection {self.name!r} holds vectors of the default model {recorded}; its {what} cannot be "
+                f"embedded by another function ({self.embedding_function!r}); open it without an "
+                "embedding function, or pass embeddings=...")
         vectors = self.embedding_function(list(texts))
         array = validation.embeddings(vectors, what=f"embedding function output for {what}")
         if array.shape[0] != len(texts):
@@ -65,7 +87,8 @@ class Collection:
         count = len(ids) if isinstance(ids, Sequence) and not isinstance(ids, str) else 1
         return validation.per_item(documents, count, "documents", validation.document)
 
-    def _write_embeddings(self, ids: Any, embeddings: Any, documents: Any, required: bool) -> Any:
+    def _write_embeddings(self, ids: Any, embeddings: Any, documents: Any, required: bool,
+                          max_tokens: Optional[int] = None) -> Any:
         """The embeddings to write: as given, else computed from the documents.
 
         A ``None`` document gets a ``None`` embedding (for update and upsert:
@@ -75,10 +98,10 @@ class Collection:
         if embeddings is not None or documents is None:
             return embeddings
         texts = self._documents(ids, documents)
-        if self._client._embeds_documents(self.embedding_function, len(texts)):
+        if self._default_model or self._client._embeds_documents(self.embedding_function, len(texts)):
             return None
         present = [i for i, text in enumerate(texts) if text is not None]
-        computed = self._embed([texts[i] for i in present], "documents") if present else None
+        computed = self._embed([texts[i] for i in present], "documents", max_tokens) if present else None
         if computed is None:
             if required and self.embedding_function is None:
                 raise InvalidArgument(NO_EMBEDDING_FUNCTION)
@@ -169,6 +192,9 @@ class Collection:
                 query_texts = [query_texts]
             if not isinstance(query_texts, Sequence) or not query_texts or not all(isinstance(t, str) for t in query_texts):
                 raise InvalidArgument(f"query_texts must be a non-empty list of strings, got {query_texts!r}")
+            if self._default_model:
+                return self._client._query_texts(self.id, list(query_texts), n_results, where, where_document,
+                                                 include)
             query_embeddings = self._embed(list(query_texts), "query_texts")
             if query_embeddings is None:
                 raise InvalidArgument(NO_EMBEDDING_FUNCTION.replace("documents were given", "query_texts were given"))

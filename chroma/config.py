@@ -65,8 +65,10 @@ class Settings:
     """``reset()`` deletes everything only when true. Over HTTP, both the client's and
     the server's setting must be true."""
     embedding_function: Optional[str] = None
-    """Dotted path ``package.module:name`` of the default embedding function
-    (a callable, or a class instantiated without arguments)."""
+    """The embedding function of collections opened without one. Unset: the built-in default
+    model, all-MiniLM-L6-v2 (``chroma.embedding``; on the server for HTTP and Flight clients);
+    ``none``: no default (documents need embeddings); else the dotted path
+    ``package.module:name`` of a callable, or of a class instantiated without arguments."""
     num_threads: int = 0
     """Threads for index search; 0 means every core."""
     max_request_bytes: int = 256 * 2**20
@@ -92,6 +94,9 @@ class Settings:
     server answers 504 ``DeadlineExceeded`` (Flight: TimedOut) and stops waiting for it
     (docs/limits.md says what stops). Generous by default: a collection's first query may
     build its index."""
+    max_embedding_tokens: int = 1_000_000
+    """Server: most tokens the default model embeds for one request (documents of a write or
+    query texts; 413 ``PayloadTooLarge`` above); 0 means no bound. Reported by ``GET /api/v1/limits``."""
     cors_origins: Optional[str] = None
     """Server: comma-separated origins allowed by CORS (``*`` for any); none by default."""
     http_encoding: str = "binary"

@@ -91,6 +91,17 @@ class MissingDependency(ChromaError, ImportError):
     status_code = 500
 
 
+class EmbeddingModelUnavailable(ChromaError):
+    """The default embedding model's files cannot be had: not in CHROMA_EMBEDDING_MODEL_DIR
+    nor the cache, and no download (offline, or a file failed its SHA-256 check)."""
+
+    status_code = 503
+
+
+class EmbeddingFunctionMismatch(InvalidArgument):
+    """Texts would be embedded by another model than the one that made the collection's vectors."""
+
+
 class Unauthorized(ChromaError):
     """A server refused the request for lack of a valid token."""
 

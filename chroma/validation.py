@@ -19,6 +19,8 @@ from chroma.errors import DuplicateIDError, InvalidArgument, InvalidDimensionErr
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{1,61})[A-Za-z0-9]$")
 RESERVED_PREFIXES = ("chroma:", "hnsw:")
+EMBEDDING_MODEL_KEY = "chroma:embedding_model"
+"""Collection metadata that the default model sets on the first documents it embeds (see chroma.embedding)."""
 SPACES = ("l2", "cosine", "ip")
 INDEX_INT_SETTINGS = ("hnsw:M", "hnsw:construction_ef", "hnsw:search_ef")
 INDEX_INT_RANGES = {"hnsw:M": (2, 512), "hnsw:construction_ef": (1, 2048), "hnsw:search_ef": (1, 10_000)}
@@ -151,8 +153,11 @@ def collection_metadata(metadata: Any) -> Optional[dict]:
             low, high = INDEX_INT_RANGES[key]
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise InvalidArgument(f"collection metadata: {key} must be an int in [{low}, {high}], got {shown(value)}")
+        elif key == EMBEDDING_MODEL_KEY:
+            if not isinstance(value, str):
+                raise InvalidArgument(f"collection metadata: {key} must be a string, got {shown(value)}")
         elif key.startswith(RESERVED_PREFIXES):
-            allowed = ", ".join(("hnsw:space",) + INDEX_INT_SETTINGS)
+            allowed = ", ".join(("hnsw:space", EMBEDDING_MODEL_KEY) + INDEX_INT_SETTINGS)
             raise InvalidArgument(f"collection metadata: unknown reserved key {key!r}; allowed: {allowed}")
         else:
             _metadata_value(key, value, "collection metadata")

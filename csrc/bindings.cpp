@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "distances.h"
+#include "embedding_bindings.h"
 #include "exact_search.h"
 #include "flat_index.h"
 #include "hnsw.h"
@@ -374,6 +375,9 @@ PYBIND11_MODULE(_core, m) {
           "SIMD paths this CPU can run, slowest first.");
     m.def("set_simd_path", &set_simd_path, py::arg("name"),
           "Force a SIMD path for all later calls (ValueError if unknown or unsupported).");
+
+    // chroma.embedding's fused encoder kernels (csrc/embedding_bindings.h).
+    embedding_bindings::register_functions(m);
 
     m.def("thread_count", [] { return ThreadPool::instance().concurrency(); },
           "Threads the core's parallel parts use: CHROMA_NUM_THREADS if set at first use, else every core.");

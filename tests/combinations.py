@@ -130,12 +130,12 @@ CELERY_EVERYTHING_TO_WORKERS = {
 def _celery_clickhouse(tmp_path: pathlib.Path) -> Iterator[dict]:
     # Real clickhouse-server, redis-server and two `chroma worker` processes.
     with running_clickhouse(tmp_path / "clickhouse") as clickhouse, running_redis(tmp_path / "redis") as redis:
-        settings = worker_settings(clickhouse.settings, redis)
+        # Workers and clients keep the built-in default model, as in every combination
+        # (tests/test_celery.py starts workers with a function of its own).
+        settings = {key: value for key, value in worker_settings(clickhouse.settings, redis).items()
+                    if key != "embedding_function"}
         with running_workers(tmp_path / "workers", settings, count=2):
-            # The clients have no default embedding function, as in every combination; the
-            # workers' one is for tests/test_celery.py.
-            client = {key: value for key, value in settings.items() if key != "embedding_function"}
-            yield {"api_impl": "celery", **client, **CELERY_EVERYTHING_TO_WORKERS, "allow_reset": True}
+            yield {"api_impl": "celery", **settings, **CELERY_EVERYTHING_TO_WORKERS, "allow_reset": True}
 
 
 @contextlib.contextmanager

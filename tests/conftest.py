@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 import chroma
+import model_files
 from combinations import COMBINATIONS
 
 
@@ -21,6 +22,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run client tests only against this (API, DB) combination; repeatable. "
         f"Known: {', '.join(c.name for c in COMBINATIONS)}",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any server or worker starts: they inherit CHROMA_EMBEDDING_MODEL_DIR.
+    model_files.prepare()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

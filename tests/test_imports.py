@@ -88,3 +88,14 @@ def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch):
     assert "db_impl" in message
     assert isinstance(raised.value, ImportError)
     assert "chroma_test_fake_backend" not in sys.modules
+
+
+def test_the_default_model_loads_nothing_until_a_text_is_embedded():
+    output = run_python("""
+        import sys
+        import chroma
+        collection = chroma.get_api().create_collection("vectors")
+        collection.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["a document with its vector"])
+        print(sorted(m for m in sys.modules if m.split('.')[0] in {'tokenizers', 'safetensors', 'huggingface_hub'}))
+    """)
+    assert output == "[]"

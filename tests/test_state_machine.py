@@ -101,7 +101,8 @@ class CollectionStateMachine(RuleBasedStateMachine):
         function = GridEmbedding(dimension) if with_function else None
         self.dimension = dimension
         self.collection = self.client.create_collection(
-            f"sm-{uuid.uuid4().hex}", metadata={"hnsw:space": space}, embedding_function=function
+            f"sm-{uuid.uuid4().hex}", metadata={"hnsw:space": space},
+            embedding_function=function if function is not None else "none",  # no default model: the model's rule
         )
         self.model = ReferenceCollection(space, function)
 

@@ -13,7 +13,9 @@ import abc
 import warnings
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from chroma import registry
+import numpy as np
+
+from chroma import errors, registry
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
 if TYPE_CHECKING:
@@ -122,6 +124,23 @@ class API(abc.ABC):
         durable when it returns), kept as a deprecated no-op."""
         warnings.warn("persist() is not needed: every write is durable when it returns", DeprecationWarning,
                       stacklevel=2)
+
+    def _embed_default(self, collection_id: str, texts: list[str], write: bool,
+                       max_tokens: Optional[int] = None) -> np.ndarray:
+        """``texts`` embedded by the default model (``chroma.embedding``) in this process, for the
+        collection ``collection_id`` (``write``: its documents, else query texts). Local also checks
+        and records the collection's model."""
+        from chroma import embedding
+
+        return embedding.embed(texts, max_tokens=max_tokens)
+
+    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
+                     where_document: Any, include: Sequence[str]) -> QueryResult:
+        """A query by texts that the store embeds with its default model (a collection handle with
+        ``default_model``: a server's client without a function of its own)."""
+        from chroma.collection import NO_EMBEDDING_FUNCTION
+
+        raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION.replace("documents were given", "query_texts were given"))
 
     def _embeds_documents(self, embedding_function: Optional[EmbeddingFunction], count: int) -> bool:
         """Whether this client computes the embeddings of a write's ``count`` documents itself

@@ -234,21 +234,33 @@ class ArrowFlight(Remote):
         command = {"op": "query", "collection_id": collection_id, "n_results": checked.n_results, "where": where,
                    "where_document": where_document, "include": list(checked.include)}
         queries = pa.record_batch([protocol.embedding_column(checked.queries)], names=["embeddings"])
-        table = self._exchange(command, queries.schema, queries)
-        counts = np.bincount(table.column("query").to_numpy(), minlength=len(checked.queries))
-        ends = np.cumsum(counts)
-        starts = ends - counts
+        return _query_result(self._exchange(command, queries.schema, queries), len(checked.queries))
 
-        def per_query(values):
-            return [values[start:end] for start, end in zip(starts, ends)]
+    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
+                     where_document: Any, include: Sequence[str]) -> QueryResult:
+        # The server's default model embeds the texts (its checks run there).
+        command = {"op": "query", "collection_id": collection_id, "n_results": n_results, "where": where,
+                   "where_document": where_document, "include": list(include)}
+        queries = pa.record_batch([protocol.string_column(query_texts, "query_texts")], names=["texts"])
+        return _query_result(self._exchange(command, queries.schema, queries), len(query_texts))
 
-        return QueryResult(
-            ids=per_query(table.column("ids").to_pylist()),
-            embeddings=_column(table, "embeddings", lambda column: per_query(_matrix(column))),
-            metadatas=_column(table, "metadatas", lambda column: per_query(protocol.json_values(column))),
-            documents=_column(table, "documents", lambda column: per_query(column.to_pylist())),
-            distances=_column(table, "distances", lambda column: per_query(column.to_pylist())),
-        )
+
+def _query_result(table: pa.Table, queries: int) -> QueryResult:
+    """A query's answer as the server streamed it, one list per query."""
+    counts = np.bincount(table.column("query").to_numpy(), minlength=queries)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+
+    def per_query(values):
+        return [values[start:end] for start, end in zip(starts, ends)]
+
+    return QueryResult(
+        ids=per_query(table.column("ids").to_pylist()),
+        embeddings=_column(table, "embeddings", lambda column: per_query(_matrix(column))),
+        metadatas=_column(table, "metadatas", lambda column: per_query(protocol.json_values(column))),
+        documents=_column(table, "documents", lambda column: per_query(column.to_pylist())),
+        distances=_column(table, "distances", lambda column: per_query(column.to_pylist())),
+    )
 
 
 def _matrix(column: Any) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from kombu.utils.url import maybe_sanitize_url
 
-from chroma import errors, worker
+from chroma import embedding, errors, worker
 from chroma.api import arguments
 from chroma.api.local import Local, check_query_dimension
 from chroma.collection import NO_EMBEDDING_FUNCTION
@@ -176,6 +176,9 @@ class Celery(Local):
         else:
             has_vector = np.zeros(len(batch.ids), dtype=bool)
             has_vector[batch.embedded_rows()] = True
+        if (embed and isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction)
+                and any(document is not None for document in batch.documents)):
+            self._check_default_model(collection_id, "documents")  # before any worker runs
         if operation == "add":
             if batch.embeddings is None and not embed:
                 raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")

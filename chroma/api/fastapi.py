@@ -315,17 +315,31 @@ class FastAPI(Remote):
             "n_results": checked.n_results, "where": where, "where_document": where_document,
             "include": list(checked.include),
         }, {"query_embeddings": checked.queries}, idempotent=True)
-        embeddings = data["embeddings"]
-        dimension = data.get("dimension")
-        distances = data["distances"]
-        return QueryResult(
-            ids=data["ids"],
-            embeddings=None if embeddings is None else [_array(rows, dimension) for rows in embeddings],
-            metadatas=data["metadatas"],
-            documents=data["documents"],
-            distances=None if distances is None else [np.asarray(row, dtype=np.float64).ravel().tolist()
-                                                      for row in distances],
-        )
+        return _query_result(data)
+
+    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
+                     where_document: Any, include: Sequence[str]) -> QueryResult:
+        # The server's default model embeds the texts (its checks run there).
+        data = self._request("POST", f"/collections/{collection_id}/query", {
+            "query_texts": query_texts, "n_results": n_results, "where": where, "where_document": where_document,
+            "include": list(include),
+        }, {}, idempotent=True)
+        return _query_result(data)
+
+
+def _query_result(data: dict) -> QueryResult:
+    """A query's answer as the server sent it, decoded."""
+    embeddings = data["embeddings"]
+    dimension = data.get("dimension")
+    distances = data["distances"]
+    return QueryResult(
+        ids=data["ids"],
+        embeddings=None if embeddings is None else [_array(rows, dimension) for rows in embeddings],
+        metadatas=data["metadatas"],
+        documents=data["documents"],
+        distances=None if distances is None else [np.asarray(row, dtype=np.float64).ravel().tolist()
+                                                  for row in distances],
+    )
 
 
 def _lists(value: Any) -> Any:

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 import chroma
-from chroma import errors, validation
+from chroma import embedding, errors, validation
 from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED, arguments, shared
 from chroma.api.behind import Behind
 from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
@@ -45,6 +45,16 @@ from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
 from chroma.locks import KeyedLocks
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
+
+
+def default_embedding_function(setting: Optional[str]) -> Optional[EmbeddingFunction]:
+    """The function of the ``embedding_function`` setting: the default model when unset,
+    none for ``"none"``, else the callable it names."""
+    if setting is None:
+        return embedding.DefaultEmbeddingFunction()
+    if setting == embedding.DISABLED:
+        return None
+    return load_embedding_function(setting)
 
 
 def load_embedding_function(path: str) -> EmbeddingFunction:
@@ -65,9 +75,7 @@ class Local(API):
         this process (see ``chroma.api.shared``); over ``db`` instead, one of its own (``db`` stays
         the caller's to close)."""
         self._settings = settings
-        self._default_embedding_function = (
-            load_embedding_function(settings.embedding_function) if settings.embedding_function else None
-        )
+        self._default_embedding_function = default_embedding_function(settings.embedding_function)
         store = shared.acquire(settings) if db is None else shared.private(settings, db)
         self._store: Optional[shared.SharedStore] = store
         self._index_class = store.index_class
@@ -112,6 +120,8 @@ class Local(API):
 
     # collections
     def _collection(self, record: CollectionRecord, embedding_function: Optional[EmbeddingFunction]) -> Collection:
+        if embedding_function == embedding.DISABLED:
+            return Collection(self, record.id, record.name, record.metadata, None)
         return Collection(self, record.id, record.name, record.metadata,
                           embedding_function or self._default_embedding_function)
 
@@ -176,6 +186,8 @@ class Local(API):
                 )
             if "hnsw:space" in stored:
                 new_metadata.setdefault("hnsw:space", space)
+            if embedding.MODEL_METADATA_KEY in stored:  # the vectors' model stays recorded
+                new_metadata.setdefault(embedding.MODEL_METADATA_KEY, stored[embedding.MODEL_METADATA_KEY])
         with self._write_lock:
             record = self._db.update_collection(collection_id, name=new_name, metadata=new_metadata)
             cached = self._cached.get(collection_id)
@@ -336,16 +348,68 @@ class Local(API):
 
     # writes
     def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=True)
         batch = arguments.batch(ids, embeddings, metadatas, documents)
         if batch.embeddings is None:
             raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
         self._write("add", collection_id, batch)
 
     def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=False)
         self._write("update", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
 
     def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=False)
         self._write("upsert", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
+
+    # the default model, where it runs in this process
+    def _embedded_here(self, collection_id: str, ids: Any, embeddings: Any, documents: Any, required: bool) -> Any:
+        """The embeddings of a write that arrived with documents and no embeddings (from a server's
+        client without a function, or curl): computed by the default model when it is on, bounded
+        by ``max_embedding_tokens``; else as given."""
+        if (embeddings is not None or documents is None
+                or not isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction)):
+            return embeddings
+        collection = Collection(self, collection_id, "", None, self._default_embedding_function)
+        return collection._write_embeddings(ids, None, documents, required,
+                                            max_tokens=self._settings.max_embedding_tokens or None)
+
+    def _embed_default(self, collection_id: str, texts: list[str], write: bool,
+                       max_tokens: Optional[int] = None) -> np.ndarray:
+        """The default model's vectors of ``texts``, refused on a collection whose vectors came from
+        elsewhere; the first documents it embeds record the model in the collection's metadata."""
+        record = self._check_default_model(collection_id, "documents" if write else "query_texts")
+        metadata = record.metadata or {}
+        vectors = embedding.embed(texts, max_tokens=max_tokens)
+        if write and embedding.MODEL_METADATA_KEY not in metadata:
+            with self._write_lock:
+                self._db.update_collection(collection_id, name=UNCHANGED,
+                                           metadata={**metadata, embedding.MODEL_METADATA_KEY: embedding.MODEL_ID})
+        return vectors
+
+    def _check_default_model(self, collection_id: str, what: str) -> CollectionRecord:
+        """The collection's record, if the default model may embed its ``what``.
+
+        Raises:
+            EmbeddingFunctionMismatch: its vectors came from another model, or were given.
+        """
+        record = self._db.get_collection_by_id(collection_id)
+        recorded = (record.metadata or {}).get(embedding.MODEL_METADATA_KEY)
+        if recorded is None and record.dimension is not None or recorded not in (None, embedding.MODEL_ID):
+            source = f"the model {recorded}" if recorded else "embeddings given or another embedding function"
+            raise errors.EmbeddingFunctionMismatch(
+                f"collection {record.name!r} holds vectors from {source}, so the default model "
+                f"({embedding.MODEL_ID}) cannot embed its {what}: a mix would give wrong answers; pass "
+                "embeddings=... or query_embeddings=..., or the collection's own embedding_function")
+        return record
+
+    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
+                     where_document: Any, include: Sequence[str]) -> QueryResult:
+        if not isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction):
+            return super()._query_texts(collection_id, query_texts, n_results, where, where_document, include)
+        queries = self._embed_default(collection_id, query_texts, write=False,
+                                      max_tokens=self._settings.max_embedding_tokens or None)
+        return self._query(collection_id, queries, n_results, where, where_document, include)
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
         ids, clause = arguments.delete_arguments(ids, where, where_document)

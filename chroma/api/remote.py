@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from chroma import errors, registry, validation
+from chroma import embedding, errors, registry, validation
 from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED
 from chroma.collection import Collection
 from chroma.config import Settings
@@ -58,15 +58,21 @@ class Remote(API):
         self._settings = settings
         self._closed = False
         self._default_embedding_function: Optional[EmbeddingFunction] = None
-        if settings.embedding_function:
+        # Unset: the server's default model embeds documents and query texts, so this
+        # process needs no model.
+        self._server_default_model = settings.embedding_function is None
+        if settings.embedding_function and settings.embedding_function != embedding.DISABLED:
             from chroma.api.local import load_embedding_function
 
             self._default_embedding_function = load_embedding_function(settings.embedding_function)
 
     def _collection(self, data: dict, embedding_function: Optional[EmbeddingFunction]) -> Collection:
         """A handle on the collection a server described as ``{"id", "name", "metadata"}``."""
-        return Collection(self, data["id"], data["name"], data["metadata"],
-                          embedding_function or self._default_embedding_function)
+        if embedding_function == embedding.DISABLED:
+            return Collection(self, data["id"], data["name"], data["metadata"], None)
+        function = embedding_function or self._default_embedding_function
+        return Collection(self, data["id"], data["name"], data["metadata"], function,
+                          default_model=function is None and self._server_default_model)
 
     @staticmethod
     def _creation(name: Any, metadata: Any) -> Optional[dict]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from chroma.bench.server_process import PACKAGE_ROOT, free_port, stop_process
+from chroma.embedding.files import LOCATION_VARIABLES
 
 REDIS_BINARY = "/usr/bin/redis-server"
 STARTUP_TIMEOUT = 30.0
@@ -89,7 +90,8 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         """Starts the worker; returns once it reports itself ready. Raises RuntimeError if it does not."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("CHROMA_") or key in LOCATION_VARIABLES}
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), *self.python_path,
                                                          env.get("PYTHONPATH", "")] if p)
         env.update({f"CHROMA_{key.upper()}": str(value) for key, value in self.settings.items()})

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import chroma
+from chroma.embedding.files import LOCATION_VARIABLES
 
 PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
 SCHEMES = {"fastapi": {"http"}, "flight": {"grpc"}, "both": {"http", "grpc"}}
@@ -51,7 +52,8 @@ class ServerProcess:
         return f"grpc://127.0.0.1:{self.flight_port}"
 
     def environment(self) -> dict:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("CHROMA_")}
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("CHROMA_") or key in LOCATION_VARIABLES}
         env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
         env.update({f"CHROMA_{key.upper()}": str(value) for key, value in self.settings.items()})
         return env

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import errors, registry
+from chroma import embedding, errors, registry
 from chroma import flight_protocol as protocol
 from chroma.api.local import Local
 from chroma.api.remote import host_port, to_json
@@ -329,15 +329,25 @@ class _Service(flight.FlightServerBase):
             else:
                 self.bounds.check_n_results(command.get("n_results", 10))
                 table = self._receive(reader, "query_embeddings", deadline)
-                if "embeddings" not in table.column_names:
-                    raise errors.InvalidArgument("a query sends a stream with the column 'embeddings'")
-                queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
-                if missing is not None:
-                    raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
-                self.bounds.check_query(len(queries), command.get("n_results", 10))
-                result = self._in_time(deadline, "query", lambda: self.api._query(
-                    collection_id, queries, command.get("n_results", 10), command.get("where"),
-                    command.get("where_document"), _include(command, ("metadatas", "documents", "distances"))))
+                include = _include(command, ("metadatas", "documents", "distances"))
+                n_results = command.get("n_results", 10)
+                if "texts" in table.column_names:  # query_texts, for the default model here
+                    texts = protocol.strings(table.column("texts"), "query_texts")
+                    if not texts or any(text is None for text in texts):
+                        raise errors.InvalidArgument("query_texts must be a non-empty list of strings")
+                    self.bounds.check_query(len(texts), n_results)
+                    result = self._in_time(deadline, "query", lambda: self.api._query_texts(
+                        collection_id, texts, n_results, command.get("where"), command.get("where_document"), include))
+                else:
+                    if "embeddings" not in table.column_names:
+                        raise errors.InvalidArgument("a query sends a stream with the column 'embeddings' or 'texts'")
+                    queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
+                    if missing is not None:
+                        raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
+                    self.bounds.check_query(len(queries), n_results)
+                    result = self._in_time(deadline, "query", lambda: self.api._query(
+                        collection_id, queries, n_results, command.get("where"), command.get("where_document"),
+                        include))
                 out = _query_table(result)
             writer.begin(out.schema)
             for batch in protocol.table_chunks(out):
@@ -355,6 +365,7 @@ class ArrowFlight(Server):
     """
 
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
+        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
         self._settings = settings
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
         self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None

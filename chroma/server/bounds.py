@@ -1,6 +1,7 @@
 """What every chroma server checks before a call reaches the API: the bearer
 token and the size bounds (``auth_token``, ``max_request_bytes``,
-``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``; see
+``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``;
+``max_embedding_tokens`` is checked by the default model as it tokenizes; see
 :class:`chroma.config.Settings` and docs/limits.md).
 
 The HTTP and the Flight server use the same checks and messages; only the
@@ -45,13 +46,14 @@ class Bounds:
         self.max_n_results = settings.max_n_results
         self.max_response_rows = settings.max_response_rows
         self.request_timeout = settings.request_timeout
+        self.max_embedding_tokens = settings.max_embedding_tokens  # checked where the default model embeds
         self.reported_at = reported_at
 
     def report(self) -> dict:
         """The bounds as a client reads them."""
         return {"max_request_bytes": self.max_request_bytes, "max_json_request_bytes": self.max_json_request_bytes,
-                "max_batch_size": self.max_batch_size,
-                "max_n_results": self.max_n_results, "max_response_rows": self.max_response_rows}
+                "max_batch_size": self.max_batch_size, "max_n_results": self.max_n_results,
+                "max_response_rows": self.max_response_rows, "max_embedding_tokens": self.max_embedding_tokens}
 
     def too_large(self, size: Optional[int]) -> errors.PayloadTooLarge:
         """The error for a request of ``size`` bytes (None: unknown, but over the bound)."""

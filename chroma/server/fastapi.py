@@ -17,7 +17,7 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
     GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
     GET    /api/v1/version                   {"version": "0.1.0"}
     GET    /api/v1/limits                    {"max_request_bytes", "max_json_request_bytes", "max_batch_size",
-                                              "max_n_results", "max_response_rows"}
+                                              "max_n_results", "max_response_rows", "max_embedding_tokens"}
     GET    /api/v1/collections               [collection, ...]
     POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
     GET    /api/v1/collections/{name}        collection
@@ -29,7 +29,7 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
     POST   /api/v1/collections/{id}/update   (as add)
     POST   /api/v1/collections/{id}/delete   {ids?, where?, where_document?} -> {}
     POST   /api/v1/collections/{id}/get      {ids?, where?, where_document?, limit?, offset?, include?} -> GetResult
-    POST   /api/v1/collections/{id}/query    {query_embeddings, n_results?, where?, where_document?, include?}
+    POST   /api/v1/collections/{id}/query    {query_embeddings | query_texts, n_results?, where?, where_document?, include?}
                                              -> QueryResult
     POST   /api/v1/reset                     {}
 
@@ -67,7 +67,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import errors, registry, validation, wire
+from chroma import embedding, errors, registry, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
@@ -124,6 +124,8 @@ class GetRecords(BaseModel):
 
 class QueryRecords(BaseModel):
     query_embeddings: Any = Field(None, description="List of query vectors (a single vector is one query).")
+    query_texts: Any = Field(None, description="Instead of query_embeddings: texts the server's default "
+                             "embedding model embeds (a single string is one query).")
     n_results: Any = Field(10, description="Results per query (int >= 1, at most max_n_results).")
     where: Any = Field(None, description="Metadata filter.")
     where_document: Any = Field(None, description="Document filter.")
@@ -573,9 +575,21 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
            responses={200: {"model": QueryResultOut}, **_ERRORS})
     def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords, bounds)) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
-        bound_query(body.query_embeddings, body.n_results)
-        result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
-                            body.where_document, body.include)
+        if body.query_texts is not None:
+            if body.query_embeddings is not None:
+                raise errors.InvalidArgument("give exactly one of query_embeddings and query_texts")
+            texts = [body.query_texts] if isinstance(body.query_texts, str) else body.query_texts
+            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+                raise errors.InvalidArgument(f"query_texts must be a non-empty list of strings, got {texts!r}")
+            bound_batch(texts, "query_texts")
+            bounds.check_n_results(body.n_results)
+            bounds.check_query(len(texts), body.n_results)
+            result = api._query_texts(str(collection_id), texts, body.n_results, body.where, body.where_document,
+                                      body.include)
+        else:
+            bound_query(body.query_embeddings, body.n_results)
+            result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
+                                body.where_document, body.include)
         embeddings = result["embeddings"]
         return _answer(request, {
             "ids": result["ids"],
@@ -627,6 +641,7 @@ class FastAPI(Server):
     """
 
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
+        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
         self._settings = settings
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
         self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
