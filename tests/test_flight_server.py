@@ -129,7 +129,8 @@ def test_limits_are_reported_and_enforced(bounded, configured):
     client = client_of(configured, bounded, allow_reset=True)
     client.reset()
     assert client.limits() == {"max_request_bytes": 100000, "max_json_request_bytes": 4194304,
-                               "max_batch_size": 10, "max_n_results": 5, "max_response_rows": 50000}
+                               "max_batch_size": 10, "max_n_results": 5, "max_response_rows": 50000,
+                               "max_embedding_tokens": 1_000_000}
     collection = client.create_collection("bounded")
     collection.add(ids=[f"id{i}" for i in range(10)], embeddings=np.eye(10, dtype=np.float32))  # at the bound
     for write in (collection.add, collection.upsert):

@@ -305,8 +305,9 @@ class _Service(flight.FlightServerBase):
             metadatas = protocol.json_values(table.column("metadatas")) if "metadatas" in table.column_names else None
             documents = (protocol.strings(table.column("documents"), "documents")
                          if "documents" in table.column_names else None)
-            write = getattr(self.api, f"_{command['op']}")
-            self._in_time(deadline, command["op"], lambda: write(collection_id, ids, embeddings, metadatas, documents))
+            operation = command["op"]
+            self._in_time(deadline, operation, lambda: self.api.write_from_remote(
+                operation, collection_id, ids, embeddings, metadatas, documents))
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:
         deadline = self._deadline()

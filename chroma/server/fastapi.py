@@ -536,8 +536,8 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     def writer(operation: str, summary: str):
         def write(collection_id: Any, body: Records = _reader(Records, bounds)) -> Response:
             bound_batch(body.ids, "ids")
-            getattr(api, f"_{operation}")(str(collection_id), body.ids, body.embeddings, body.metadatas,
-                                          body.documents)
+            api.write_from_remote(operation, str(collection_id), body.ids, body.embeddings, body.metadatas,
+                                  body.documents)
             return _json({})
 
         write.__name__ = operation
