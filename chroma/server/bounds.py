@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 
 from chroma import errors
 from chroma.config import Settings
+from chroma.validation import INT64_MAX
 
 
 def token_matches(expected: Optional[str], authorization: Union[str, bytes, None]) -> bool:
@@ -104,8 +105,8 @@ class Bounds:
     def get_limit(self, limit: Any) -> Any:
         """The ``limit`` to read a get with: one row past ``max_response_rows`` at most, so that
         :meth:`check_get_rows` can tell a get over the bound without reading all it matches.
-        Values that are not ints go through unchanged, for Local to refuse."""
-        is_int = isinstance(limit, int) and not isinstance(limit, bool)
+        Values that are not ints in Local's range go through unchanged, for Local to refuse."""
+        is_int = isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit <= INT64_MAX
         if not self.max_response_rows or not (limit is None or is_int):
             return limit
         return self.max_response_rows + 1 if limit is None or limit > self.max_response_rows else limit
