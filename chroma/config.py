@@ -75,7 +75,7 @@ class Settings:
     """Server: largest request body accepted (413 ``PayloadTooLarge`` above); 0 means no bound."""
     max_json_request_bytes: int = 4 * 2**20
     """Server: largest JSON request body (413 ``PayloadTooLarge`` above); 0 means no bound. Parsing
-    JSON makes each number a Python object, about 17x the body's size, so JSON bodies get a
+    JSON makes each number a Python object, many times the body's size, so JSON bodies get a
     bound of their own; the binary frame the Python client sends is bounded by
     ``max_request_bytes`` only. Reported by ``GET /api/v1/limits``."""
     max_batch_size: int = 100_000

@@ -26,7 +26,7 @@ INDEX_INT_SETTINGS = ("hnsw:M", "hnsw:construction_ef", "hnsw:search_ef")
 INDEX_INT_RANGES = {"hnsw:M": (2, 512), "hnsw:construction_ef": (1, 2048), "hnsw:search_ef": (1, 10_000)}
 """``[low, high]`` of each index setting (docs/limits.md). An HNSW node needs at least 2
 links to form a graph. A build's time grows with ``construction_ef`` up to the
-collection's size (10k x 64: 3.3 s at 100, 15 s at 1,000, 41 s at 4,096), so it is
+collection's size (docs/limits.md has the measured costs), so it is
 capped where recall no longer gains; a search raises its ef to ``n_results`` anyway,
 so ``search_ef`` needs no more than ``max_n_results``' default."""
 

@@ -1,8 +1,8 @@
 """Each item's document and metadata (as its stored JSON) in one byte arena per collection.
 
 Derived state like the vector index (``chroma.index.cached``), so that ``get``
-and ``query`` return documents and metadatas without a DB statement: one
-DuckDB statement costs 0.5-1.7 ms, several times the search it follows.
+and ``query`` return documents and metadatas without a DB statement, which
+costs several times the search it follows.
 
 Layout, chosen for memory and for the read path: the UTF-8 bytes of every text
 go into one ``bytearray`` (appended to, never changed in place); per row, a
