@@ -101,7 +101,14 @@ class Collection:
         if self._default_model or self._client._embeds_documents(self.embedding_function, len(texts)):
             return None
         present = [i for i, text in enumerate(texts) if text is not None]
-        computed = self._embed([texts[i] for i in present], "documents", max_tokens) if present else None
+        try:
+            computed = self._embed([texts[i] for i in present], "documents", max_tokens) if present else None
+        except EmbeddingFunctionMismatch:
+            if required or not isinstance(self.embedding_function, DefaultEmbeddingFunction):
+                raise
+            # An update or upsert of documents alone on a collection of given vectors: the default
+            # model embeds nothing there, so the items keep their vectors (a new id still needs one).
+            return None
         if computed is None:
             if required and self.embedding_function is None:
                 raise InvalidArgument(NO_EMBEDDING_FUNCTION)
