@@ -171,14 +171,21 @@ class Celery(Local):
         """Plans the batch here, has the workers write its chunks, then commits it whole."""
         embed = batch.embeddings is None and batch.documents is not None and self._embeds_documents(
             self._default_embedding_function, len(batch.ids))
+        if (embed and isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction)
+                and any(document is not None for document in batch.documents)):
+            try:
+                self._check_default_model(collection_id, "documents")  # before any worker runs
+            except errors.EmbeddingFunctionMismatch:
+                if operation == "add":
+                    raise
+                # documents alone on a collection of given vectors: its items keep their vectors
+                # (as Collection._write_embeddings decides in process)
+                embed = False
         if embed:
             has_vector = np.array([document is not None for document in batch.documents], dtype=bool)
         else:
             has_vector = np.zeros(len(batch.ids), dtype=bool)
             has_vector[batch.embedded_rows()] = True
-        if (embed and isinstance(self._default_embedding_function, embedding.DefaultEmbeddingFunction)
-                and any(document is not None for document in batch.documents)):
-            self._check_default_model(collection_id, "documents")  # before any worker runs
         if operation == "add":
             if batch.embeddings is None and not embed:
                 raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
