@@ -44,7 +44,8 @@ def test_writes_into_a_full_disk(tmp_path):
         filler = disk / "filler"
         filler.write_bytes(b"\0" * ((DISK_MB - FREE_MB) << 20))
         settings = Settings(db_impl="persistent_duckdb", persist_directory=str(disk / "store"), index_impl="flat")
-        client = Local(settings, db=PersistentDuckDB(settings))
+        db = PersistentDuckDB(settings)  # the caller's to close (Local over a given DB)
+        client = Local(settings, db=db)
         collection = client.create_collection("filling")
         rng = np.random.default_rng(0)
         acknowledged: list[str] = []
@@ -70,9 +71,10 @@ def test_writes_into_a_full_disk(tmp_path):
         expected = sorted(acknowledged[1:] + ["after"])
         assert sorted(collection.get(include=[])["ids"]) == expected
         client.close()
-        client._db.close()
+        db.close()
 
-        reopened = Local(settings, db=PersistentDuckDB(settings))
+        db = PersistentDuckDB(settings)
+        reopened = Local(settings, db=db)
         assert sorted(reopened.get_collection("filling").get(include=[])["ids"]) == expected
         reopened.close()
-        reopened._db.close()
+        db.close()
