@@ -288,13 +288,15 @@ def run_local(data: np.ndarray, queries: np.ndarray, repeats: int) -> None:
 
     def local_add(directory: str):
         chroma.configure(api_impl="local", db_impl="persistent_duckdb", persist_directory=directory, index_impl="hnsw")
-        added = chroma.get_api().create_collection("bench")
+        clients.append(chroma.get_api())  # a later configure() leaves it open: closed below
+        added = clients[-1].create_collection("bench")
         for start in range(0, n, 10_000):
             stop = start + 10_000
             added.add(ids=ids[start:stop], embeddings=data[start:stop], metadatas=metadatas[start:stop])
         seconds_until_answered(added, queries[0])  # the last batches' index updates run behind their adds
         return added
 
+    clients = []
     with tempfile.TemporaryDirectory() as scratch:
         # Raw builds and Local adds alternate (each Local add into a directory of its own),
         # best of BUILDS each, so that a change of load hits both alike.
@@ -313,8 +315,9 @@ def run_local(data: np.ndarray, queries: np.ndarray, repeats: int) -> None:
         print(f"single query p50: raw core {raw_p50 * 1e6:.0f} us, Local {local_p50 * 1e6:.0f} us"
               f" ({local_p50 / raw_p50:.2f}x, target <= 1.5x), Local filtered 1% {filtered_p50 * 1e6:.0f} us"
               f" ({filtered_p50 / raw_p50:.2f}x, target <= 3x)")
+        for client in clients:
+            client.close()  # saves the index and releases the directory for the reopening processes
         chroma.configure(api_impl=None, db_impl=None, persist_directory=None, index_impl=None)
-        chroma.get_api()  # closes the client, which saves the index
         path = os.path.join(directory, "raw.hnsw")
         raw.save(path)
         t_load, _ = best_of(3, lambda: _core.HnswIndex.load(path))
