@@ -53,6 +53,17 @@ class Settings:
     celery_visibility_timeout: int = 60
     """Celery over Redis: seconds after which a task whose worker died unacknowledged is given
     to another worker. Keep it below ``celery_timeout`` so that such a call still succeeds."""
+    server_tls_certfile: Optional[str] = None
+    """Server: PEM file of the certificate (chain) to serve TLS with (``https://``,
+    ``grpc+tls://``); needs ``server_tls_keyfile``. Unset: plain HTTP and gRPC."""
+    server_tls_keyfile: Optional[str] = None
+    """Server: PEM file of the private key of ``server_tls_certfile``."""
+    server_tls: bool = False
+    """Client: connect over TLS (``https://``, ``grpc+tls://``), checking the server's
+    certificate and host name. A server with this set refuses to start without a certificate."""
+    client_tls_ca_file: Optional[str] = None
+    """Client: PEM bundle of the certificate authorities to trust (e.g. the one that signed a
+    self-signed server certificate); unset, the system's trust store. Needs ``server_tls``."""
     auth_token: Optional[str] = None
     """Server: when set, every route except ``GET /api/v1/heartbeat``, ``/docs`` and
     ``/openapi.json`` needs ``Authorization: Bearer <auth_token>`` (401 ``Unauthorized``
