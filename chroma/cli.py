@@ -2,6 +2,7 @@
 
     chroma run [--impl fastapi|flight|both] [--host 127.0.0.1] [--port PORT]
                [--flight-port PORT] [--path DIR] [--db NAME]
+               [--tls-certfile FILE --tls-keyfile FILE]
     chroma worker [--concurrency N] [--loglevel LEVEL]
     chroma bench [--quick] [--combinations API-DB-INDEX,...] [...]   (see chroma.bench)
     chroma models fetch [--dir DIR]
@@ -13,6 +14,8 @@ SIGINT (Ctrl-C); then it takes no new call, lets running ones finish within
 ``shutdown_grace`` seconds (``CHROMA_SHUTDOWN_GRACE``, default 30; calls still
 running then are cut off and fail with ``OutcomeUnknown``), closes the database
 (everything acknowledged is on disk with ``--path``) and exits with status 0.
+With ``--tls-certfile`` and ``--tls-keyfile`` (settings ``server_tls_certfile``,
+``server_tls_keyfile``) it serves ``https://`` and ``grpc+tls://`` instead.
 Other settings (``auth_token``, ``allow_reset``, ``max_request_bytes``,
 ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``, ...) come from the
 ``CHROMA_<SETTING>`` environment variables.
@@ -66,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--db", default=None, metavar="NAME",
                      help=f"database implementation: {', '.join(registry.DB_IMPLS)} "
                      "(default duckdb, in memory; persistent_duckdb with --path)")
+    run.add_argument("--tls-certfile", default=None, metavar="FILE",
+                     help="serve TLS (https://, grpc+tls://) with this PEM certificate (chain); needs --tls-keyfile")
+    run.add_argument("--tls-keyfile", default=None, metavar="FILE", help="the PEM private key of --tls-certfile")
     work = commands.add_parser(
         "worker",
         help="run a Celery worker for api_impl='celery' clients",
@@ -98,8 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], path: Optional[str],
-        db: Optional[str]) -> None:
-    settings = {"server_impl": SERVER_IMPLS[impl], "server_host": host}
+        db: Optional[str], tls_certfile: Optional[str] = None, tls_keyfile: Optional[str] = None) -> None:
+    settings = {"server_impl": SERVER_IMPLS[impl], "server_host": host,
+                "server_tls_certfile": tls_certfile, "server_tls_keyfile": tls_keyfile}
     if impl == "flight":
         given = port if port is not None else flight_port
         settings["server_flight_port"] = FLIGHT_PORT if given is None else given
@@ -165,7 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            run(args.impl, args.host, args.port, args.flight_port, args.path, args.db)
+            run(args.impl, args.host, args.port, args.flight_port, args.path, args.db, args.tls_certfile,
+                args.tls_keyfile)
         elif args.command == "worker":
             worker(args.concurrency, args.loglevel, args.name)
         elif args.command == "models":

@@ -1,4 +1,5 @@
-"""``chroma.server.ArrowFlight``: the local API over Arrow Flight (``grpc://HOST:PORT``).
+"""``chroma.server.ArrowFlight``: the local API over Arrow Flight (``grpc://HOST:PORT``, or
+``grpc+tls://`` with ``server_tls_certfile`` and ``server_tls_keyfile``).
 
 Like the HTTP server, it runs :class:`chroma.api.local.Local` over the
 configured ``chroma.DB`` (or a Local it is given, to serve beside the HTTP
@@ -38,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import embedding, errors, registry
+from chroma import embedding, errors, registry, tls
 from chroma import flight_protocol as protocol
 from chroma.api.local import Local
 from chroma.api.remote import host_port, to_json
@@ -152,12 +153,19 @@ def _query_table(result: QueryResult) -> pa.Table:
     return pa.table(columns)
 
 
+def _pem_pair(certificate: tls.ServerCertificate) -> flight.CertKeyPair:
+    """The certificate and key files' contents, as gRPC takes them."""
+    with open(certificate.certfile, "rb") as cert, open(certificate.keyfile, "rb") as key:
+        return flight.CertKeyPair(cert.read(), key.read())
+
+
 class _Service(flight.FlightServerBase):
     """The Flight handlers: each turns a call into one Local call."""
 
     def __init__(self, location: flight.Location, api: Local, bounds: Bounds, token: Optional[str],
-                 calls: RunningCalls) -> None:
-        super().__init__(location, middleware={"token": _TokenCheck(token)})
+                 calls: RunningCalls, certificate: Optional[tls.ServerCertificate]) -> None:
+        super().__init__(location, middleware={"token": _TokenCheck(token)},
+                         tls_certificates=[_pem_pair(certificate)] if certificate else None)
         self.api = api
         self.bounds = bounds
         self.calls = calls
@@ -366,6 +374,7 @@ class ArrowFlight(Server):
     """
 
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
+        self._certificate = tls.server_certificate(settings)
         embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
         self._settings = settings
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
@@ -388,15 +397,17 @@ class ArrowFlight(Server):
         if self._service is None:
             port = self._settings.server_flight_port
             try:
-                self._service = _Service(flight.Location.for_grpc_tcp(host, port), self.api,
-                                         Bounds(self._settings, LIMITS_AT), self._settings.auth_token, self.calls)
+                for_grpc = flight.Location.for_grpc_tls if self._certificate else flight.Location.for_grpc_tcp
+                location = for_grpc(host, port)
+                self._service = _Service(location, self.api, Bounds(self._settings, LIMITS_AT),
+                                         self._settings.auth_token, self.calls, self._certificate)
             except (pa.ArrowException, OSError) as exc:
                 raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
         return host, self._service.port
 
     def urls(self) -> list[str]:
         host, port = self.listen()
-        return [f"grpc://{host_port(host, port)}"]
+        return [f"{'grpc+tls' if self._certificate else 'grpc'}://{host_port(host, port)}"]
 
     def run(self) -> None:
         self.listen()

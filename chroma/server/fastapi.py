@@ -67,7 +67,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import embedding, errors, registry, validation, wire
+from chroma import embedding, errors, registry, tls, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.server import Server
@@ -641,6 +641,7 @@ class FastAPI(Server):
     """
 
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
+        self._certificate = tls.server_certificate(settings)
         embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
         self._settings = settings
         # Without ``api``, the server opens (and on close closes) the configured DB itself.
@@ -673,12 +674,15 @@ class FastAPI(Server):
 
     def urls(self) -> list[str]:
         host, port = self.listen()
-        return [f"http://{host}:{port}"]
+        return [f"{'https' if self._certificate else 'http'}://{host}:{port}"]
 
     def run(self) -> None:
         self.listen()
+        certificate = self._certificate
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=self._settings.shutdown_grace)
+                                timeout_graceful_shutdown=self._settings.shutdown_grace,
+                                ssl_certfile=certificate and certificate.certfile,
+                                ssl_keyfile=certificate and certificate.keyfile)
         # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
         # the handler found at start: recording it here lets run() return
         # normally (and close the DB) instead of the process dying.
