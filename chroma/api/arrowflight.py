@@ -2,7 +2,8 @@
 ``chroma run --impl flight`` (or ``--impl both``).
 
 Chosen by ``api_impl="arrowflight"``; talks to ``grpc://server_host:server_flight_port``
-(the protocol is in :mod:`chroma.flight_protocol`), sending the call header
+(``grpc+tls://`` with ``server_tls``, trusting ``client_tls_ca_file`` or the system's roots;
+the protocol is in :mod:`chroma.flight_protocol`), sending the call header
 ``authorization: Bearer <auth_token>`` when that setting is given.
 
 Embeddings travel as Arrow ``fixed_size_list<float32>`` columns, without a
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import errors, validation
+from chroma import errors, tls, validation
 from chroma import flight_protocol as protocol
 from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, to_json
@@ -45,13 +46,25 @@ _NEVER_SENT = "failed to connect to all addresses"
 """gRPC's words for a call that found no connection, so never reached a server."""
 
 
+def _pem(path: Optional[str]) -> Optional[bytes]:
+    """The contents of a PEM file (None: gRPC's own roots)."""
+    if path is None:
+        return None
+    with open(path, "rb") as file:
+        return file.read()
+
+
 class ArrowFlight(Remote):
     """A client of a chroma Flight server."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._address = host_port(settings.server_host, settings.server_flight_port)
-        self._client = flight.FlightClient(f"grpc://{self._address}")
+        self._url = f"{'grpc+tls' if settings.server_tls else 'grpc'}://{self._address}"
+        self._client = flight.FlightClient(self._url, tls_root_certs=_pem(tls.client_ca_file(settings)))
+        self._tls_hint = (" Over TLS, does it serve grpc+tls (chroma run --tls-certfile), does client_tls_ca_file "
+                          "hold the certificate authority that signed its certificate, and does that name "
+                          "server_host?" if settings.server_tls else " If it serves grpc+tls, set server_tls=true.")
         headers = [(b"authorization", f"Bearer {settings.auth_token}".encode())] if settings.auth_token else []
         self._options = flight.FlightCallOptions(headers=headers)
 
@@ -63,14 +76,15 @@ class ArrowFlight(Remote):
             return error
         if isinstance(exc, flight.FlightUnavailableError) and write and _NEVER_SENT not in str(exc):
             return errors.OutcomeUnknown(
-                f"the Flight call {what} reached the chroma server at grpc://{self._address}, but its answer "
+                f"the Flight call {what} reached the chroma server at {self._url}, but its answer "
                 f"never came ({exc}): the write may or may not have been applied; read back what it wrote "
                 "before sending it again")
         if isinstance(exc, flight.FlightUnavailableError):
             return errors.ServerUnavailable(
-                f"cannot reach the chroma Flight server at grpc://{self._address} ({what}): {exc}; "
-                "is `chroma run --impl flight` running there (settings server_host, server_flight_port)?")
-        return errors.ChromaError(f"Flight call {what} to grpc://{self._address} failed: {exc}")
+                f"cannot reach the chroma Flight server at {self._url} ({what}): {exc}; "
+                "is `chroma run --impl flight` running there (settings server_host, server_flight_port)?"
+                + self._tls_hint)
+        return errors.ChromaError(f"Flight call {what} to {self._url} failed: {exc}")
 
     def _action(self, name: str, body: Optional[dict] = None) -> Any:
         self._check_open()

@@ -2,7 +2,8 @@
 
 Chosen by ``api_impl="fastapi"``; talks to the server at
 ``server_host``/``server_http_port`` (see ``chroma.server.fastapi`` for the
-routes) over one pooled ``requests.Session``, sending ``Authorization: Bearer
+routes; ``https://`` with ``server_tls``, trusting ``client_tls_ca_file`` or the
+system's roots) over one pooled ``requests.Session``, sending ``Authorization: Bearer
 <auth_token>`` when that setting is given. Bodies and answers that carry
 vectors use the binary frame of :mod:`chroma.wire` (``http_encoding="binary"``,
 the default) or plain JSON (``http_encoding="json"``).
@@ -20,17 +21,18 @@ changed meaning on the way; the server then checks everything again.
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
 import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3 import HTTPConnectionPool
-from urllib3.connection import HTTPConnection
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from chroma import errors, validation, wire
+from chroma import errors, tls, validation, wire
 from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
 from chroma.collection import Collection
@@ -42,14 +44,34 @@ CONNECT_TIMEOUT = 10.0
 ENCODINGS = ("binary", "json")
 
 
-class _KeptConnection(HTTPConnection):
-    """A pooled connection that knows whether it has carried an answer on its current socket."""
+class _Kept:
+    """A pooled connection (HTTP or HTTPS) that knows whether it has carried an answer on its
+    current socket."""
 
     answered = False
 
     def connect(self) -> None:
         self.answered = False  # a new socket: nothing was kept
-        super().connect()
+        try:
+            super().connect()  # type: ignore[misc]
+        except ssl.SSLError as exc:
+            raise _HandshakeFailed(str(exc)) from exc
+
+
+class _KeptConnection(_Kept, HTTPConnection):
+    pass
+
+
+class _KeptTLSConnection(_Kept, HTTPSConnection):
+    pass
+
+
+class _HandshakeFailed(ssl.SSLError):
+    """TLS failed while connecting, before any byte of a request left (an SSL error later may
+    come after the server received the request)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # SSLError would show the tuple of its arguments
 
 
 class _KeptConnectionReset(ConnectionResetError):
@@ -57,13 +79,13 @@ class _KeptConnectionReset(ConnectionResetError):
     the server had most likely closed it while idle, and the request can go again on a new one."""
 
 
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _KeptConnection
+class _TellsKeptResets:
+    """A pool (HTTP or HTTPS) whose requests tell a reset of a kept connection from other failures."""
 
-    def _make_request(self, conn: _KeptConnection, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+    def _make_request(self, conn: _Kept, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         kept = conn.answered
         try:
-            response = super()._make_request(conn, method, url, *args, **kwargs)
+            response = super()._make_request(conn, method, url, *args, **kwargs)  # type: ignore[misc]
         except ConnectionResetError as exc:  # http.client's RemoteDisconnected is one: no status line came
             if kept:
                 raise _KeptConnectionReset(str(exc)) from exc
@@ -72,17 +94,31 @@ class _Pool(HTTPConnectionPool):
         return response
 
 
+class _Pool(_TellsKeptResets, HTTPConnectionPool):
+    ConnectionCls = _KeptConnection
+
+
+class _TLSPool(_TellsKeptResets, HTTPSConnectionPool):
+    ConnectionCls = _KeptTLSConnection
+
+
 class _Adapter(HTTPAdapter):
     """requests' adapter over connections that tell a kept one from a new one."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "http": _Pool}
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
+                                                   "http": _Pool, "https": _TLSPool}
 
 
 def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     """Whether ``error``, or an exception it wraps (cause, context, argument or urllib3's
     ``reason``), is one of ``kinds``."""
+    return _cause(error, kinds) is not None
+
+
+def _cause(error: BaseException, kinds: tuple[type[BaseException], ...]) -> Optional[BaseException]:
+    """``error``, or the first exception it wraps (see :func:`_caused_by`), that is one of ``kinds``."""
     seen: set[int] = set()
     pending = [error]
     while pending:
@@ -91,10 +127,10 @@ def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> 
             continue
         seen.add(id(current))
         if isinstance(current, kinds):
-            return True
+            return current
         wrapped = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
         pending.extend(item for item in wrapped if isinstance(item, BaseException))
-    return False
+    return None
 
 
 class ServerUnavailable(errors.ServerUnavailable, requests.exceptions.ConnectionError):
@@ -127,10 +163,14 @@ class FastAPI(Remote):
                 f"http_encoding must be one of {list(ENCODINGS)}, got {settings.http_encoding!r}")
         self._binary = settings.http_encoding == "binary"
         self._address = host_port(settings.server_host, settings.server_http_port)
-        self._base = f"http://{self._address}/api/v1"
+        scheme = "https" if settings.server_tls else "http"
+        self._base = f"{scheme}://{self._address}/api/v1"
         session = requests.Session()
+        self._verify = tls.client_ca_file(settings) or True
+        # A TLS server closes a plain connection without a word, like a server that died.
+        self._tls_hint = "" if settings.server_tls else "; if that server serves https, set server_tls=true"
         adapter = _Adapter(pool_connections=1, pool_maxsize=64)
-        session.mount("http://", adapter)
+        session.mount(f"{scheme}://", adapter)
         session.headers["Content-Type"] = "application/json"
         if settings.auth_token:
             session.headers["Authorization"] = f"Bearer {settings.auth_token}"
@@ -184,22 +224,31 @@ class FastAPI(Remote):
         return payload
 
     def _send(self, method: str, url: str, data: Optional[bytes], headers: Optional[dict]) -> requests.Response:
-        return self._session.request(method, url, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, None))
+        # verify given per request: requests lets REQUESTS_CA_BUNDLE override the session's own
+        return self._session.request(method, url, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, None),
+                                     verify=self._verify)
 
     def _no_answer(self, method: str, url: str, error: requests.RequestException,
                    idempotent: bool) -> errors.ServerUnavailable:
         """The error of a call that got no answer: ServerUnavailable, or OutcomeUnknown for a write
         that may have reached the server."""
+        handshake = _cause(error, (_HandshakeFailed,))
+        if handshake is not None:
+            return ServerUnavailable(
+                f"the TLS handshake with the chroma server at {self._address} failed ({method} {url}): "
+                f"{handshake}; does it serve https (chroma run --tls-certfile), does client_tls_ca_file "
+                "hold the certificate authority that signed its certificate, and does that name server_host?")
         if _caused_by(error, (NewConnectionError, ConnectTimeoutError)):
             return ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
                 "is `chroma run` running there (settings server_host, server_http_port)?")
         if idempotent:
             return ServerUnavailable(
-                f"the chroma server at {self._address} gave no answer to {method} {url}: {error}")
+                f"the chroma server at {self._address} gave no answer to {method} {url}: {error}{self._tls_hint}")
         return OutcomeUnknown(
             f"{method} {url} reached the chroma server at {self._address}, but its answer never came ({error}): "
-            "the write may or may not have been applied; read back what it wrote before sending it again")
+            "the write may or may not have been applied; read back what it wrote before sending it again"
+            f"{self._tls_hint}")
 
     # server
     def heartbeat(self) -> int:
