@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,8 +25,9 @@ from chroma.embedding.files import LOCATION_VARIABLES
 
 PACKAGE_ROOT = Path(chroma.__file__).resolve().parent.parent
 SCHEMES = {"fastapi": {"http"}, "flight": {"grpc"}, "both": {"http", "grpc"}}
-"""``chroma run --impl`` choices and the URL schemes each one listens on."""
-_LISTENING = re.compile(r"^chroma server listening on (\w+)://127\.0\.0\.1:(\d+)$", re.MULTILINE)
+"""``chroma run --impl`` choices and the URL schemes each one listens on (``https`` and ``grpc+tls``
+over TLS)."""
+_LISTENING = re.compile(r"^chroma server listening on (http|grpc)(s|\+tls)?://127\.0\.0\.1:(\d+)$", re.MULTILINE)
 
 
 class ServerProcess:
@@ -42,14 +44,16 @@ class ServerProcess:
         """The HTTP port (None for a Flight-only server)."""
         self.flight_port: Optional[int] = None
         """The Flight port (None for an HTTP-only server)."""
+        self.tls = False
+        """Whether it serves TLS (``https``, ``grpc+tls``), as it said when it started."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def flight_url(self) -> str:
-        return f"grpc://127.0.0.1:{self.flight_port}"
+        return f"{'grpc+tls' if self.tls else 'grpc'}://127.0.0.1:{self.flight_port}"
 
     def environment(self) -> dict:
         env = {key: value for key, value in os.environ.items()
@@ -70,8 +74,10 @@ class ServerProcess:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"chroma run exited with status {self.process.returncode}\n{self.output()}")
-            listening = dict(_LISTENING.findall(self.stdout.read_text()))
+            found = _LISTENING.findall(self.stdout.read_text())
+            listening = {scheme: port for scheme, _, port in found}
             if set(listening) == SCHEMES[self.impl]:
+                self.tls = any(tls for _, tls, _ in found)
                 self.port = int(listening["http"]) if "http" in listening else None
                 self.flight_port = int(listening["grpc"]) if "grpc" in listening else None
                 if self.answers():
@@ -82,16 +88,22 @@ class ServerProcess:
             time.sleep(0.05)
 
     def answers(self) -> bool:
-        """Whether every server of the process answers its heartbeat."""
+        """Whether every server of the process answers its heartbeat (over TLS, whatever its certificate:
+        the clients under test check it)."""
         import requests
+        import urllib3
 
         try:
-            if self.port is not None and requests.get(f"{self.url}/api/v1/heartbeat", timeout=1).status_code != 200:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                answer = None if self.port is None else requests.get(f"{self.url}/api/v1/heartbeat", timeout=1,
+                                                                     verify=False)
+            if answer is not None and answer.status_code != 200:
                 return False
             if self.flight_port is not None:
                 import pyarrow.flight as flight
 
-                with flight.FlightClient(self.flight_url) as client:
+                with flight.FlightClient(self.flight_url, disable_server_verification=self.tls) as client:
                     list(client.do_action(flight.Action("heartbeat", b""), options=flight.FlightCallOptions(timeout=1)))
         except Exception:  # not up yet, whichever client says so
             return False
