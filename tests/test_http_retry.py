@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -38,13 +39,15 @@ ROUNDS = 20
 class ScriptedServer:
     """An HTTP/1.1 server on 127.0.0.1 that follows a script: for its n-th connection, one action
     per request read on it. ``answer`` sends a 200 (the connection stays open), ``close`` closes
-    the connection and ``reset`` resets it before any byte of an answer, ``silent`` never answers."""
+    the connection and ``reset`` resets it before any byte of an answer, ``silent`` never answers.
+    With ``context``, it speaks TLS (test_tls.py)."""
 
-    def __init__(self, script: list[list[str]]) -> None:
+    def __init__(self, script: list[list[str]], context: Optional[ssl.SSLContext] = None) -> None:
         self.script = script
         self.requests: list[tuple[int, str]] = []
         """(connection number, request line) of every request read."""
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = listener if context is None else context.wrap_socket(listener, server_side=True)
         self.port = self._listener.getsockname()[1]
         self._done = threading.Event()
         self._connections: list[socket.socket] = []
@@ -115,9 +118,10 @@ def _answer(request_line: str) -> bytes:
 
 
 @contextlib.contextmanager
-def scripted(*script: list[str]) -> Iterator[tuple[ScriptedServer, FastAPIClient]]:
-    server = ScriptedServer(list(script))
-    client = FastAPIClient(Settings(server_host="127.0.0.1", server_http_port=server.port))
+def scripted(*script: list[str], context: Optional[ssl.SSLContext] = None,
+             **client_settings: object) -> Iterator[tuple[ScriptedServer, FastAPIClient]]:
+    server = ScriptedServer(list(script), context)
+    client = FastAPIClient(Settings(server_host="127.0.0.1", server_http_port=server.port, **client_settings))
     try:
         yield server, client
     finally:

@@ -7,7 +7,9 @@ here by ``trustme``; the servers are real ``chroma run`` processes on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import ssl
 import subprocess
 import sys
 
@@ -19,6 +21,7 @@ import chroma
 from chroma import errors, tls
 from chroma.config import Settings
 from server_helpers import PACKAGE_ROOT, running_server, server_env
+from test_http_retry import COLLECTION_ID, scripted
 
 TOKEN = "tls-token"
 TRANSPORTS = {
@@ -194,3 +197,30 @@ def test_chroma_run_with_a_certificate_but_no_key_exits_with_the_reason(pem):
     assert done.stderr.strip() == ("chroma: error: server_tls_certfile is set but server_tls_keyfile is not: "
                                    "a TLS server needs both")
     assert "listening" not in done.stdout
+
+
+@contextlib.contextmanager
+def scripted_over_tls(pem, *script: list[str]):
+    """test_http_retry's scripted server, over TLS, and an HTTPS client of it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem["cert"], pem["key"])
+    with scripted(*script, context=context, server_tls=True, client_tls_ca_file=pem["ca"]) as pair:
+        yield pair
+
+
+@pytest.mark.parametrize("ending", ["close", "reset"])
+def test_https_read_on_a_kept_connection_ended_before_its_answer_goes_again_once(pem, ending):
+    with scripted_over_tls(pem, ["answer", ending], ["answer"]) as (server, client):
+        assert client.heartbeat() == 1
+        assert client.heartbeat() == 1
+    assert [number for number, _ in server.requests] == [0, 0, 1]
+
+
+@pytest.mark.parametrize("ending", ["close", "reset"])
+def test_https_write_ended_before_its_answer_is_outcome_unknown_and_sent_once(pem, ending):
+    with scripted_over_tls(pem, ["answer", ending], ["answer"]) as (server, client):
+        collection = client.get_collection("kept")
+        with pytest.raises(errors.OutcomeUnknown, match="may or may not have been applied"):
+            collection.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    writes = [line for _, line in server.requests if line.startswith("POST")]
+    assert writes == [f"POST /api/v1/collections/{COLLECTION_ID}/add HTTP/1.1"]
