@@ -4,18 +4,24 @@ collection holds up no write to another."""
 
 from __future__ import annotations
 
+import contextlib
+import pathlib
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from chroma.api.local import Local
 from chroma.config import Settings
+from chroma.db import DB
+from chroma.db.clickhouse import Clickhouse
 from chroma.db.duckdb import DuckDB
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import parse_where
+from clickhouse_helpers import running_clickhouse
 
 
 @pytest.mark.parametrize("op", ["$in", "$nin"])
@@ -55,8 +61,32 @@ def test_in_and_nin_of_40000_values_select_exactly_their_items(op):
         client._db.close()
 
 
-def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_another():
-    client = Local(Settings(index_impl="flat"), db=DuckDB(Settings()))
+@contextlib.contextmanager
+def _duckdb(tmp_path: pathlib.Path) -> Iterator[DB]:
+    db = DuckDB(Settings())
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _clickhouse(tmp_path: pathlib.Path) -> Iterator[DB]:
+    with running_clickhouse(tmp_path / "clickhouse") as server:
+        db = Clickhouse(Settings(**server.settings))
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+@pytest.mark.parametrize("store", [_duckdb, _clickhouse], ids=["duckdb", "clickhouse"])
+def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_another(store, tmp_path):
+    with store(tmp_path) as db:
+        _add_while_a_long_nin_delete_runs(Local(Settings(index_impl="flat"), db=db))
+
+
+def _add_while_a_long_nin_delete_runs(client: Local) -> None:
     try:
         busy, other = client.create_collection("busy"), client.create_collection("other")
         keyed, total = 20_000, 300_000
@@ -98,4 +128,4 @@ def test_add_to_one_collection_finishes_while_a_20000_value_nin_delete_runs_on_a
         assert len(latencies) >= 3, (latencies, delete_time, idle)
         assert max(latencies) < delete_time[0] / 2, (latencies, delete_time, idle)
     finally:
-        client._db.close()
+        client.close()

@@ -43,6 +43,7 @@ from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, Changes, CollectionRecor
                        WriteResult, add_without_vectors, new_ids_without_vectors, some_ids)
 from chroma.db.sql import Dialect, compile_clause
 from chroma.filters import Clause, reads_document
+from chroma.locks import KeyedLocks
 
 _ITEM_COLUMNS = {
     "collection_id": "String",
@@ -191,6 +192,10 @@ class Clickhouse(DB):
         self._db = database
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        """Held by writes to the collections table as a whole (create, rename, drop, reset)."""
+        self._collection_locks = KeyedLocks()
+        """Held by every write to one collection (before ``_write_lock``), so that a long write to one
+        collection holds up no write to another."""
         self._clock = _Clock()
         self._closed = False
         self._clients: list = []
@@ -328,7 +333,8 @@ class Clickhouse(DB):
         return self._collections("1", {})
 
     def update_collection(self, collection_id: str, name: Any = UNCHANGED, metadata: Any = UNCHANGED) -> CollectionRecord:
-        with self._write_lock:
+        # The collection's lock too: a write fixing its dimension rewrites the same record.
+        with self._collection_locks.hold(collection_id), self._write_lock:
             record = self._collection(collection_id)
             if name is not UNCHANGED and name != record.name:
                 if self._collections("cname = %(name)s", {"name": name}):
@@ -347,15 +353,19 @@ class Clickhouse(DB):
             return record
 
     def delete_collection(self, name: str) -> str:
-        with self._write_lock:
-            record = self.get_collection(name)
-            self._write_collection(record, deleted=True)
-            # Its rows are unreachable now; reclaim the space in the background.
-            for table in ("items", "commits", "index_snapshots"):
-                self._client().command(
-                    f"ALTER TABLE {self._db}.{table} DELETE WHERE collection_id = %(cid)s", {"cid": record.id}
-                )
-        return record.id
+        while True:
+            found = self.get_collection(name)
+            with self._collection_locks.hold(found.id), self._write_lock:
+                record = self.get_collection(name)
+                if record.id != found.id:
+                    continue  # replaced under that name meanwhile: lock the new one
+                self._write_collection(record, deleted=True)
+                # Its rows are unreachable now; reclaim the space in the background.
+                for table in ("items", "commits", "index_snapshots"):
+                    self._client().command(
+                        f"ALTER TABLE {self._db}.{table} DELETE WHERE collection_id = %(cid)s", {"cid": record.id}
+                    )
+                return record.id
 
     def reset(self) -> None:
         with self._write_lock:
@@ -509,7 +519,7 @@ class Clickhouse(DB):
         self._insert_rows(self._item_rows(staged, positions, chunk, current))
 
     def commit_staged(self, staged: StagedWrite, dimension: Optional[int]) -> None:
-        with self._write_lock:
+        with self._collection_locks.hold(staged.collection_id):
             record = self._collection(staged.collection_id)
             probe = None if dimension is None else np.empty((0, dimension), dtype=np.float32)
             fixed = self._fix_dimension(record, probe)
@@ -530,19 +540,19 @@ class Clickhouse(DB):
     def add(self, collection_id: str, batch: Batch) -> WriteResult:
         if batch.without_embedding():
             raise add_without_vectors(batch.without_embedding())
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             return self._write(collection_id, batch, allow_new=True, allow_old=False)
 
     def update(self, collection_id: str, batch: Batch) -> WriteResult:
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             return self._write(collection_id, batch, allow_new=False, allow_old=True)
 
     def upsert(self, collection_id: str, batch: Batch) -> WriteResult:
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             return self._write(collection_id, batch, allow_new=True, allow_old=True)
 
     def delete(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause]) -> np.ndarray:
-        with self._write_lock:
+        with self._collection_locks.hold(collection_id):
             self._collection(collection_id)
             rows = self._select(collection_id, ids, where, ["label", "id"], None, None)
             if not rows:
