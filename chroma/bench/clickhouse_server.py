@@ -39,6 +39,12 @@ _CONFIG = """<?xml version="1.0"?>
     <default_database>default</default_database>
     <mark_cache_size>268435456</mark_cache_size>
     <max_concurrent_queries>100</max_concurrent_queries>
+    <!-- A scratch server: the parts that merges replace go at once instead of after minutes,
+         so its data directory keeps few files and removing it is quick. -->
+    <merge_tree>
+        <old_parts_lifetime>1</old_parts_lifetime>
+        <cleanup_delay_period>1</cleanup_delay_period>
+    </merge_tree>
 </yandex>
 """
 
