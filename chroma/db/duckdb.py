@@ -671,6 +671,24 @@ def _nullable_strings(column: Any) -> list[Optional[str]]:
     return list(column)
 
 
+_MEMORY_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*", re.IGNORECASE)
+"""A size as DuckDB reads one; DuckDB itself takes some malformed sizes (``-5MB``) for its default."""
+
+
+def memory_limit(settings: Settings) -> str:
+    """``duckdb_memory_limit``, checked.
+
+    Raises:
+        ConfigurationError: it is not a size DuckDB reads as one.
+    """
+    value = settings.duckdb_memory_limit
+    if not _MEMORY_SIZE.fullmatch(value):
+        raise errors.ConfigurationError(
+            f"setting duckdb_memory_limit (CHROMA_DUCKDB_MEMORY_LIMIT) must be a size such as '64MB' or '1GiB' "
+            f"(units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB), got {value!r}")
+    return value.strip()
+
+
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -717,11 +735,15 @@ class PersistentDuckDB(DuckDB):
             self._generation += 1
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        # Only here: the file holds the data, so the buffer pool is a cache that can be
+        # bounded. The in-memory DB's data is its buffer pool; capped, it would spill to a
+        # temporary directory in the working directory.
+        limit = memory_limit(self._settings)
         directory = os.path.abspath(self._settings.persist_directory)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, self.FILE_NAME)
         try:
-            return duckdb.connect(path)
+            return duckdb.connect(path, config={"memory_limit": limit})
         except duckdb.Error as exc:
             corrupt = self._storage_error(exc)
             if corrupt is not None:
