@@ -284,7 +284,7 @@ class Local(API):
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if cached.metadata is None:
-                    cached.metadata = MetadataColumns(*self._db.load_metadata(collection_id))
+                    cached.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id))
         return cached.metadata
 
     def _catch_up(self, collection_id: str) -> None:

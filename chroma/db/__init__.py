@@ -19,7 +19,7 @@ import abc
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 DB_CLOSED = "this chroma DB was closed (every client of its store was closed)"
 UNCHANGED: Any = object()
 """Marks an argument of ``update_collection`` that keeps its stored value."""
+
+LOAD_CHUNK_ROWS = 10_000
+"""Items per chunk of ``DB.load_metadata``."""
 
 
 def some_ids(ids: Sequence[str], shown: int = 10) -> str:
@@ -284,8 +287,10 @@ class DB(abc.ABC):
         """``(labels, ids)`` of every item, in any order."""
 
     @abc.abstractmethod
-    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
-        """``(labels, metadatas)`` of every item that has metadata."""
+    def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
+        """``(labels, metadatas)`` of every item that has metadata, in chunks of about
+        ``LOAD_CHUNK_ROWS`` items: a collection's metadata as dicts costs many times its stored
+        JSON, so the reader holds one chunk of them at a time. Raises CollectionNotFound at once."""
 
     def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
         """``(labels, documents, metadatas)`` of every item, each metadata as compact JSON (or None)."""

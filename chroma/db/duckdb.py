@@ -28,7 +28,7 @@ import numpy as np
 from chroma import errors
 from chroma.config import Settings
 from chroma.db import arrow_columns as arrow
-from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
+from chroma.db import (DB, DB_CLOSED, LOAD_CHUNK_ROWS, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
                        new_ids_without_vectors, some_ids)
 from chroma.db.arrow_columns import pa
 from chroma.db.sql import compile_clause, compile_label_set
@@ -622,14 +622,18 @@ class DuckDB(DB):
         return np.asarray(columns["label"], dtype=np.int64), columns["id"]
 
     @_storage_errors
-    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
-        cursor = self._cursor()
-        self._collection(cursor, collection_id)
-        columns = cursor.execute(
-            "SELECT label, metadata FROM embeddings WHERE collection_id = ? AND metadata IS NOT NULL", [collection_id]
-        ).fetchnumpy()
-        # one parse of one JSON array: a fraction of the cost of a json.loads per item
-        return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
+    def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
+        # a cursor of its own: the chunks are read between the caller's other statements
+        cursor = self._cursor().cursor()
+        try:
+            self._collection(cursor, collection_id)
+            cursor.execute(
+                "SELECT label, metadata FROM embeddings WHERE collection_id = ? AND metadata IS NOT NULL",
+                [collection_id])
+        except BaseException:
+            cursor.close()
+            raise
+        return _metadata_chunks(cursor)
 
     @_storage_errors
     def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
@@ -661,6 +665,17 @@ class DuckDB(DB):
         if not self._closed:
             self._closed = True
             self._con.close()
+
+
+def _metadata_chunks(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list[dict]]]:
+    with cursor:
+        while True:
+            rows = cursor.fetchmany(LOAD_CHUNK_ROWS)
+            if not rows:
+                return
+            labels, texts = zip(*rows)
+            # one parse of one JSON array: a fraction of the cost of a json.loads per item
+            yield np.array(labels, dtype=np.int64), json.loads("[" + ",".join(texts) + "]")
 
 
 def _nullable_strings(column: Any) -> list[Optional[str]]:
