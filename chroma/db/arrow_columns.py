@@ -62,18 +62,24 @@ def bools(values: Sequence[bool]) -> "pa.Array":
 def strings(values: Sequence[Optional[str]]) -> "pa.Array":
     """A string column; None entries are nulls."""
     count = len(values)
-    encoded = [b"" if value is None else value.encode() for value in values]
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=count), out=offsets[1:])
-    large = offsets[-1] > _MAX_STRING_BYTES
-    if not large:
-        offsets = offsets.astype(np.int32)
     validity = None
-    if any(value is None for value in values):
+    texts: Sequence[Optional[str]] = values
+    if None in values:
         present = np.fromiter((value is not None for value in values), dtype=bool, count=count)
         validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+        texts = ["" if value is None else value for value in values]
+    joined = "".join(texts)  # type: ignore[arg-type]
+    data = joined.encode()
+    if len(data) == len(joined):  # all ASCII: a text's length in characters is its length in bytes
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)  # type: ignore[arg-type]
+    else:
+        lengths = np.fromiter((len(text.encode()) for text in texts), dtype=np.int64, count=count)  # type: ignore[union-attr]
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    large = len(data) > _MAX_STRING_BYTES
     return pa.Array.from_buffers(pa.large_string() if large else pa.string(), count,
-                                 [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+                                 [validity, pa.py_buffer(offsets if large else offsets.astype(np.int32)),
+                                  pa.py_buffer(data)])
 
 
 def nulls(count: int, arrow_type: "pa.DataType") -> "pa.Array":
