@@ -282,6 +282,13 @@ class DB(abc.ABC):
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, embeddings)`` of every item, to build an index from."""
 
+    def load_vector_chunks(self, collection_id: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``load_vectors`` in chunks of about ``LOAD_CHUNK_ROWS`` items, in the same order, so that an
+        index is built holding one chunk of vectors beside its own copy rather than all of them
+        (twice, where the DB's answer and the array are two copies). Raises CollectionNotFound at
+        once. This default reads them all in one chunk."""
+        return iter([self.load_vectors(collection_id)])
+
     @abc.abstractmethod
     def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
         """``(labels, ids)`` of every item, in any order."""

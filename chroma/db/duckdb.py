@@ -610,6 +610,20 @@ class DuckDB(DB):
         ).to_arrow_table()
         return arrow.int64s_of(table["label"]), arrow.vectors_of(table["embedding"], record.dimension or 0)
 
+    @_storage_errors
+    def load_vector_chunks(self, collection_id: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # a cursor of its own: the index takes each chunk between the caller's other statements
+        cursor = self._cursor().cursor()
+        try:
+            record = self._collection(cursor, collection_id)
+            # a relation's reader streams; a DB-API result's is a copy of every row first
+            reader = cursor.sql("SELECT label, embedding FROM embeddings WHERE collection_id = ?",
+                                params=[collection_id]).to_arrow_reader(LOAD_CHUNK_ROWS)
+        except BaseException:
+            cursor.close()
+            raise
+        return _vector_chunks(cursor, reader, record.dimension or 0)
+
     # The next three run when a reopened collection answers its first query:
     # NumPy fetches, so that they need no pyarrow.
     @_storage_errors
@@ -665,6 +679,14 @@ class DuckDB(DB):
         if not self._closed:
             self._closed = True
             self._con.close()
+
+
+def _vector_chunks(cursor: duckdb.DuckDBPyConnection, reader: Any,
+                   dimension: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    with cursor:
+        for batch in reader:
+            if batch.num_rows:
+                yield arrow.int64s_of(batch.column("label")), arrow.vectors_of(batch.column("embedding"), dimension)
 
 
 def _metadata_chunks(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list[dict]]]:
