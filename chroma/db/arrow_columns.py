@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union, cast
 
 import numpy as np
 
@@ -63,17 +63,17 @@ def strings(values: Sequence[Optional[str]]) -> "pa.Array":
     """A string column; None entries are nulls."""
     count = len(values)
     validity = None
-    texts: Sequence[Optional[str]] = values
+    texts = cast(Sequence[str], values)
     if None in values:
         present = np.fromiter((value is not None for value in values), dtype=bool, count=count)
         validity = pa.py_buffer(np.packbits(present, bitorder="little"))
         texts = ["" if value is None else value for value in values]
-    joined = "".join(texts)  # type: ignore[arg-type]
+    joined = "".join(texts)
     data = joined.encode()
     if len(data) == len(joined):  # all ASCII: a text's length in characters is its length in bytes
-        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)  # type: ignore[arg-type]
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=count)
     else:
-        lengths = np.fromiter((len(text.encode()) for text in texts), dtype=np.int64, count=count)  # type: ignore[union-attr]
+        lengths = np.fromiter((len(text.encode()) for text in texts), dtype=np.int64, count=count)
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     large = len(data) > _MAX_STRING_BYTES

@@ -202,6 +202,14 @@ class DuckDB(DB):
             self._local.generation = self._generation
         return cursor
 
+    def _side_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own, for a read streamed in chunks while the thread's cursor runs other
+        statements in between; interrupt() reaches it too."""
+        cursor = self._cursor().cursor()
+        with self._cursors_lock:
+            self._cursors.add(cursor)
+        return cursor
+
     @contextmanager
     def _transaction(self, collection_id: Optional[str] = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write transaction; one that writes to a collection names it."""
@@ -612,8 +620,7 @@ class DuckDB(DB):
 
     @_storage_errors
     def load_vector_chunks(self, collection_id: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        # a cursor of its own: the index takes each chunk between the caller's other statements
-        cursor = self._cursor().cursor()
+        cursor = self._side_cursor()
         try:
             record = self._collection(cursor, collection_id)
             # a relation's reader streams; a DB-API result's is a copy of every row first
@@ -637,8 +644,7 @@ class DuckDB(DB):
 
     @_storage_errors
     def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
-        # a cursor of its own: the chunks are read between the caller's other statements
-        cursor = self._cursor().cursor()
+        cursor = self._side_cursor()
         try:
             self._collection(cursor, collection_id)
             cursor.execute(
