@@ -53,20 +53,25 @@ def test_a_malformed_limit_is_a_configuration_error(tmp_path, value):
     assert not (tmp_path / PersistentDuckDB.FILE_NAME).exists()
 
 
-def test_the_default_cap_takes_the_largest_add_the_default_bounds_accept(tmp_path):
+def largest_add() -> Batch:
+    """At least as large as any add the default bounds accept: every byte of the largest body a
+    vector (as many float32s as fit), for as many rows as accepted."""
     bounds = Settings()
     rows = bounds.max_batch_size
-    # every byte of the largest body a vector: as many float32s as fit, for as many rows as
-    # accepted (so at least as large as any add those bounds let through)
     dimension = bounds.max_request_bytes // (4 * rows)
-    vectors = np.random.default_rng(3).random((rows, dimension), dtype=np.float32)
-    ids = [f"item-{i}" for i in range(rows)]
+    return Batch(ids=[f"item-{i}" for i in range(rows)],
+                 embeddings=np.random.default_rng(3).random((rows, dimension), dtype=np.float32),
+                 metadatas=[{"row": i} for i in range(rows)], documents=None)
+
+
+def test_the_default_cap_takes_the_largest_add_the_default_bounds_accept(tmp_path):
+    batch = largest_add()
+    rows, ids, vectors = len(batch.ids), batch.ids, batch.embeddings
     db = PersistentDuckDB(Settings(persist_directory=str(tmp_path)))
     try:
         assert memory_limit_of(db) == "61.0 MiB"
         collection = db.create_collection("largest", None)
-        db.add(collection.id, Batch(ids=ids, embeddings=vectors, metadatas=[{"row": i} for i in range(rows)],
-                                    documents=None))
+        db.add(collection.id, batch)
         assert db.count(collection.id) == rows
     finally:
         db.close()
@@ -76,5 +81,20 @@ def test_the_default_cap_takes_the_largest_add_the_default_bounds_accept(tmp_pat
         stored = db.get(collection.id, [ids[i] for i in picked], None, None, None, ["embeddings", "metadatas"])
         np.testing.assert_array_equal(stored.embeddings, vectors[picked])
         assert stored.metadatas == [{"row": i} for i in picked]
+    finally:
+        db.close()
+
+
+def test_a_cap_too_small_for_an_add_names_the_setting_and_writes_nothing(tmp_path):
+    db = PersistentDuckDB(Settings(persist_directory=str(tmp_path), duckdb_memory_limit="16MB"))
+    try:
+        collection = db.create_collection("too-small", None)
+        with pytest.raises(errors.ConfigurationError) as raised:
+            db.add(collection.id, largest_add())
+        assert "duckdb_memory_limit='16MB'" in str(raised.value)
+        assert db.count(collection.id) == 0
+        db.add(collection.id, Batch(ids=["small"], embeddings=np.ones((1, 671), dtype=np.float32), metadatas=None,
+                                    documents=None))
+        assert db.count(collection.id) == 1
     finally:
         db.close()

@@ -255,8 +255,13 @@ class DuckDB(DB):
         cursor.register(name, table)
         try:
             yield name
-        finally:
-            cursor.unregister(name)
+        except BaseException:
+            try:
+                cursor.unregister(name)
+            except duckdb.TransactionException:
+                pass  # the failure aborted the transaction: it is the error to raise, not this one
+            raise
+        cursor.unregister(name)
 
     def _collection(self, cursor: duckdb.DuckDBPyConnection, collection_id: str) -> CollectionRecord:
         row = _first(cursor.execute(
@@ -754,6 +759,11 @@ class PersistentDuckDB(DuckDB):
 
     def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
         message = str(failure)
+        if isinstance(failure, duckdb.OutOfMemoryException):
+            return errors.ConfigurationError(
+                f"DuckDB needed more memory for this call than duckdb_memory_limit="
+                f"{self._settings.duckdb_memory_limit!r} (CHROMA_DUCKDB_MEMORY_LIMIT) allows; nothing was written. "
+                f"Raise the limit or send smaller batches ({message.splitlines()[0]})")
         if not any(words in message for words in _CORRUPT):
             return super()._storage_error(failure)
         path = os.path.join(os.path.abspath(self._settings.persist_directory), self.FILE_NAME)
