@@ -6,7 +6,10 @@ a ~100-character document each (cosine). Rows: query with ``include=[]``,
 query filtered to 1%, add everything (timed until a query sees the last
 batch), query with the default include, get 1 id, get 1,000 ids, count (p50s),
 peak RSS of the process, reopen to first query with documents, and recall@10
-against exact ground truth computed here with numpy.
+against exact ground truth computed here with numpy. Then each process's memory
+step by step (RSS after opening, after loading the data, after the add, after
+the reads; peak RSS; DuckDB's buffer manager at the end), and with
+``--profile-add`` cProfile's view of each side's add.
 
 chromadb is never our dependency and its modules never meet ours: it is
 installed into a virtualenv of this benchmark's own (under the user's cache
@@ -25,8 +28,11 @@ nothing but numpy and the standard library.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import resource
 import shutil
 import subprocess
@@ -144,7 +150,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run_build(side: Side, data: Path, name: str, queries: int) -> dict:
+def rss_mb() -> float:
+    """The process's resident set now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def duckdb_buffer_mb() -> Optional[float]:
+    """What DuckDB's buffer manager holds now, for our side over DuckDB (None otherwise)."""
+    import chroma
+
+    db = chroma.get_db()
+    connection = getattr(db, "_con", None)  # a benchmark may look inside: there is no public figure
+    if connection is None:
+        return None
+    return connection.cursor().execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0] / 2**20
+
+
+BREAKDOWN = [
+    ("rss_open_mb", "RSS after imports and opening the client"),
+    ("rss_data_mb", "+ the data set held by the benchmark"),
+    ("rss_added_mb", "+ add everything (DB, index, derived state)"),
+    ("rss_queried_mb", "+ the queries, gets and counts"),
+    ("peak_rss_mb", "peak RSS"),
+    ("duckdb_mb", "of which DuckDB's buffer manager, at the end"),
+]
+
+
+def run_build(side: Side, data: Path, name: str, queries: int, profile_add: bool = False) -> dict:
+    client = side.open()
+    result: dict = {"rss_open_mb": rss_mb()}
     spec = json.loads((data / f"{name}.json").read_text())
     vectors = np.load(data / f"{name}.vectors.npy")
     probes = np.load(data / f"{name}.queries.npy")[:queries]
@@ -152,11 +190,13 @@ def run_build(side: Side, data: Path, name: str, queries: int) -> dict:
     ids = [f"id{i}" for i in range(n)]
     metadatas = [metadata_of(i) for i in range(n)]
     documents = spec["documents"]
-    client = side.open()
+    result["rss_data_mb"] = rss_mb()
     collection = client.create_collection("bench", metadata={"hnsw:space": spec["space"]})
-    result: dict = {}
+    profile = cProfile.Profile() if profile_add else None
 
     step = min(BATCH, side.largest_add(client))
+    if profile is not None:
+        profile.enable()
     start = time.perf_counter()
     for batch in range(0, n, BATCH):
         for first in range(batch, min(n, batch + BATCH), step):
@@ -166,6 +206,13 @@ def run_build(side: Side, data: Path, name: str, queries: int) -> dict:
     while collection.query(query_embeddings=vectors[n - 1 : n], n_results=1, include=[])["ids"][0] != [ids[n - 1]]:
         time.sleep(0.001)  # an index that catches up behind the add
     result["add_s"] = time.perf_counter() - start
+    if profile is not None:
+        profile.disable()
+        report = io.StringIO()
+        pstats.Stats(profile, stream=report).sort_stats("tottime").print_stats(15)
+        print(f"== where {side.side}'s add of {name} spends its time (cProfile, by own time)\n{report.getvalue()}",
+              file=sys.stderr)
+    result["rss_added_mb"] = rss_mb()
 
     singles = [probes[i : i + 1] for i in range(len(probes))]
     found = []
@@ -193,6 +240,8 @@ def run_build(side: Side, data: Path, name: str, queries: int) -> dict:
     if check["metadatas"] != [metadata_of(i) for i in expected] or (
             documents is not None and check["documents"] != [documents[i] for i in expected]):
         raise SystemExit(f"{side.side}: get returned other metadata or documents than were added")
+    result["rss_queried_mb"] = rss_mb()
+    result["duckdb_mb"] = duckdb_buffer_mb() if side.side == "ours" else None
     side.close(client)
     result["peak_rss_mb"] = peak_rss_mb()
     return result
@@ -214,7 +263,8 @@ def run_reopen(side: Side, data: Path, name: str) -> dict:
 def side_main(args: argparse.Namespace) -> None:
     side = Side(args.side, args.store)
     data = Path(args.data)
-    result = run_build(side, data, args.name, args.queries) if args.phase == "build" else run_reopen(side, data, args.name)
+    result = (run_build(side, data, args.name, args.queries, args.profile_add) if args.phase == "build"
+              else run_reopen(side, data, args.name))
     print(json.dumps(result))
 
 
@@ -245,16 +295,19 @@ def chromadb_python() -> Path:
     return python
 
 
-def run_side(python: Path, side: str, phase: str, name: str, data: Path, store: Path, queries: int) -> dict:
+def run_side(python: Path, side: str, phase: str, name: str, data: Path, store: Path, queries: int,
+             profile_add: bool = False) -> dict:
     environment = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     if side == "chromadb":
         environment.pop("PYTHONPATH", None)  # whatever points at our package stays on our side
     command = [str(python), os.path.abspath(__file__), "--side", side, "--phase", phase, "--name", name,
-               "--data", str(data), "--store", str(store), "--queries", str(queries)]
+               "--data", str(data), "--store", str(store), "--queries", str(queries)] + (["--profile-add"] if profile_add else [])
     # a neutral working directory: neither side imports the other's modules from it
     done = subprocess.run(command, capture_output=True, text=True, cwd=data, env=environment)
     if done.returncode != 0:
         raise RuntimeError(f"{side} {phase} on {name} failed:\n{done.stderr[-3000:]}")
+    if profile_add and done.stderr:
+        print(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -294,6 +347,21 @@ def print_table(name: str, shape: str, theirs: Optional[dict], ours: dict) -> No
             ratio = f"{other / mine:.2f}x"
         label = f"{label} [{unit}]" if unit else label
         print(f"| {label:<42} | {cell(other, unit):>10} | {cell(mine, unit):>10} | {ratio:>15} |")
+    print(f"\nmemory of each process, MB (RSS now at each step; the steps add up to the RSS after them)")
+    print(f"| {'step':<46} | {'chromadb':>10} | {'ours':>10} |")
+    print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|")
+    previous: dict = {}
+    for key, label in BREAKDOWN:
+        row = []
+        for result in (theirs, ours):
+            value = None if result is None else result.get(key)
+            if key.startswith("rss_") and key != "rss_open_mb" and value is not None:
+                row.append(f"+{value - previous[id(result)]:.0f}")
+            else:
+                row.append(cell(value, "MB"))
+            if key.startswith("rss_") and value is not None:
+                previous[id(result)] = value
+        print(f"| {label:<46} | {row[0]:>10} | {row[1]:>10} |")
 
 
 def main() -> None:
@@ -301,6 +369,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds); chromadb is skipped if it cannot be installed")
     parser.add_argument("--skip-chromadb", action="store_true", help="run our side only")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile-add", action="store_true", help="print cProfile's view of each side's add")
     # the side subprocess
     parser.add_argument("--side", choices=["chromadb", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["build", "reopen"], help=argparse.SUPPRESS)
@@ -339,7 +408,7 @@ def main() -> None:
                 sides["chromadb"] = theirs_python
             for side, python in sides.items():
                 store = root / f"{side}-{name}"
-                measured = run_side(python, side, "build", name, root, store, queries)
+                measured = run_side(python, side, "build", name, root, store, queries, args.profile_add)
                 measured.update(run_side(python, side, "reopen", name, root, store, queries))
                 measured["recall"] = recall(measured.pop("found"), truth)
                 results.setdefault(name, {})[side] = measured

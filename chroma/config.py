@@ -80,6 +80,11 @@ class Settings:
     model, all-MiniLM-L6-v2 (``chroma.embedding``; on the server for HTTP and Flight clients);
     ``none``: no default (documents need embeddings); else the dotted path
     ``package.module:name`` of a callable, or of a class instantiated without arguments."""
+    duckdb_memory_limit: str = "64MB"
+    """``persistent_duckdb``: the most memory DuckDB's buffer pool (its cache of the DB file and
+    the working memory of its statements) may take, as DuckDB writes sizes: ``64MB``, ``1GiB``
+    (units KB/MB/GB/TB, or KiB/MiB/GiB/TiB). The file holds the data, so this bounds a cache;
+    the in-memory ``duckdb``, whose data is that memory, takes no cap (docs/limits.md)."""
     num_threads: int = 0
     """Threads for index search; 0 means every core."""
     max_request_bytes: int = 256 * 2**20

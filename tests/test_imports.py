@@ -99,3 +99,32 @@ def test_the_default_model_loads_nothing_until_a_text_is_embedded():
         print(sorted(m for m in sys.modules if m.split('.')[0] in {'tokenizers', 'safetensors', 'huggingface_hub'}))
     """)
     assert output == "[]"
+
+
+def test_local_over_persistent_duckdb_never_imports_pandas(tmp_path):
+    # pyarrow's conversions import pandas when it is installed (tens of megabytes of memory);
+    # chroma.db.arrow_columns builds and reads the DB's Arrow batches without them
+    output = run_python(f"""
+        import sys
+        import numpy as np
+        import chroma
+        chroma.configure(api_impl="local", db_impl="persistent_duckdb", persist_directory={str(tmp_path)!r})
+        for reopened in (False, True):
+            client = chroma.get_api()
+            collection = client.get_or_create_collection("no-pandas")
+            if not reopened:
+                collection.add(ids=[str(i) for i in range(50)], embeddings=np.random.rand(50, 4),
+                               metadatas=[{{"n": i, "even": i % 2 == 0, "x": i / 2, "s": str(i)}} for i in range(50)],
+                               documents=[f"document {{i}}" for i in range(50)])
+                collection.update(ids=["1"], embeddings=[[0.5] * 4], documents=["changed"], metadatas=[{{"n": 1}}])
+                collection.delete(ids=["2"])
+            collection.query(query_embeddings=np.random.rand(1, 4), n_results=3)
+            collection.query(query_embeddings=np.random.rand(1, 4), n_results=3, where={{"n": {{"$gt": 3}}}})
+            collection.get(ids=["1"], include=["embeddings", "metadatas", "documents"])
+            collection.get(where_document={{"$contains": "document"}}, limit=5)
+            collection.count()
+            client.close()
+        import pyarrow
+        print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))
+    """)
+    assert output == "[]"

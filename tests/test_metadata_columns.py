@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chroma import errors
 from chroma.config import Settings
-from chroma.db import Batch
+from chroma.db import LOAD_CHUNK_ROWS, Batch
 from chroma.db.duckdb import DuckDB
 from chroma.filters import Contains, Logical, parse_where
 from chroma.index.metadata_columns import MetadataColumns
@@ -86,7 +87,7 @@ def test_matching_agrees_with_sql_on_edge_values():
             embeddings=np.zeros((len(EDGE_METADATAS), 2), dtype=np.float32),
             metadatas=EDGE_METADATAS, documents=None,
         ))
-        columns = MetadataColumns(*db.load_metadata(collection.id))
+        columns = MetadataColumns.from_chunks(db.load_metadata(collection.id))
         model = dict(zip(stored.labels.tolist(), EDGE_METADATAS))
         for where in EDGE_WHERES:
             clause = parse_where(where)
@@ -112,3 +113,28 @@ def test_document_clauses_are_refused():
     columns = MetadataColumns(np.array([1]), [{"k": 1}])
     with pytest.raises(ValueError, match="documents"):
         columns.matching(Logical("$and", (parse_where({"k": 1}), Contains("x", negate=False))))
+
+
+def test_the_metadata_loads_in_bounded_chunks():
+    items = 2 * LOAD_CHUNK_ROWS + 7
+    db = DuckDB(Settings())
+    try:
+        collection = db.create_collection("chunks", None)
+        metadatas = [{"n": i, "tag": f"t{i % 3}"} if i % 5 else None for i in range(items)]
+        stored = db.add(collection.id, Batch(ids=[f"i{n}" for n in range(items)],
+                                             embeddings=np.zeros((items, 2), dtype=np.float32),
+                                             metadatas=metadatas, documents=None))
+        chunks = list(db.load_metadata(collection.id))
+        assert len(chunks) > 1
+        assert all(len(labels) == len(dicts) <= LOAD_CHUNK_ROWS for labels, dicts in chunks)
+        loaded = {label: metadata for labels, dicts in chunks for label, metadata in zip(labels.tolist(), dicts)}
+        expected = {label: metadata for label, metadata in zip(stored.labels.tolist(), metadatas) if metadata}
+        assert loaded == expected
+        columns = MetadataColumns.from_chunks(db.load_metadata(collection.id))
+        assert len(columns) == len(expected)
+        assert sorted(columns.matching(parse_where({"tag": "t1"})).tolist()) == sorted(
+            label for label, metadata in expected.items() if metadata["tag"] == "t1")
+        with pytest.raises(errors.CollectionNotFound):
+            db.load_metadata("no-such-collection")
+    finally:
+        db.close()

@@ -236,14 +236,22 @@ class Local(API):
                 if snapshot is not None:
                     index, versions = snapshot
                 if index is None:
-                    vector_labels, vectors = self._db.load_vectors(record.id)
-                    index = self._index_class(vectors.shape[1], validation.space_of(metadata), params)
-                    index.add(vector_labels, vectors)
+                    index = self._built(record, params)
                 cached = self._cached[record.id] = CachedCollection(index, label_ids, versions)
                 cached.apply_settings(metadata)  # a saved file or snapshot may predate a modify()
                 if snapshot is not None:
                     self._catch_up(record.id)  # the batches committed after the snapshot was taken
         return cached
+
+    def _built(self, record: CollectionRecord, params: dict) -> Index:
+        """A new index of the collection's vectors, read from the DB a chunk at a time."""
+        space = validation.space_of(record.metadata or {})
+        index = None
+        for labels, vectors in self._db.load_vector_chunks(record.id):
+            if index is None:  # as wide as the stored vectors, whatever the record says
+                index = self._index_class(vectors.shape[1], space, params)
+            index.add(labels, vectors)
+        return self._index_class(record.dimension, space, params) if index is None else index
 
     def _load_snapshot(self, record: CollectionRecord) -> Optional[tuple[Index, frozenset]]:
         """The index snapshot a worker kept in the shared DB, and the versions it reflects; None if
@@ -284,7 +292,7 @@ class Local(API):
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if cached.metadata is None:
-                    cached.metadata = MetadataColumns(*self._db.load_metadata(collection_id))
+                    cached.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id))
         return cached.metadata
 
     def _catch_up(self, collection_id: str) -> None:

@@ -19,7 +19,7 @@ import abc
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 DB_CLOSED = "this chroma DB was closed (every client of its store was closed)"
 UNCHANGED: Any = object()
 """Marks an argument of ``update_collection`` that keeps its stored value."""
+
+LOAD_CHUNK_ROWS = 10_000
+"""Items per chunk of ``DB.load_metadata``."""
 
 
 def some_ids(ids: Sequence[str], shown: int = 10) -> str:
@@ -279,13 +282,22 @@ class DB(abc.ABC):
     def load_vectors(self, collection_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, embeddings)`` of every item, to build an index from."""
 
+    def load_vector_chunks(self, collection_id: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``load_vectors`` in chunks of about ``LOAD_CHUNK_ROWS`` items, in the same order, so that an
+        index is built holding one chunk of vectors beside its own copy rather than all of them
+        (twice, where the DB's answer and the array are two copies). Raises CollectionNotFound at
+        once. This default reads them all in one chunk."""
+        return iter([self.load_vectors(collection_id)])
+
     @abc.abstractmethod
     def load_ids(self, collection_id: str) -> tuple[np.ndarray, Sequence[str]]:
         """``(labels, ids)`` of every item, in any order."""
 
     @abc.abstractmethod
-    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
-        """``(labels, metadatas)`` of every item that has metadata."""
+    def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
+        """``(labels, metadatas)`` of every item that has metadata, in chunks of about
+        ``LOAD_CHUNK_ROWS`` items: a collection's metadata as dicts costs many times its stored
+        JSON, so the reader holds one chunk of them at a time. Raises CollectionNotFound at once."""
 
     def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
         """``(labels, documents, metadatas)`` of every item, each metadata as compact JSON (or None)."""

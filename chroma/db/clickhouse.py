@@ -32,14 +32,14 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import clickhouse_connect
 import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, StoredItems,
+from chroma.db import (DB, DB_CLOSED, LOAD_CHUNK_ROWS, UNCHANGED, Batch, Changes, CollectionRecord, IndexSnapshot, Records, StagedWrite, StoredItems,
                        WriteResult, add_without_vectors, new_ids_without_vectors, some_ids)
 from chroma.db.sql import Dialect, compile_clause
 from chroma.filters import Clause, reads_document
@@ -671,11 +671,14 @@ class Clickhouse(DB):
         rows = self._rows(f"SELECT label, id FROM {self._live(['label', 'id'])} ORDER BY label", {"cid": collection_id})
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
-    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
+    def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
         self._collection(collection_id)
         rows = self._rows(f"SELECT label, metadata FROM {self._live(['label', 'metadata'])} WHERE metadata IS NOT NULL",
                           {"cid": collection_id})
-        return np.array([r[0] for r in rows], dtype=np.int64), [json.loads(r[1]) for r in rows]
+        # the rows come in one answer; the dicts, many times their size, a chunk at a time
+        return ((np.array([r[0] for r in rows[start:start + LOAD_CHUNK_ROWS]], dtype=np.int64),
+                 [json.loads(r[1]) for r in rows[start:start + LOAD_CHUNK_ROWS]])
+                for start in range(0, len(rows), LOAD_CHUNK_ROWS))
 
     # other writers
     def versions(self, collection_id: str) -> frozenset:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import importlib
 import json
 import os
 import re
@@ -21,16 +20,17 @@ import threading
 import uuid
 import weakref
 from contextlib import contextmanager
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import duckdb
 import numpy as np
 
 from chroma import errors
 from chroma.config import Settings
-from chroma.db import (DB, DB_CLOSED, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
+from chroma.db import arrow_columns as arrow
+from chroma.db import (DB, DB_CLOSED, LOAD_CHUNK_ROWS, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
                        new_ids_without_vectors, some_ids)
+from chroma.db.arrow_columns import pa
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
 from chroma.locks import KeyedLocks
@@ -49,26 +49,6 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS embeddings_label ON embeddings (label)",
 ]
 
-
-class _ImportedOnFirstUse:
-    """A module imported when one of its attributes is first read."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._module: Optional[ModuleType] = None
-
-    def __getattr__(self, attribute: str) -> Any:
-        if self._module is None:
-            self._module = importlib.import_module(self._name)
-        return getattr(self._module, attribute)
-
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-else:
-    # Opening a DB and answering a reopened collection's first query need no
-    # pyarrow (NumPy fetches), and importing it costs tens of milliseconds.
-    pa = _ImportedOnFirstUse("pyarrow")
 
 _TABLES = ("collections", "counters", "embeddings", "metadata")
 _COLUMN = {"embeddings": "e.embedding", "documents": "e.document", "metadatas": "e.metadata"}
@@ -138,20 +118,6 @@ def _record(row: Sequence[Any]) -> CollectionRecord:
     return CollectionRecord(id=row[0], name=row[1], metadata=_metadata_from_json(row[2]), dimension=row[3])
 
 
-def _vector_column(embeddings: np.ndarray) -> pa.Array:
-    flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1))
-    return pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[1])
-
-
-def _vectors_from_arrow(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
-    """The rows of ``column`` as an (n, d) array; ``dimension`` gives the width of an empty one."""
-    if len(column) == 0:
-        return np.empty((0, dimension), dtype=np.float32)
-    values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    # the width comes from the rows themselves, whatever the collection's record said
-    return np.ascontiguousarray(values, dtype=np.float32).reshape(len(column), -1)
-
-
 def _metadata_rows(collection_id: str, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> pa.Table:
     """The typed ``metadata`` rows of a batch: one per (item, key), the value in the column of its type."""
     # One list of (label, key, value) per type, so each value costs three
@@ -169,21 +135,21 @@ def _metadata_rows(collection_id: str, labels: np.ndarray, metadatas: Sequence[O
             rows[0].append(label)
             rows[1].append(key)
             rows[2].append(value)
-    typed = (("string_value", str, pa.string()), ("int_value", int, pa.int64()),
-             ("float_value", float, pa.float64()), ("bool_value", bool, pa.bool_()))
+    typed = (("string_value", str, pa.string(), arrow.strings), ("int_value", int, pa.int64(), arrow.int64s),
+             ("float_value", float, pa.float64(), arrow.float64s), ("bool_value", bool, pa.bool_(), arrow.bools))
     parts = []
-    for _, kind, _ in typed:
+    for _, kind, _, _ in typed:
         row_labels, keys, values = by_type[kind]
         if not row_labels:
             continue
         count = len(row_labels)
-        columns = {name: pa.array(values, arrow_type) if column_kind is kind else pa.nulls(count, arrow_type)
-                   for name, column_kind, arrow_type in typed}
-        parts.append(pa.table({"label": pa.array(row_labels, pa.int64()),
-                               "collection_id": pa.array([collection_id] * count, pa.string()),
-                               "key": pa.array(keys, pa.string()), **columns}))
+        columns = {name: build(values) if column_kind is kind else arrow.nulls(count, arrow_type)
+                   for name, column_kind, arrow_type, build in typed}
+        parts.append(arrow.table({"label": arrow.int64s(row_labels),
+                                  "collection_id": arrow.strings([collection_id] * count),
+                                  "key": arrow.strings(keys), **columns}))
     if not parts:
-        return pa.table({"label": pa.array([], pa.int64())})
+        return arrow.table({"label": arrow.int64s([])})
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
@@ -236,6 +202,14 @@ class DuckDB(DB):
             self._local.generation = self._generation
         return cursor
 
+    def _side_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own, for a read streamed in chunks while the thread's cursor runs other
+        statements in between; interrupt() reaches it too."""
+        cursor = self._cursor().cursor()
+        with self._cursors_lock:
+            self._cursors.add(cursor)
+        return cursor
+
     @contextmanager
     def _transaction(self, collection_id: Optional[str] = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write transaction; one that writes to a collection names it."""
@@ -281,8 +255,13 @@ class DuckDB(DB):
         cursor.register(name, table)
         try:
             yield name
-        finally:
-            cursor.unregister(name)
+        except BaseException:
+            try:
+                cursor.unregister(name)
+            except duckdb.TransactionException:
+                pass  # the failure aborted the transaction: it is the error to raise, not this one
+            raise
+        cursor.unregister(name)
 
     def _collection(self, cursor: duckdb.DuckDBPyConnection, collection_id: str) -> CollectionRecord:
         row = _first(cursor.execute(
@@ -314,7 +293,7 @@ class DuckDB(DB):
 
     def _existing(self, cursor: duckdb.DuckDBPyConnection, collection_id: str, ids: list[str]) -> dict[str, int]:
         """id -> label for the ids of ``ids`` that are stored."""
-        asked = pa.table({"id": pa.array(ids, pa.string())})
+        asked = arrow.table({"id": arrow.strings(ids)})
         with self._registered(cursor, asked) as name:
             rows = cursor.execute(
                 f"SELECT e.id, e.label FROM embeddings e JOIN {name} a ON a.id = e.id WHERE e.collection_id = ?",
@@ -411,13 +390,13 @@ class DuckDB(DB):
         count = len(batch.ids)
         labels = self._next_labels(cursor, count)
         metadatas = batch.metadatas or [None] * count
-        table = pa.table(
+        table = arrow.table(
             {
-                "label": pa.array(labels),
-                "id": pa.array(batch.ids, pa.string()),
-                "embedding": _vector_column(batch.embeddings),
-                "document": pa.array(batch.documents or [None] * count, pa.string()),
-                "metadata": pa.array([_metadata_json(m) for m in metadatas], pa.string()),
+                "label": arrow.int64s(labels),
+                "id": arrow.strings(batch.ids),
+                "embedding": arrow.vectors(batch.embeddings),
+                "document": arrow.strings(batch.documents or [None] * count),
+                "metadata": arrow.strings([_metadata_json(m) for m in metadatas]),
             }
         )
         with self._registered(cursor, table) as name:
@@ -453,7 +432,7 @@ class DuckDB(DB):
         labels = np.array([existing[i] for i in batch.ids], dtype=np.int64)
         rows = batch.embedded_rows()
         if len(rows):
-            table = pa.table({"label": pa.array(labels[rows]), "embedding": _vector_column(batch.embeddings[rows])})
+            table = arrow.table({"label": arrow.int64s(labels[rows]), "embedding": arrow.vectors(batch.embeddings[rows])})
             with self._registered(cursor, table) as name:
                 cursor.execute(
                     f"UPDATE embeddings SET embedding = b.embedding::FLOAT[] FROM {name} b WHERE embeddings.label = b.label"
@@ -461,8 +440,8 @@ class DuckDB(DB):
         if batch.documents is not None:
             given = [(int(label), doc) for label, doc in zip(labels, batch.documents) if doc is not None]
             if given:
-                table = pa.table({"label": pa.array([g[0] for g in given], pa.int64()),
-                                  "document": pa.array([g[1] for g in given], pa.string())})
+                table = arrow.table({"label": arrow.int64s([g[0] for g in given]),
+                                     "document": arrow.strings([g[1] for g in given])})
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"UPDATE embeddings SET document = b.document FROM {name} b WHERE embeddings.label = b.label")
         if batch.metadatas is not None:
@@ -470,8 +449,8 @@ class DuckDB(DB):
             if given:
                 given_labels = np.array([g[0] for g in given], dtype=np.int64)
                 given_metadatas = [g[1] for g in given]
-                table = pa.table({"label": pa.array(given_labels),
-                                  "metadata": pa.array([_metadata_json(m) for m in given_metadatas], pa.string())})
+                table = arrow.table({"label": arrow.int64s(given_labels),
+                                     "metadata": arrow.strings([_metadata_json(m) for m in given_metadatas])})
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"UPDATE embeddings SET metadata = b.metadata FROM {name} b WHERE embeddings.label = b.label")
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
@@ -522,12 +501,12 @@ class DuckDB(DB):
             cursor = self._cursor()
             self._collection(cursor, collection_id)
             labels = self._select(cursor, collection_id, ids, where, ["e.label"], None, None)["label"]
-            labels = labels.to_numpy().astype(np.int64)
+            labels = arrow.int64s_of(labels)
             if not len(labels):
                 return labels
             with self._transaction(collection_id) as cursor:
                 self._collection(cursor, collection_id)  # not deleted (or reset) meanwhile
-                table = pa.table({"label": pa.array(labels)})
+                table = arrow.table({"label": arrow.int64s(labels)})
                 with self._registered(cursor, table) as name:
                     cursor.execute(f"DELETE FROM metadata WHERE label IN (SELECT label FROM {name})")
                     cursor.execute(f"DELETE FROM embeddings WHERE label IN (SELECT label FROM {name})")
@@ -551,8 +530,8 @@ class DuckDB(DB):
         asked_name = None
         if ids is not None:
             asked_name = f"asked_{uuid.uuid4().hex}"
-            cursor.register(asked_name, pa.table({"id": pa.array(ids, pa.string()),
-                                                  "pos": pa.array(np.arange(len(ids), dtype=np.int64))}))
+            cursor.register(asked_name, arrow.table({"id": arrow.strings(ids),
+                                                     "pos": arrow.int64s(np.arange(len(ids), dtype=np.int64))}))
             join = f"JOIN {asked_name} a ON a.id = e.id"
             order = "a.pos"
         sql = f"SELECT {', '.join(columns)} FROM embeddings e {join} WHERE e.collection_id = ?"
@@ -577,8 +556,8 @@ class DuckDB(DB):
     def _records(self, table: pa.Table, include: Sequence[str], dimension: Optional[int]) -> Records:
         return Records(
             ids=table["id"].to_pylist(),
-            labels=table["label"].to_numpy().astype(np.int64),
-            embeddings=_vectors_from_arrow(table["embedding"], dimension or 0) if "embeddings" in include else None,
+            labels=arrow.int64s_of(table["label"]),
+            embeddings=arrow.vectors_of(table["embedding"], dimension or 0) if "embeddings" in include else None,
             metadatas=[_metadata_from_json(m) for m in table["metadata"].to_pylist()] if "metadatas" in include else None,
             documents=table["document"].to_pylist() if "documents" in include else None,
         )
@@ -612,7 +591,7 @@ class DuckDB(DB):
             params=[asked.tolist()],
         ).to_arrow_table()
         row_of = {label: row for row, label in enumerate(table["label"].to_pylist())}
-        table = table.take(pa.array([row_of[label] for label in asked.tolist() if label in row_of], pa.int64()))
+        table = table.take(arrow.int64s([row_of[label] for label in asked.tolist() if label in row_of]))
         dimension = len(table["embedding"][0]) if "embeddings" in include and table.num_rows else 0
         return self._records(table, include, dimension)
 
@@ -623,7 +602,7 @@ class DuckDB(DB):
             condition, params = compile_clause(where)
             query = f"SELECT e.label FROM embeddings e WHERE e.collection_id = ? AND {condition}", [collection_id, *params]
         table = self._cursor().sql(query[0], params=query[1]).to_arrow_table()
-        return table["label"].to_numpy().astype(np.int64)
+        return arrow.int64s_of(table["label"])
 
     @_storage_errors
     def count(self, collection_id: str) -> int:
@@ -642,8 +621,20 @@ class DuckDB(DB):
         table = cursor.sql(
             "SELECT label, embedding FROM embeddings WHERE collection_id = ?", params=[collection_id]
         ).to_arrow_table()
-        labels = table["label"].to_numpy().astype(np.int64)
-        return labels, _vectors_from_arrow(table["embedding"], record.dimension or 0)
+        return arrow.int64s_of(table["label"]), arrow.vectors_of(table["embedding"], record.dimension or 0)
+
+    @_storage_errors
+    def load_vector_chunks(self, collection_id: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cursor = self._side_cursor()
+        try:
+            record = self._collection(cursor, collection_id)
+            # a relation's reader streams; a DB-API result's is a copy of every row first
+            reader = cursor.sql("SELECT label, embedding FROM embeddings WHERE collection_id = ?",
+                                params=[collection_id]).to_arrow_reader(LOAD_CHUNK_ROWS)
+        except BaseException:
+            cursor.close()
+            raise
+        return _vector_chunks(cursor, reader, record.dimension or 0)
 
     # The next three run when a reopened collection answers its first query:
     # NumPy fetches, so that they need no pyarrow.
@@ -657,14 +648,17 @@ class DuckDB(DB):
         return np.asarray(columns["label"], dtype=np.int64), columns["id"]
 
     @_storage_errors
-    def load_metadata(self, collection_id: str) -> tuple[np.ndarray, list[dict]]:
-        cursor = self._cursor()
-        self._collection(cursor, collection_id)
-        columns = cursor.execute(
-            "SELECT label, metadata FROM embeddings WHERE collection_id = ? AND metadata IS NOT NULL", [collection_id]
-        ).fetchnumpy()
-        # one parse of one JSON array: a fraction of the cost of a json.loads per item
-        return np.asarray(columns["label"], dtype=np.int64), json.loads("[" + ",".join(columns["metadata"]) + "]")
+    def load_metadata(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[dict]]]:
+        cursor = self._side_cursor()
+        try:
+            self._collection(cursor, collection_id)
+            cursor.execute(
+                "SELECT label, metadata FROM embeddings WHERE collection_id = ? AND metadata IS NOT NULL",
+                [collection_id])
+        except BaseException:
+            cursor.close()
+            raise
+        return _metadata_chunks(cursor)
 
     @_storage_errors
     def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
@@ -698,12 +692,49 @@ class DuckDB(DB):
             self._con.close()
 
 
+def _vector_chunks(cursor: duckdb.DuckDBPyConnection, reader: Any,
+                   dimension: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    with cursor:
+        for batch in reader:
+            if batch.num_rows:
+                yield arrow.int64s_of(batch.column("label")), arrow.vectors_of(batch.column("embedding"), dimension)
+
+
+def _metadata_chunks(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list[dict]]]:
+    with cursor:
+        while True:
+            rows = cursor.fetchmany(LOAD_CHUNK_ROWS)
+            if not rows:
+                return
+            labels, texts = zip(*rows)
+            # one parse of one JSON array: a fraction of the cost of a json.loads per item
+            yield np.array(labels, dtype=np.int64), json.loads("[" + ",".join(texts) + "]")
+
+
 def _nullable_strings(column: Any) -> list[Optional[str]]:
     """A fetched VARCHAR column as str and None (a masked array marks its NULLs)."""
     if isinstance(column, np.ma.MaskedArray):
         masks = np.ma.getmaskarray(column).tolist()
         return [None if masked else value for value, masked in zip(column.data.tolist(), masks)]
     return list(column)
+
+
+_MEMORY_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*", re.IGNORECASE)
+"""A size as DuckDB reads one; DuckDB itself takes some malformed sizes (``-5MB``) for its default."""
+
+
+def memory_limit(settings: Settings) -> str:
+    """``duckdb_memory_limit``, checked.
+
+    Raises:
+        ConfigurationError: it is not a size DuckDB reads as one.
+    """
+    value = settings.duckdb_memory_limit
+    if not _MEMORY_SIZE.fullmatch(value):
+        raise errors.ConfigurationError(
+            f"setting duckdb_memory_limit (CHROMA_DUCKDB_MEMORY_LIMIT) must be a size such as '64MB' or '1GiB' "
+            f"(units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB), got {value!r}")
+    return value.strip()
 
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
@@ -728,6 +759,11 @@ class PersistentDuckDB(DuckDB):
 
     def _storage_error(self, failure: duckdb.Error) -> Optional[errors.ChromaError]:
         message = str(failure)
+        if isinstance(failure, duckdb.OutOfMemoryException):
+            return errors.ConfigurationError(
+                f"DuckDB needed more memory for this call than duckdb_memory_limit="
+                f"{self._settings.duckdb_memory_limit!r} (CHROMA_DUCKDB_MEMORY_LIMIT) allows; nothing was written. "
+                f"Raise the limit or send smaller batches ({message.splitlines()[0]})")
         if not any(words in message for words in _CORRUPT):
             return super()._storage_error(failure)
         path = os.path.join(os.path.abspath(self._settings.persist_directory), self.FILE_NAME)
@@ -752,11 +788,15 @@ class PersistentDuckDB(DuckDB):
             self._generation += 1
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        # Only here: the file holds the data, so the buffer pool is a cache that can be
+        # bounded. The in-memory DB's data is its buffer pool; capped, it would spill to a
+        # temporary directory in the working directory.
+        limit = memory_limit(self._settings)
         directory = os.path.abspath(self._settings.persist_directory)
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, self.FILE_NAME)
         try:
-            return duckdb.connect(path)
+            return duckdb.connect(path, config={"memory_limit": limit})
         except duckdb.Error as exc:
             corrupt = self._storage_error(exc)
             if corrupt is not None:

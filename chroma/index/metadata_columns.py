@@ -29,7 +29,7 @@ value's kind (absent, int, float, str, bool), an int64 (the int, the bool as
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -110,6 +110,15 @@ class MetadataColumns:
         self._free: list[int] = []
         self._columns: dict[str, _Column] = {}
         self.replace(labels, metadatas)
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[dict]]]]) -> "MetadataColumns":
+        """Columns holding the ``(labels, metadatas)`` of each chunk in turn, so that only one
+        chunk of metadata dicts exists at a time (see ``DB.load_metadata``)."""
+        columns = cls()
+        for labels, metadatas in chunks:
+            columns.replace(labels, metadatas)
+        return columns
 
     def __len__(self) -> int:
         """Items that have metadata."""
