@@ -32,7 +32,6 @@ import celery
 import numpy as np
 
 from chroma import errors
-from chroma.collection import Collection
 from chroma.config import Settings, current_settings
 from chroma.db import Batch, StagedWrite
 
@@ -140,14 +139,14 @@ def _stage_rows(task: Any, payload: dict) -> dict:
         if payload["embed"]:
             # The default embedding function of the worker's own settings (a message never names
             # code for a worker to import), applied as a Collection does.
-            wanted, own = payload["embedding_function"], local._settings.embedding_function
+            wanted, own = payload["embedding_function"], local.settings.embedding_function
             if wanted != own:
                 raise errors.ConfigurationError(
                     f"the client embeds documents with embedding_function={wanted!r}, this worker has "
                     f"{own!r}; start workers with the same CHROMA_EMBEDDING_FUNCTION as the clients"
                 )
-            collection = Collection(local, payload["collection_id"], "", None, local._default_embedding_function)
-            embeddings = collection._write_embeddings(payload["ids"], None, payload["documents"], payload["required"])
+            embeddings = local.embed_for_write(payload["collection_id"], payload["ids"], payload["documents"],
+                                               payload["required"])
             chunk = arguments.batch(payload["ids"], embeddings, payload["metadatas"], payload["documents"])
         else:  # checked by the client already
             missing = payload["missing"]
@@ -161,7 +160,7 @@ def _stage_rows(task: Any, payload: dict) -> dict:
             existing=np.frombuffer(payload["existing"], dtype=bool),
             new_labels=tuple(payload["new_labels"]) if payload["new_labels"] else None,
         )
-        local._db.stage_rows(staged, range(len(chunk.ids)), chunk)
+        local.stage_rows(staged, chunk)
         dimension = None if chunk.embeddings is None else int(chunk.embeddings.shape[1])
         return {"dimension": dimension}
 
@@ -187,11 +186,10 @@ def _build_index(task: Any, payload: dict) -> dict:
 
     def work() -> dict:
         local = worker_api()
-        snapshot = local.index_snapshot(payload["collection_id"])
-        if snapshot is None:
+        versions = local.save_index_snapshot(payload["collection_id"])
+        if versions is None:
             return {"saved": False}
-        local._db.save_index_snapshot(payload["collection_id"], snapshot)
-        return {"saved": True, "versions": len(snapshot.versions)}
+        return {"saved": True, "versions": versions}
 
     return _reported(task, work)
 

@@ -155,8 +155,12 @@ def test_every_worker_killed_mid_add_is_an_error_and_nothing_is_written(services
         workers.append(start_workers(directory / "kill-all-later", settings, count=1)[0])
         time.sleep(4)
         assert collection.count() == 0
-        collection.add(ids=ids[:150], embeddings=vectors[:150])  # and the collection works on
-        assert collection.count() == 150
+        # And the collection works on, for a client with the default timeout: the new worker may
+        # still be busy with the dead one's task, longer than 4 s on a loaded machine.
+        patient = configured(api_impl="celery", celery_write_threshold=100, celery_chunk_size=50, celery_timeout=None,
+                             **settings).get_collection("bulk")
+        patient.add(ids=ids[:150], embeddings=vectors[:150])
+        assert patient.count() == 150 and collection.count() == 150
     finally:
         for worker in workers:
             worker.stop()

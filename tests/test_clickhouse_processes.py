@@ -104,7 +104,7 @@ def test_each_process_sees_the_others_writes_on_its_next_call(both):
     collection = client.create_collection(COLLECTION)
     collection.add(ids=[f"p{i}" for i in range(10)], embeddings=[[float(i), 0.0] for i in range(10)])
     assert nearest(collection, [0.0, 0.0], 2) == ["p0", "p1"]  # A's index is cached now
-    index = client._cached[collection.id].index
+    index = client._engine.loaded(collection.id).index
 
     # B sees A's add, then writes; A's next query sees each write.
     assert peer.query([9.0, 0.0], 2) == ["p9", "p8"]
@@ -119,7 +119,7 @@ def test_each_process_sees_the_others_writes_on_its_next_call(both):
     assert nearest(collection, [0.0, 0.0], 2) == ["p6", "b"]
     assert collection.count() == 10
     # caught up in place: the same index object, holding exactly the stored items
-    assert client._cached[collection.id].index is index
+    assert client._engine.loaded(collection.id).index is index
     assert len(index) == 10
 
     # A writes; B's cached index (loaded by its first query above) sees each write.

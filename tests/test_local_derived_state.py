@@ -97,7 +97,7 @@ def test_a_hit_whose_item_left_the_map_is_dropped_and_ties_come_by_insertion(loc
     assert got["ids"] == [["near", "tie-1", "tie-2"], ["far", "tie-2", "near"]]
     # what a delete committed between the search and the lookup looks like: the map no longer
     # holds the item the index still returns; the answer leaves it out instead of failing
-    cached = local._cached[collection.id]
+    cached = local._engine.loaded(collection.id)
     cached.ids.remove(np.asarray(cached.ids.labels()[1:2]))  # "tie-1"
     got = collection.query(query_embeddings=[[0.0, 0.0]], n_results=3, include=["distances"])
     assert got["ids"] == [["near", "tie-2"]]
@@ -107,7 +107,7 @@ def test_a_hit_whose_item_left_the_map_is_dropped_and_ties_come_by_insertion(loc
 def test_an_add_returns_before_its_index_update_and_a_query_waits_for_it(local):
     collection = local.create_collection("behind")
     collection.add(ids=["a"], embeddings=[[0.0, 0.0]])
-    cached = local._cached[collection.id]
+    cached = local._engine.loaded(collection.id)
     gate, index_add = threading.Event(), cached.index.add
 
     def gated_add(labels, vectors):
@@ -130,7 +130,7 @@ def test_an_add_returns_before_its_index_update_and_a_query_waits_for_it(local):
 def test_a_failed_index_update_drops_the_derived_state_and_the_next_query_reloads_it(local):
     collection = local.create_collection("reload")
     collection.add(ids=["a"], embeddings=[[0.0, 0.0]])
-    cached = local._cached[collection.id]
+    cached = local._engine.loaded(collection.id)
 
     def failing_add(labels, vectors):
         raise MemoryError("no room for the graph")
@@ -138,6 +138,6 @@ def test_a_failed_index_update_drops_the_derived_state_and_the_next_query_reload
     cached.index.add = failing_add
     with pytest.warns(RuntimeWarning, match="dropped, rebuilt on next use"):
         collection.add(ids=["b"], embeddings=[[1.0, 0.0]])
-        local._settle()
-    assert collection.id not in local._cached
+        collection.count()  # a read waits for the queued update
+    assert local._engine.loaded(collection.id) is None
     assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=[])["ids"] == [["b", "a"]]

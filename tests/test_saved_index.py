@@ -23,7 +23,7 @@ def close() -> None:
 
 def slots(client: chroma.API, collection_id: str) -> int:
     """Node slots of the collection's core index: a rebuild from the DB has no deleted ones."""
-    return client._cached[collection_id].index._core._slots
+    return client._engine.loaded(collection_id).index._core._slots
 
 
 def test_reopen_loads_the_saved_index_and_a_write_invalidates_it(tmp_path):

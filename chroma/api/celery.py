@@ -31,7 +31,6 @@ time); an unreachable broker raises ``ServerUnavailable`` within seconds.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Optional, Sequence
 
@@ -40,11 +39,12 @@ from kombu.utils.url import maybe_sanitize_url
 
 from chroma import embedding, errors, worker
 from chroma.api import arguments
-from chroma.api.local import Local, check_query_dimension
+from chroma.api.local import Local
+from chroma.engine import check_query_dimension
+from chroma.index import Persistent
 from chroma.collection import NO_EMBEDDING_FUNCTION
 from chroma.config import Settings
 from chroma.db import DB, Batch, CollectionRecord, StoredItems, WriteResult, add_without_vectors
-from chroma.index.cached import CachedCollection
 from chroma.types import EmbeddingFunction, QueryResult
 
 BROKER_CONNECT_SECONDS = 3.0
@@ -191,7 +191,8 @@ class Celery(Local):
                 raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
             if not has_vector.all():
                 raise add_without_vectors([i for i, present in zip(batch.ids, has_vector) if not present])
-        with self._collection_locks.hold(collection_id), self._write_lock:
+        engine = self._engine
+        with engine.exclusive(collection_id):
             staged = self._db.plan_write(collection_id, batch.ids, has_vector, allow_new=operation != "update",
                                          allow_old=operation != "add")
             size = self._settings.celery_chunk_size
@@ -228,21 +229,20 @@ class Celery(Local):
                 # the workers embedded reaches it with the next query's catch-up instead. Unlike
                 # Local, an unloaded collection stays so: a worker builds its index when first needed.
                 embedded = np.flatnonzero(has_vector)
-                self._apply_to_loaded(collection_id, WriteResult(
+                engine.committed(collection_id, WriteResult(
                     labels=staged.labels[embedded],
                     embeddings=batch.embeddings[embedded] if len(embedded) else None,
                     version=staged.version,
                     items=StoredItems(staged.labels, batch.ids, batch.metadatas, batch.documents),
-                ))
+                ), load_if_absent=False)
 
     # --- index builds -------------------------------------------------------------------------------
-    def _load(self, record: CollectionRecord) -> Optional[CachedCollection]:
-        if (record.id not in self._cached and record.dimension is not None
-                and hasattr(self._index_class, "from_bytes")
+    def _build_on_worker(self, record: CollectionRecord) -> None:
+        """Before a collection's state loads here (``chroma.engine.PrepareLoad``): a worker builds a
+        large collection's index and leaves a snapshot in the DB, which the load then takes."""
+        if (issubclass(self._index_class, Persistent)
                 and self._db.count(record.id) >= self._settings.celery_write_threshold):
-            # A worker builds the index and leaves a snapshot in the DB, which Local's load then takes.
             self._run(worker.BUILD_INDEX, [{"collection_id": record.id}])
-        return super()._load(record)
 
     # --- large query batches ------------------------------------------------------------------------
     def _query(
@@ -256,7 +256,7 @@ class Celery(Local):
     ) -> QueryResult:
         checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
         if len(checked.queries) < self._settings.celery_query_threshold:
-            return self._query_checked(collection_id, checked)
+            return self._query_checked(collection_id, checked, self._build_on_worker)
         check_query_dimension(checked.queries, self._db.get_collection_by_id(collection_id).dimension)
         size = self._settings.celery_query_chunk_size
         payloads = [{

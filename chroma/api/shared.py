@@ -3,7 +3,7 @@
 Two clients of one persistent directory or of one ClickHouse database in one
 process must each see the other's writes at once, and DuckDB opens a file
 once. So a :class:`chroma.api.local.Local` owns neither its DB nor its derived
-state (``chroma.index.cached``: vector indexes, label -> id maps, metadata
+state (``chroma.engine``: vector indexes, label -> id maps, metadata
 columns): it holds a reference on a :class:`SharedStore`, found in a table by
 ``DB.store_key``, and the last reference released closes it (saving the
 indexes of a persistent DB, then closing the DB). A store without a key (an
@@ -14,81 +14,42 @@ from __future__ import annotations
 
 import atexit
 import threading
-import warnings
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Optional
 
 from chroma import errors, registry
-from chroma.api.behind import Behind
 from chroma.config import Settings
 from chroma.db import DB
-from chroma.index.cached import CachedCollection
-from chroma.index.saved import SavedIndexes
-from chroma.locks import KeyedLocks
+from chroma.engine import Engine
 
 
 class SharedStore:
-    """One DB and what is derived from it, with the lock that orders writes and the thread
-    that applies them to the derived state (``chroma.api.behind``)."""
+    """One DB and the engine that owns what is derived from it (``chroma.engine``)."""
 
     def __init__(self, key: Optional[Hashable], settings: Settings, db: DB, owns_db: bool) -> None:
         self.key = key
         self.db = db
         self.index_impl = settings.index_impl
         self.index_class = registry.lookup("index_impl", settings.index_impl)
-        self.cached: dict[str, CachedCollection] = {}
-        self.write_lock = threading.RLock()
-        self.collection_locks = KeyedLocks()
-        """Held (before ``write_lock``) by a collection's writes and the loads of its derived state."""
-        self.behind = Behind()
-        """Runs the derived updates of committed writes; submitted to under the write lock."""
-        # A persistent DB keeps its indexes on close, so a reopen need not rebuild them.
-        self.saved = SavedIndexes(settings.persist_directory if settings.db_impl == "persistent_duckdb" else None)
+        self.engine = Engine(db, self.index_class, type(db).index_files_directory(settings))
         self.closed = False
         self._owns_db = owns_db
         self._users = 0
-
-    def settle(self) -> None:
-        """Waits for the derived updates of the writes that have returned (see chroma.api.behind)."""
-        if not self.behind.settle():
-            self.cached.clear()  # a fork lost the parent's queued updates: reload from the DB
-
-    def derived_step(self, collection_id: str, step: Callable[[], None]) -> None:
-        """Runs ``step`` on the derived state of a collection whose DB change is committed.
-
-        If it fails, the derived state is dropped (the next query reloads it
-        from the DB) rather than a failure reported for a committed change.
-        """
-        try:
-            step()
-        except errors.CollectionNotFound:
-            self.cached.pop(collection_id, None)  # deleted (or reset) since: nothing to keep current
-        except Exception as exc:
-            self.cached.pop(collection_id, None)
-            warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
-                          f"{exc!r}", RuntimeWarning, stacklevel=5)
+        self._close_lock = threading.Lock()
 
     def close(self) -> None:
-        """Saves the loaded indexes of a persistent DB (see chroma.index.saved), stops the derived-update
-        thread, and closes the DB if this store opened it. Closing twice is harmless."""
-        with self.write_lock:
+        """Closes the engine (which saves the loaded indexes of a persistent DB), then the DB if
+        this store opened it. Closing twice is harmless."""
+        with self._close_lock:
             if self.closed:
                 return
             self.closed = True
             try:
-                self.settle()
+                self.engine.close()
             finally:
-                self.behind.close()
-            try:
-                saved = {cid: (cached.index, self.db.state_marker(cid)) for cid, cached in self.cached.items()}
-            except errors.ChromaError:
-                saved = None  # the DB is closed or a collection gone: nothing can be saved against it
-            if saved is not None:
-                self.saved.save_all(saved)
-            self.cached.clear()
-            if self._owns_db:
-                self.db.close()
+                if self._owns_db:
+                    self.db.close()
 
 
 _lock = threading.RLock()

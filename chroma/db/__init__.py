@@ -202,6 +202,13 @@ class DB(abc.ABC):
         that no other client can open (in memory)."""
         return None
 
+    @classmethod
+    def index_files_directory(cls, settings: "Settings") -> Optional[str]:
+        """Where a client keeps its loaded indexes on close, so that a reopen need not rebuild them
+        (``chroma.index.saved``); None for a store whose indexes are not kept beside it (in memory,
+        or shared by processes, which keep snapshots in the DB instead)."""
+        return None
+
     # collections
     @abc.abstractmethod
     def create_collection(self, name: str, metadata: Optional[dict]) -> CollectionRecord:

@@ -754,6 +754,10 @@ class PersistentDuckDB(DuckDB):
     def store_key(cls, settings: Settings) -> tuple:
         return ("persistent_duckdb", os.path.realpath(settings.persist_directory))
 
+    @classmethod
+    def index_files_directory(cls, settings: Settings) -> Optional[str]:
+        return settings.persist_directory
+
     def _location(self) -> str:
         return f"persist_directory {os.path.abspath(self._settings.persist_directory)!r}"
 

@@ -10,6 +10,7 @@ core), ``hnswlib`` (the hnswlib package; extra ``hnswlib``).
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -52,6 +53,34 @@ class Index(abc.ABC):
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
+
+
+class Persistent(abc.ABC):
+    """An index that can be kept, so that it need not be rebuilt from the DB: in a file beside a
+    persistent DB (``chroma.index.saved``), or as bytes in a DB shared by processes (index
+    snapshots, which ``chroma.api.Celery``'s workers build). An index without it is rebuilt."""
+
+    @abc.abstractmethod
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the index to ``path`` atomically."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: str | os.PathLike) -> Index:
+        """The index saved at ``path``, checked before use (raises IndexFileError)."""
+
+    @abc.abstractmethod
+    def labels(self) -> np.ndarray:
+        """The live labels, ascending: a kept index is checked against the DB's before use."""
+
+    @abc.abstractmethod
+    def to_bytes(self) -> bytes:
+        """The index as bytes, for keeping it in a shared DB."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_bytes(cls, data: bytes) -> Index:
+        """The index that :meth:`to_bytes` gave, checked before use (raises IndexFileError)."""
 
 
 def as_labels(labels: np.ndarray) -> np.ndarray:

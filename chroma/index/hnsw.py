@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from chroma import _core, errors
-from chroma.index import DEFAULT_SEARCH_EF
+from chroma.index import DEFAULT_SEARCH_EF, Persistent
 from chroma.index.core import CoreIndex
 
 DEFAULT_M = 16
@@ -25,7 +25,7 @@ def index_params(params: dict[str, Any]) -> tuple[int, int, int]:
     )
 
 
-class HnswIndex(CoreIndex):
+class HnswIndex(CoreIndex, Persistent):
     """HNSW in the compiled core: parallel build, in-walk filtering, and a
     planner that answers exactly when the candidates are few (a small
     collection, or a filter that allows few items), so those answers are exact."""

@@ -26,14 +26,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from chroma import errors
-from chroma.index import Index
+from chroma.index import Index, Persistent
 
 
 class SavedIndexes:
     """The index files of one persist directory (``directory=None``: nothing is ever saved).
 
-    An index class takes part if it has ``save(path)``, a class method
-    ``load(path)`` and ``labels()`` (ascending); others are always rebuilt.
+    An index class takes part if it is ``chroma.index.Persistent``; others are always rebuilt.
     """
 
     def __init__(self, directory: Optional[str]) -> None:
@@ -54,10 +53,10 @@ class SavedIndexes:
         The file is read while the caller reads the DB state that
         :meth:`finish_load` checks it against (the core's load runs without the GIL).
         """
-        load = getattr(index_class, "load", None)
-        if self._directory is None or load is None or not os.path.exists(self._path(collection_id)):
+        if (self._directory is None or not issubclass(index_class, Persistent)
+                or not os.path.exists(self._path(collection_id))):
             return None
-        return PendingLoad(load, self._path(collection_id))
+        return PendingLoad(index_class.load, self._path(collection_id))
 
     def finish_load(self, pending: Optional["PendingLoad"], collection_id: str, params: dict,
                     marker: Optional[list], labels: np.ndarray) -> Optional[Index]:
@@ -121,15 +120,14 @@ class SavedIndexes:
         if self._directory is None:
             return
         for collection_id, (index, marker) in list(indexes.items()):
-            save = getattr(index, "save", None)
-            if save is None or marker is None or collection_id in self._current:
+            if not isinstance(index, Persistent) or marker is None or collection_id in self._current:
                 continue
             os.makedirs(self._directory, exist_ok=True)
             try:  # no marker may sit beside an index while it is replaced
                 os.remove(self._marker_path(collection_id))
             except FileNotFoundError:
                 pass
-            save(self._path(collection_id))
+            index.save(self._path(collection_id))
             # the marker last: a crash between the two leaves a file without one, which is not trusted
             temporary = self._marker_path(collection_id) + ".tmp"
             with open(temporary, "w", encoding="utf-8") as file:
