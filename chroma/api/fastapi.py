@@ -39,8 +39,6 @@ from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.types import EmbeddingFunction, GetResult, QueryResult
 
-CONNECT_TIMEOUT = 10.0
-"""Seconds to wait for a connection; a response may take as long as the work needs."""
 ENCODINGS = ("binary", "json")
 
 
@@ -175,6 +173,7 @@ class FastAPI(Remote):
         if settings.auth_token:
             session.headers["Authorization"] = f"Bearer {settings.auth_token}"
         self._session = session
+        self._timeout = (settings.client_connect_timeout, settings.client_read_timeout)
 
     # plumbing
     def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None,
@@ -225,7 +224,7 @@ class FastAPI(Remote):
 
     def _send(self, method: str, url: str, data: Optional[bytes], headers: Optional[dict]) -> requests.Response:
         # verify given per request: requests lets REQUESTS_CA_BUNDLE override the session's own
-        return self._session.request(method, url, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, None),
+        return self._session.request(method, url, data=data, headers=headers, timeout=self._timeout,
                                      verify=self._verify)
 
     def _no_answer(self, method: str, url: str, error: requests.RequestException,
@@ -242,6 +241,15 @@ class FastAPI(Remote):
             return ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
                 "is `chroma run` running there (settings server_host, server_http_port)?")
+        if isinstance(error, requests.exceptions.ReadTimeout):
+            waited = f"within client_read_timeout={self._timeout[1]:g} s"
+            if idempotent:
+                return ServerUnavailable(
+                    f"the chroma server at {self._address} gave no answer to {method} {url} {waited}; is it "
+                    "overloaded or stopped? (raise client_read_timeout for calls that legitimately take longer)")
+            return OutcomeUnknown(
+                f"{method} {url} reached the chroma server at {self._address}, but it gave no answer {waited}: "
+                "the write may or may not have been applied; read back what it wrote before sending it again")
         if idempotent:
             return ServerUnavailable(
                 f"the chroma server at {self._address} gave no answer to {method} {url}: {error}{self._tls_hint}")
