@@ -38,10 +38,10 @@ from chroma.api.remote import Remote, host_port, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.db import Batch
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 _IDS_ONLY = pa.schema([("ids", pa.string())])
-_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "list_collections", "get_collection", "count"})
+_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "ready", "list_collections", "get_collection", "count"})
 _NEVER_SENT = "failed to connect to all addresses"
 """gRPC's words for a call that found no connection, so never reached a server."""
 
@@ -164,6 +164,9 @@ class ArrowFlight(Remote):
         """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
         ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._action("limits")
+
+    def ready(self) -> Readiness:
+        return self._action("ready")
 
     def close(self) -> None:
         super().close()

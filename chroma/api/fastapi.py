@@ -37,7 +37,7 @@ from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 ENCODINGS = ("binary", "json")
 
@@ -177,14 +177,15 @@ class FastAPI(Remote):
 
     # plumbing
     def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None,
-                 idempotent: bool = False) -> Any:
+                 idempotent: bool = False, answers: tuple[int, ...] = ()) -> Any:
         """Sends ``body`` (plus vector ``arrays``, numpy values) and returns the decoded answer.
 
         With the binary encoding, vectors go out as float32 and come back as
         float32 arrays; with JSON, both ways as lists. An ``idempotent`` call
         (a read) goes again, once, when a connection the pool had kept is
         closed or reset before any byte of its answer; nothing else is sent
-        twice, and never after a timeout.
+        twice, and never after a timeout. A status in ``answers`` is an answer, not an error,
+        unless its body names a chroma error.
         """
         data = headers = None
         if self._binary and arrays is not None:
@@ -215,6 +216,7 @@ class FastAPI(Remote):
         if response.status_code >= 400:
             if isinstance(payload, dict) and isinstance(payload.get("error"), str):
                 raise errors.from_name(payload["error"], str(payload.get("message", "")))
+        if response.status_code >= 400 and response.status_code not in answers:
             raise errors.ChromaError(
                 f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}"
             )
@@ -269,6 +271,10 @@ class FastAPI(Remote):
         """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
         ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._request("GET", "/limits", idempotent=True)
+
+    def ready(self) -> Readiness:
+        # the server answers 503 with the same body when its store takes no writes
+        return self._request("GET", "/ready", idempotent=True, answers=(503,))
 
     def close(self) -> None:
         super().close()

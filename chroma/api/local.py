@@ -44,7 +44,7 @@ from chroma.index.label_ids import LabelIds
 from chroma.index.metadata_columns import MetadataColumns
 from chroma.index.saved import SavedIndexes
 from chroma.locks import KeyedLocks
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 
 def default_embedding_function(setting: Optional[str]) -> Optional[EmbeddingFunction]:
@@ -132,6 +132,22 @@ class Local(API):
     def version(self) -> str:
         self._open_store()
         return chroma.__version__
+
+    def ready(self) -> Readiness:
+        store = self._open_store()
+        problem = store.db.write_problem()
+        try:
+            collections: Optional[int] = len(store.db.list_collections())
+        except errors.ClientClosed:
+            raise
+        except Exception:  # a database server down fails with its driver's own errors
+            if problem is None:
+                raise
+            collections = None  # the failure problem names already
+        loaded = list(store.cached.values())
+        return Readiness(writable=problem is None, problem=problem, store=self._settings.db_impl,
+                         collections=collections, loaded_collections=len(loaded),
+                         loaded_items=sum(len(cached.ids) for cached in loaded), version=chroma.__version__)
 
     def list_collections(self) -> list[Collection]:
         return [self._collection(record, None) for record in self._db.list_collections()]
