@@ -180,6 +180,19 @@ def test_flight_a_server_that_never_completes_the_connection_is_server_unavailab
                           call, "cannot reach the chroma Flight server")
 
 
+@HANG_BOUND
+@pytest.mark.parametrize("transport", list(CLIENTS))
+@pytest.mark.parametrize("call", ["read", "write"])
+def test_a_tls_handshake_with_no_answer_is_server_unavailable(tmp_path, transport, call):
+    trustme = pytest.importorskip("trustme")
+    authority = tmp_path / "authority.pem"
+    trustme.CA().cert_pem.write_to_path(str(authority))
+    with silent_server() as server:
+        assert_never_sent(CLIENTS[transport](server.port, server_tls=True, client_tls_ca_file=str(authority),
+                                             client_connect_timeout=0.5, client_read_timeout=60.0),
+                          call, "cannot reach the chroma")
+
+
 # --------------------------------------------------------------------------
 # A real server that stops answering with the clients connected
 # --------------------------------------------------------------------------

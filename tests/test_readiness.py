@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,7 +213,10 @@ def test_a_server_that_takes_no_writes_answers_503_with_the_same_body(not_writab
     for client in clients(not_writable).values():
         try:
             state = client.ready()
-            assert state["writable"] is False and state["problem"] == body["problem"]
+            assert state["writable"] is False
+            # the same problem; the bytes free move with whatever else writes to this disk
+            assert re.sub(r"has \d+ bytes", "has N bytes", state["problem"]) == \
+                re.sub(r"has \d+ bytes", "has N bytes", body["problem"])
         finally:
             client.close()
 

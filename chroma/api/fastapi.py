@@ -54,6 +54,11 @@ class _Kept:
             super().connect()  # type: ignore[misc]
         except ssl.SSLError as exc:
             raise _HandshakeFailed(str(exc)) from exc
+        except TimeoutError as exc:
+            # A TLS handshake that timed out: urllib3 would report a read timeout, and a write
+            # OutcomeUnknown, though no byte of the request left.
+            raise ConnectTimeoutError(self, f"the TLS handshake with {self.host}:{self.port} got no answer "
+                                            "within client_connect_timeout") from exc
 
 
 class _KeptConnection(_Kept, HTTPConnection):
