@@ -64,6 +64,17 @@ class Settings:
     client_tls_ca_file: Optional[str] = None
     """Client: PEM bundle of the certificate authorities to trust (e.g. the one that signed a
     self-signed server certificate); unset, the system's trust store. Needs ``server_tls``."""
+    client_connect_timeout: float = 10.0
+    """Client (HTTP, Flight): seconds to wait for a connection to the server; past it the call
+    raises ``ServerUnavailable`` and was never sent."""
+    client_read_timeout: float = 330.0
+    """Client (HTTP, Flight): seconds a call waits for its answer. Past it, a read raises
+    ``ServerUnavailable`` and a write ``OutcomeUnknown`` (it may have been applied). Above the
+    server's ``request_timeout``, so that a slow call gets the server's ``DeadlineExceeded``
+    first: keep it above the longest legitimate call (a 1M-vector add takes about a minute)."""
+    min_free_disk_bytes: int = 64 * 2**20
+    """Readiness (``ready()``): a persistent store whose disk has less free space than this
+    reports itself not writable (0: only a disk with no space left at all)."""
     auth_token: Optional[str] = None
     """Server: when set, every route except ``GET /api/v1/heartbeat``, ``/docs`` and
     ``/openapi.json`` needs ``Authorization: Bearer <auth_token>`` (401 ``Unauthorized``

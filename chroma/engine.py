@@ -201,6 +201,11 @@ class Engine:
         None if it is not loaded. For diagnostics and tests: readers go through the methods above."""
         return self._states.get(collection_id)
 
+    def loaded_sizes(self) -> tuple[int, int]:
+        """How many collections have their state loaded, and how many items those hold."""
+        states = list(self._states.values())
+        return len(states), sum(len(state.ids) for state in states)
+
     def close(self) -> None:
         """Applies the queued updates, stops their thread and saves the loaded indexes of a
         persistent DB (see chroma.index.saved) while the DB is still open."""

@@ -64,6 +64,7 @@ ACTIONS = {
     "heartbeat": "The server's clock in nanoseconds (no token needed).",
     "version": "The server's chroma version.",
     "limits": "The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows.",
+    "ready": "Whether the store takes writes, and what is loaded (chroma.types.Readiness).",
     "list_collections": "Every collection, sorted by name.",
     "create_collection": "Creates a collection: {name, metadata, get_or_create}.",
     "get_collection": "The collection named {name}.",

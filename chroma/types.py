@@ -32,3 +32,24 @@ class QueryResult(TypedDict):
     metadatas: Optional[List[List[Optional[Dict[str, MetadataValue]]]]]
     documents: Optional[List[List[Optional[str]]]]
     distances: Optional[List[List[float]]]
+
+
+class Readiness(TypedDict):
+    """``client.ready()``: whether the store takes writes, and what the serving process holds."""
+
+    writable: bool
+    """False when a write would fail now (the store's disk is read-only or low on space, the
+    database server does not answer or refuses writes); ``problem`` says why."""
+    problem: Optional[str]
+    """Why the store takes no writes, with what to do; None when it does."""
+    store: str
+    """The store's kind, the ``db_impl`` setting (``duckdb``, ``persistent_duckdb``, ...)."""
+    collections: Optional[int]
+    """How many collections the store holds; None when it cannot be read either."""
+    loaded_collections: int
+    """Collections whose query state (vector index, ids) is loaded in memory: their next query
+    needs no load."""
+    loaded_items: int
+    """Items in those loaded collections."""
+    version: str
+    """The chroma version of the process that answers."""

@@ -53,6 +53,20 @@ def test_version_is_a_version_string(client):
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version)
 
 
+def test_ready_says_the_store_is_writable_and_counts_what_is_loaded(client):
+    collection = client.create_collection("ready")
+    add_two_items(collection)
+    collection.query(query_embeddings=[[1.0, 2.0]], n_results=1)  # loads its query state
+    state = client.ready()
+    assert set(state) == {"writable", "problem", "store", "collections", "loaded_collections", "loaded_items",
+                          "version"}
+    assert state["writable"] is True and state["problem"] is None
+    assert state["collections"] == 1
+    assert state["version"] == client.version()
+    assert state["loaded_collections"] >= 1  # a server over a shared store may have loaded it too
+    assert state["loaded_items"] >= 2
+
+
 def test_get_api_is_a_singleton_and_client_is_its_alias(client):
     assert chroma.get_api() is client
     assert chroma.Client() is client

@@ -105,6 +105,7 @@ def test_a_closed_client_raises_client_closed_and_leaves_the_configured_one_work
     assert other.closed
     calls = {
         "heartbeat": other.heartbeat,
+        "ready": other.ready,
         "list_collections": other.list_collections,
         "get_collection": lambda: other.get_collection("kept"),
         "count": theirs.count,

@@ -181,7 +181,7 @@ def test_a_write_to_a_server_not_listening_is_server_unavailable_not_outcome_unk
 
 
 def test_a_kept_connection_that_times_out_is_not_taken_for_a_reset():
-    # The client itself sets no read timeout yet; its connections are the ones checked here.
+    # The adapter's connections under a read timeout (the client's is client_read_timeout).
     with scripted(["answer", "silent"], ["answer"]) as (server, _):
         session = requests.Session()
         session.mount("http://", _Adapter())

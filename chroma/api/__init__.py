@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 
 from chroma import errors, registry
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 if TYPE_CHECKING:
     from chroma.collection import Collection
@@ -37,6 +37,12 @@ class API(abc.ABC):
     @abc.abstractmethod
     def version(self) -> str:
         """The store's chroma version."""
+
+    @abc.abstractmethod
+    def ready(self) -> Readiness:
+        """Whether the store takes writes now (``writable``, and the ``problem`` when not) and
+        what is loaded; see :class:`chroma.types.Readiness`. A store that cannot take writes
+        does not raise here: it answers ``writable=False``."""
 
     @abc.abstractmethod
     def list_collections(self) -> list["Collection"]:

@@ -38,10 +38,10 @@ from chroma.api.remote import Remote, host_port, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.db import Batch
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 _IDS_ONLY = pa.schema([("ids", pa.string())])
-_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "list_collections", "get_collection", "count"})
+_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "ready", "list_collections", "get_collection", "count"})
 _NEVER_SENT = "failed to connect to all addresses"
 """gRPC's words for a call that found no connection, so never reached a server."""
 
@@ -61,12 +61,21 @@ class ArrowFlight(Remote):
         super().__init__(settings)
         self._address = host_port(settings.server_host, settings.server_flight_port)
         self._url = f"{'grpc+tls' if settings.server_tls else 'grpc'}://{self._address}"
-        self._client = flight.FlightClient(self._url, tls_root_certs=_pem(tls.client_ca_file(settings)))
+        connect_ms = max(1, round(settings.client_connect_timeout * 1000))
+        # gRPC gives a connection attempt max(min_reconnect_backoff, backoff) before it fails the
+        # calls waiting on it: bounding both makes a silent or dead server a ServerUnavailable
+        # after client_connect_timeout, rather than after gRPC's own 20 s (or the read timeout).
+        self._client = flight.FlightClient(
+            self._url, tls_root_certs=_pem(tls.client_ca_file(settings)),
+            generic_options=[("grpc.min_reconnect_backoff_ms", connect_ms),
+                             ("grpc.initial_reconnect_backoff_ms", connect_ms),
+                             ("grpc.max_reconnect_backoff_ms", connect_ms)])
+        self._read_timeout = settings.client_read_timeout
         self._tls_hint = (" Over TLS, does it serve grpc+tls (chroma run --tls-certfile), does client_tls_ca_file "
                           "hold the certificate authority that signed its certificate, and does that name "
                           "server_host?" if settings.server_tls else " If it serves grpc+tls, set server_tls=true.")
         headers = [(b"authorization", f"Bearer {settings.auth_token}".encode())] if settings.auth_token else []
-        self._options = flight.FlightCallOptions(headers=headers)
+        self._options = flight.FlightCallOptions(headers=headers, timeout=settings.client_read_timeout)
 
     # plumbing
     def _error(self, exc: Exception, what: str, write: bool = False) -> errors.ChromaError:
@@ -74,6 +83,16 @@ class ArrowFlight(Remote):
         error = protocol.error_from_info(getattr(exc, "extra_info", None))
         if error is not None:
             return error
+        if isinstance(exc, flight.FlightTimedOutError) and _NEVER_SENT not in str(exc):
+            waited = f"within client_read_timeout={self._read_timeout:g} s"
+            if write:
+                return errors.OutcomeUnknown(
+                    f"the Flight call {what} reached the chroma server at {self._url}, but it gave no answer "
+                    f"{waited}: the write may or may not have been applied; read back what it wrote before "
+                    "sending it again")
+            return errors.ServerUnavailable(
+                f"the chroma Flight server at {self._url} gave no answer to {what} {waited}; is it overloaded "
+                "or stopped? (raise client_read_timeout for calls that legitimately take longer)")
         if isinstance(exc, flight.FlightUnavailableError) and write and _NEVER_SENT not in str(exc):
             return errors.OutcomeUnknown(
                 f"the Flight call {what} reached the chroma server at {self._url}, but its answer "
@@ -145,6 +164,9 @@ class ArrowFlight(Remote):
         """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
         ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._action("limits")
+
+    def ready(self) -> Readiness:
+        return self._action("ready")
 
     def close(self) -> None:
         super().close()

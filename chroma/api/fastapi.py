@@ -37,10 +37,8 @@ from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
-CONNECT_TIMEOUT = 10.0
-"""Seconds to wait for a connection; a response may take as long as the work needs."""
 ENCODINGS = ("binary", "json")
 
 
@@ -56,6 +54,11 @@ class _Kept:
             super().connect()  # type: ignore[misc]
         except ssl.SSLError as exc:
             raise _HandshakeFailed(str(exc)) from exc
+        except TimeoutError as exc:
+            # A TLS handshake that timed out: urllib3 would report a read timeout, and a write
+            # OutcomeUnknown, though no byte of the request left.
+            raise ConnectTimeoutError(self, f"the TLS handshake with {self.host}:{self.port} got no answer "
+                                            "within client_connect_timeout") from exc
 
 
 class _KeptConnection(_Kept, HTTPConnection):
@@ -175,17 +178,19 @@ class FastAPI(Remote):
         if settings.auth_token:
             session.headers["Authorization"] = f"Bearer {settings.auth_token}"
         self._session = session
+        self._timeout = (settings.client_connect_timeout, settings.client_read_timeout)
 
     # plumbing
     def _request(self, method: str, path: str, body: Any = None, arrays: Optional[dict] = None,
-                 idempotent: bool = False) -> Any:
+                 idempotent: bool = False, answers: tuple[int, ...] = ()) -> Any:
         """Sends ``body`` (plus vector ``arrays``, numpy values) and returns the decoded answer.
 
         With the binary encoding, vectors go out as float32 and come back as
         float32 arrays; with JSON, both ways as lists. An ``idempotent`` call
         (a read) goes again, once, when a connection the pool had kept is
         closed or reset before any byte of its answer; nothing else is sent
-        twice, and never after a timeout.
+        twice, and never after a timeout. A status in ``answers`` is an answer, not an error,
+        unless its body names a chroma error.
         """
         data = headers = None
         if self._binary and arrays is not None:
@@ -216,6 +221,7 @@ class FastAPI(Remote):
         if response.status_code >= 400:
             if isinstance(payload, dict) and isinstance(payload.get("error"), str):
                 raise errors.from_name(payload["error"], str(payload.get("message", "")))
+        if response.status_code >= 400 and response.status_code not in answers:
             raise errors.ChromaError(
                 f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}"
             )
@@ -225,7 +231,7 @@ class FastAPI(Remote):
 
     def _send(self, method: str, url: str, data: Optional[bytes], headers: Optional[dict]) -> requests.Response:
         # verify given per request: requests lets REQUESTS_CA_BUNDLE override the session's own
-        return self._session.request(method, url, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, None),
+        return self._session.request(method, url, data=data, headers=headers, timeout=self._timeout,
                                      verify=self._verify)
 
     def _no_answer(self, method: str, url: str, error: requests.RequestException,
@@ -242,6 +248,15 @@ class FastAPI(Remote):
             return ServerUnavailable(
                 f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
                 "is `chroma run` running there (settings server_host, server_http_port)?")
+        if isinstance(error, requests.exceptions.ReadTimeout):
+            waited = f"within client_read_timeout={self._timeout[1]:g} s"
+            if idempotent:
+                return ServerUnavailable(
+                    f"the chroma server at {self._address} gave no answer to {method} {url} {waited}; is it "
+                    "overloaded or stopped? (raise client_read_timeout for calls that legitimately take longer)")
+            return OutcomeUnknown(
+                f"{method} {url} reached the chroma server at {self._address}, but it gave no answer {waited}: "
+                "the write may or may not have been applied; read back what it wrote before sending it again")
         if idempotent:
             return ServerUnavailable(
                 f"the chroma server at {self._address} gave no answer to {method} {url}: {error}{self._tls_hint}")
@@ -261,6 +276,10 @@ class FastAPI(Remote):
         """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
         ``max_n_results``, ``max_response_rows`` (0: none)."""
         return self._request("GET", "/limits", idempotent=True)
+
+    def ready(self) -> Readiness:
+        # the server answers 503 with the same body when its store takes no writes
+        return self._request("GET", "/ready", idempotent=True, answers=(503,))
 
     def close(self) -> None:
         super().close()

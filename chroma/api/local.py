@@ -26,7 +26,7 @@ from chroma.collection import NO_EMBEDDING_FUNCTION, Collection
 from chroma.config import Settings
 from chroma.db import DB, UNCHANGED, Batch, CollectionRecord, IndexSnapshot, StagedWrite
 from chroma.engine import Engine, PrepareLoad
-from chroma.types import EmbeddingFunction, GetResult, QueryResult
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 
 def default_embedding_function(setting: Optional[str]) -> Optional[EmbeddingFunction]:
@@ -97,6 +97,22 @@ class Local(API):
     def version(self) -> str:
         self._open_store()
         return chroma.__version__
+
+    def ready(self) -> Readiness:
+        store = self._open_store()
+        problem = store.db.write_problem()
+        try:
+            collections: Optional[int] = len(store.db.list_collections())
+        except errors.ClientClosed:
+            raise
+        except Exception:  # a database server down fails with its driver's own errors
+            if problem is None:
+                raise
+            collections = None  # the failure problem names already
+        loaded_collections, loaded_items = store.engine.loaded_sizes()
+        return Readiness(writable=problem is None, problem=problem, store=self._settings.db_impl,
+                         collections=collections, loaded_collections=loaded_collections,
+                         loaded_items=loaded_items, version=chroma.__version__)
 
     def list_collections(self) -> list[Collection]:
         return [self._collection(record, None) for record in self._db.list_collections()]

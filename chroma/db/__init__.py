@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
@@ -35,6 +36,26 @@ UNCHANGED: Any = object()
 
 LOAD_CHUNK_ROWS = 10_000
 """Items per chunk of ``DB.load_metadata``."""
+
+
+def directory_write_problem(directory: str, min_free_bytes: int) -> Optional[str]:
+    """Why files cannot be written in ``directory`` now: a read-only file system or permissions
+    (``access`` answers EROFS even to root), or less than ``min_free_bytes`` (or nothing) free
+    on its disk; None when they can."""
+    where = f"persist_directory {directory!r}"
+    try:
+        stats = os.statvfs(directory)
+    except OSError as exc:
+        return f"{where} cannot be examined: {exc.strerror or exc}"
+    if stats.f_flag & os.ST_RDONLY:
+        return f"{where} is on a read-only file system; remount it read-write or move the store"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{where} is not writable by this process (user id {os.geteuid()}); fix its permissions"
+    free = stats.f_bavail * stats.f_frsize
+    if free == 0 or free < min_free_bytes:
+        return (f"the disk of {where} has {free} bytes free, below min_free_disk_bytes={min_free_bytes}; "
+                "free some space (writes may fail with StorageFull)")
+    return None
 
 
 def some_ids(ids: Sequence[str], shown: int = 10) -> str:
@@ -374,6 +395,11 @@ class DB(abc.ABC):
 
     def load_index_snapshot(self, collection_id: str) -> Optional[IndexSnapshot]:
         """The newest complete index snapshot of the collection, or None."""
+        return None
+
+    def write_problem(self) -> Optional[str]:
+        """Why a write would fail now (read-only or nearly full disk, database unreachable), with
+        what to do; None when writes can go. Cheap: no write is tried."""
         return None
 
     def interrupt(self) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import chdb  # noqa: F401 - imported here so that a missing package is reported by the registry
 import clickhouse_connect
 
 from chroma.config import Settings
+from chroma.db import directory_write_problem
 from chroma.db.clickhouse import QUERY_SETTINGS, Clickhouse
 
 
@@ -25,6 +27,10 @@ class Chdb(Clickhouse):
     @classmethod
     def store_key(cls, settings: Settings) -> tuple:
         return ("chdb", os.path.realpath(settings.persist_directory))
+
+    def write_problem(self) -> Optional[str]:
+        return directory_write_problem(os.path.abspath(self._settings.persist_directory),
+                                       self._settings.min_free_disk_bytes)
 
     def _connect(self):
         directory = os.path.abspath(self._settings.persist_directory)

@@ -254,6 +254,19 @@ class Clickhouse(DB):
     def _rows(self, sql: str, params: Optional[dict] = None, **kwargs: Any) -> list[tuple]:
         return self._client().query(sql, parameters=params or {}, **kwargs).result_rows
 
+    def write_problem(self) -> Optional[str]:
+        where = f"ClickHouse at {self._settings.clickhouse_host}:{self._settings.clickhouse_port}"
+        try:
+            rows = self._rows("SELECT value FROM system.settings WHERE name = 'readonly'")
+        except errors.ClientClosed:
+            raise
+        except Exception as exc:  # whatever the driver raises for a server that does not answer
+            return f"{where} does not answer ({exc}); is it running (settings clickhouse_host/clickhouse_port)?"
+        if rows and str(rows[0][0]) != "0":
+            return (f"{where} lets user {self._settings.clickhouse_user!r} read only (readonly={rows[0][0]}); "
+                    "give that user write access")
+        return None
+
     def _insert(self, table: str, columns: dict[str, str], data: list[list]) -> None:
         self._client().insert(
             f"{self._db}.{table}", data, column_names=list(columns), column_type_names=list(columns.values()),

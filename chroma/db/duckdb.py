@@ -29,7 +29,7 @@ from chroma import errors
 from chroma.config import Settings
 from chroma.db import arrow_columns as arrow
 from chroma.db import (DB, DB_CLOSED, LOAD_CHUNK_ROWS, UNCHANGED, Batch, CollectionRecord, Records, StoredItems, WriteResult, add_without_vectors,
-                       new_ids_without_vectors, some_ids)
+                       directory_write_problem, new_ids_without_vectors, some_ids)
 from chroma.db.arrow_columns import pa
 from chroma.db.sql import compile_clause, compile_label_set
 from chroma.filters import Clause
@@ -790,6 +790,10 @@ class PersistentDuckDB(DuckDB):
                 pass
             self._con = self._connect()
             self._generation += 1
+
+    def write_problem(self) -> Optional[str]:
+        return directory_write_problem(os.path.abspath(self._settings.persist_directory),
+                                       self._settings.min_free_disk_bytes)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         # Only here: the file holds the data, so the buffer pool is a cache that can be

@@ -174,6 +174,7 @@ class _Service(flight.FlightServerBase):
             "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
             "version": lambda args: {"version": api.version()},
             "limits": lambda args: bounds.report(),
+            "ready": lambda args: api.ready(),
             "list_collections": lambda args: [_collection(c) for c in api.list_collections()],
             "create_collection": lambda args: _collection(api.create_collection(
                 args.get("name"), args.get("metadata"), get_or_create=args.get("get_or_create", False))),

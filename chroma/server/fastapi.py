@@ -18,6 +18,8 @@ Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
     GET    /api/v1/version                   {"version": "0.1.0"}
     GET    /api/v1/limits                    {"max_request_bytes", "max_json_request_bytes", "max_batch_size",
                                               "max_n_results", "max_response_rows", "max_embedding_tokens"}
+    GET    /api/v1/ready                     {"writable", "problem", "store", "collections", "loaded_collections",
+                                              "loaded_items", "version"}  (503 when not writable)
     GET    /api/v1/collections               [collection, ...]
     POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
     GET    /api/v1/collections/{name}        collection
@@ -501,6 +503,12 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     def limits() -> Response:
         """The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows."""
         return _json(bounds.report())
+
+    @route("GET", "/ready", tags=["server"])
+    def ready() -> Response:
+        """Whether the store takes writes (else 503, same body) and what is loaded: chroma.types.Readiness."""
+        state = api.ready()
+        return _json(state, 200 if state["writable"] else 503)
 
     @route("POST", "/reset", tags=["server"])
     def reset() -> Response:
