@@ -356,29 +356,27 @@ class _Deadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        request = asyncio.ensure_future(self.app(scope, receive, send_unless_abandoned))
+        task = asyncio.current_task()
+
+        def abandon() -> None:
+            nonlocal abandoned
+            abandoned = True
+            task.cancel()
+
+        # A timer cancelling the request's own task: a task per request awaited with a timeout
+        # costs its creation and wake-ups on every call.
+        timer = asyncio.get_running_loop().call_later(self.bounds.request_timeout, abandon)
         try:
-            done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+            await self.app(scope, receive, send_unless_abandoned)
         except asyncio.CancelledError:
-            # The server cuts off what still runs past the shutdown grace: the request runs in a
-            # task of its own, so pass the cancellation on and let it answer (OutcomeUnknown).
-            request.cancel()
-            await asyncio.wait({request})
-            request.add_done_callback(_forget_result)
-            raise
-        if done:
-            request.result()
-            return
-        abandoned = True
-        request.cancel()
-        request.add_done_callback(_forget_result)
-        if not started:
-            await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
-
-
-def _forget_result(task: "asyncio.Future") -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+            if not abandoned:
+                raise  # the server cuts off what still runs past the shutdown grace (OutcomeUnknown)
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancellation asked for here is handled
+                task.uncancel()
+            if not started:
+                await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
+        finally:
+            timer.cancel()
 
 
 class _Unexpected:
