@@ -56,6 +56,7 @@ class Sizes:
     rounds: int
     seconds: float
     slow_queries: int
+    """Vectors per batch query of the slow client (0: no run with a slow client)."""
 
 
 def parse_args() -> argparse.Namespace:
@@ -71,7 +72,7 @@ def parse_args() -> argparse.Namespace:
 
 def sizes_from(args: argparse.Namespace) -> Sizes:
     if args.quick:
-        return Sizes(n=2_000, dim=32, calls=100, rounds=2, seconds=0.5, slow_queries=200)
+        return Sizes(n=2_000, dim=32, calls=100, rounds=2, seconds=0.5, slow_queries=0)
     return Sizes(n=args.n, dim=args.dim, calls=args.calls, rounds=20, seconds=args.seconds, slow_queries=1_000)
 
 
@@ -214,22 +215,44 @@ def _client_loop(settings: dict, dim: int, seconds: float, slow: int, seed: int,
     client.close()
 
 
-def throughput(settings: dict, sizes: Sizes, clients: int, slow_clients: int = 0) -> float:
-    """Single queries per second of the clients that run single queries, over ``sizes.seconds``."""
+def throughput(settings: dict, sizes: Sizes, server_pid: int, clients: int,
+               slow_clients: int = 0) -> tuple[float, float]:
+    """Single queries per second of the clients that run single queries, over ``sizes.seconds``,
+    and the cores the server kept busy meanwhile (its CPU seconds per second)."""
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(clients)
+    barrier = context.Barrier(clients + 1)
     results = context.Queue()
     processes = [context.Process(target=_client_loop, daemon=True,
                                  args=(settings, sizes.dim, sizes.seconds, sizes.slow_queries if i < slow_clients
                                        else 0, i, barrier, results)) for i in range(clients)]
     for process in processes:
         process.start()
+    barrier.wait(timeout=120)
+    cpu_before, wall_before = cpu_seconds(server_pid), time.perf_counter()
+    time.sleep(sizes.seconds)
+    cores = (cpu_seconds(server_pid) - cpu_before) / (time.perf_counter() - wall_before)
     counts = [results.get(timeout=120 + sizes.seconds) for _ in processes]
     for process in processes:
         process.join(30)
         if process.exitcode != 0:
             raise RuntimeError(f"a client process ended with status {process.exitcode}")
-    return sum(done for slow, done in counts if not slow) / sizes.seconds
+    return sum(done for slow, done in counts if not slow) / sizes.seconds, cores
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid``, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median_add(client: chroma.API, ids: list[str], vectors: np.ndarray, times: int = 3) -> float:
+    """The median time of one add of ``vectors`` into a fresh collection, of ``times`` tries."""
+    seconds = []
+    for _ in range(times):
+        collection = client.create_collection(f"{COLLECTION}_add")
+        seconds.append(timed(lambda: collection.add(ids=ids, embeddings=vectors))[0])
+        client.delete_collection(collection.name)
+    return sorted(seconds)[len(seconds) // 2]
 
 
 def rss_mb(pid: int) -> str:
@@ -259,7 +282,7 @@ def print_header(sizes: Sizes) -> None:
           f"{TRANSPORT_INDEX}, space l2; n_results={N_RESULTS}; {sizes.calls:,} calls per row in "
           f"{sizes.rounds} interleaved rounds")
     print("floor: HTTP = bare Starlette route under uvicorn answering the recorded bytes of our answer to the "
-          "recorded request of our client, from requests.Session; Flight = bare do_action answering as many bytes")
+          "recorded request of our client, from a requests.Session set up as the client's; Flight = bare do_action answering as many bytes")
     print()
 
 
@@ -326,7 +349,8 @@ def main() -> int:
                 clients.append(client)
                 collection = client.create_collection(COLLECTION)
                 collection.add(ids=ids[:half], embeddings=vectors[:half])  # first write's costs paid here
-                adds[side], _ = timed(lambda: collection.add(ids=ids[half:], embeddings=vectors[half:]))
+                collection.add(ids=ids[half:], embeddings=vectors[half:])
+                adds[side] = median_add(client, ids[:half], vectors[:half])
                 collections[side] = collection
             calls = {side: operations(collection, query, ids[0]) for side, collection in collections.items()}
             names = list(calls["HTTP"])
@@ -338,19 +362,25 @@ def main() -> int:
             times = latencies(calls, sizes)
             p50 = latency_table(times, names)
             print_table(["add", "HTTP", "Flight", "Local"],
-                        [[f"{sizes.n - half:,} x {sizes.dim} (one call)",
+                        [[f"{half:,} x {sizes.dim} (one call, median of 3)",
                           *(f"{adds[side] * 1e3:.1f} ms" for side in ("HTTP", "Flight", "Local"))]])
-            rates = {}
-            for side in ("HTTP", "Flight"):
-                one = throughput(settings[side], sizes, 1)
-                many = throughput(settings[side], sizes, CLIENTS)
-                with_slow = throughput(settings[side], sizes, CLIENTS, slow_clients=1)
-                rates[side] = (one, many, with_slow)
-            print_table(["single queries per second (default include)", "1 client", f"{CLIENTS} clients",
-                         f"{CLIENTS}/1", f"{CLIENTS - 1} + 1 slow", f"{CLIENTS - 1}+slow / 1"],
-                        [[side, f"{one:,.0f}", f"{many:,.0f}", f"{many / one:.2f}x", f"{slow:,.0f}",
-                          f"{slow / one:.2f}x"] for side, (one, many, slow) in rates.items()])
-            print(f"slow client: batch queries of {sizes.slow_queries:,} vectors; its own calls are not counted")
+            rates, rows = {}, []
+            for side, server in (("HTTP", http_server), ("Flight", flight_server)):
+                pid = server.process.pid
+                (one, one_cores), (many, many_cores) = (
+                    throughput(settings[side], sizes, pid, 1), throughput(settings[side], sizes, pid, CLIENTS))
+                rates[side] = (one, many)
+                row = [side, f"{one:,.0f} ({one_cores:.2f})", f"{many:,.0f} ({many_cores:.2f})", f"{many / one:.2f}x"]
+                if sizes.slow_queries:
+                    slow, slow_cores = throughput(settings[side], sizes, pid, CLIENTS, slow_clients=1)
+                    row += [f"{slow:,.0f} ({slow_cores:.2f})", f"{slow / one:.2f}x"]
+                rows.append(row + ["-", "-"] * (not sizes.slow_queries))
+            print_table(["single queries per second (server cores busy)", "1 client", f"{CLIENTS} clients",
+                         f"{CLIENTS}/1", f"{CLIENTS - 1} + 1 slow", f"{CLIENTS - 1}+slow / 1"], rows)
+            slow_note = (f"slow client: batch queries of {sizes.slow_queries:,} vectors, its own calls not counted"
+                         if sizes.slow_queries else "no run with a slow client (--quick)")
+            print(f"queries with the default include; {slow_note}; server cores busy = its CPU seconds per second; "
+                  f"the clients share the machine's {os.cpu_count()} cores with the server")
             print(f"server memory (RSS after the run): HTTP {rss_mb(http_server.process.pid)}, "
                   f"Flight {rss_mb(flight_server.process.pid)}")
             print()
@@ -375,7 +405,10 @@ def slug(name: str) -> str:
 def bare_http_calls(port: int, recorded: dict[str, Recorded]) -> dict[str, Callable[[], object]]:
     import requests
 
-    session = requests.Session()  # as the client's: JSON by default, the recorded headers per request
+    # as the client's session: the environment read once, JSON by default, the recorded headers per request
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(f"http://127.0.0.1:{port}")
     session.headers["Content-Type"] = "application/json"
 
     def call(r: Recorded, url: str) -> Callable[[], object]:
@@ -396,14 +429,14 @@ def bare_flight_calls(port: int, recorded: dict[str, Recorded]) -> dict[str, Cal
     return {name: call(slug(name), r) for name, r in recorded.items()}
 
 
-def print_targets(p50: dict[str, dict[str, float]], rates: dict[str, tuple[float, float, float]],
+def print_targets(p50: dict[str, dict[str, float]], rates: dict[str, tuple[float, float]],
                   names: list[str]) -> None:
     for side in ("HTTP", "Flight"):
         for name in names:
             above = (p50[side][name] - p50[f"{side} floor"][name]) * 1e3
             print(f"target: {side} {name} p50 at most {FLOOR_TARGET_MS} ms above its floor: {above:+.3f} ms "
                   f"({'met' if above <= FLOOR_TARGET_MS else 'NOT met'})")
-        one, many, _ = rates[side]
+        one, many = rates[side]
         print(f"target: {side} {CLIENTS} clients at least {CONCURRENCY_TARGET}x one client's throughput: "
               f"{many / one:.2f}x ({'met' if many / one >= CONCURRENCY_TARGET else 'NOT met'})")
 
