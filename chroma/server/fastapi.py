@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import inspect
 import json
-import copy
 import logging
 import re
 import signal
