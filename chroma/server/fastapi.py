@@ -49,17 +49,21 @@ both ways (setting ``http_encoding``); curl and other languages use JSON.
 from __future__ import annotations
 
 import asyncio
-import functools
+import concurrent.futures
+import copy
+import inspect
 import json
 import logging
+import re
 import signal
 import socket
 import threading
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import numpy as np
 import uvicorn
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi import FastAPI as _FastAPIApp
 from fastapi.openapi.utils import get_openapi
 from fastapi.exceptions import RequestValidationError
@@ -83,6 +87,9 @@ OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect",
 """Paths served without a token: they reveal no stored data."""
 
 _ANY = "Any JSON value; passed unchanged to the Python API, which validates it."
+CALL_THREADS = 40
+"""Threads running the routes' work: a call in the core releases the GIL, so calls of several
+clients run on several cores at once."""
 
 
 # --------------------------------------------------------------------------
@@ -186,11 +193,15 @@ def _body_documentation(model: type[BaseModel]) -> dict:
     }}}
 
 
-def _reader(model: type[BaseModel], bounds: Bounds):
-    """A dependency parsing the request body into ``model``, from JSON or from the binary frame
-    (whose declared rows are checked against ``max_batch_size`` before any is built)."""
+def _reader(model: type[BaseModel], bounds: Bounds) -> Callable[[Request], Any]:
+    """Reads the request body as ``model``'s fields, from JSON or from the binary frame (whose
+    declared rows are checked against ``max_batch_size`` before any is built).
 
-    async def read(request: Request) -> BaseModel:
+    Every field is ``Any``, so the model would only fill in defaults and drop unknown keys:
+    that is done here without building it, and the values reach Local unchanged."""
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
+
+    async def read(request: Request) -> SimpleNamespace:
         raw = await request.body()
         media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media_type == wire.MEDIA_TYPE:
@@ -205,9 +216,21 @@ def _reader(model: type[BaseModel], bounds: Bounds):
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT} (or {wire.MEDIA_TYPE}), got Content-Type {media_type!r}")
         if not isinstance(data, dict):
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT}, got {type(data).__name__}")
-        return model.model_validate(data)
+        fields = {name: data[name] if name in data else copy.copy(default) for name, default in defaults.items()}
+        return SimpleNamespace(**fields)
 
-    return Depends(read)
+    return read
+
+
+def _path_parameter(name: str, schema: dict) -> dict:
+    """The OpenAPI description of the path parameter ``name``, as FastAPI writes it for an
+    endpoint argument (the routes take only the request, so FastAPI does not see it)."""
+    return {"in": "path", "name": name, "required": True,
+            "schema": {"title": name.replace("_", " ").title(), **schema}}
+
+
+_PATH_SCHEMAS = {"uuid": {}, "path": {"type": "string"}}
+"""The OpenAPI schema of a path parameter, by its Starlette convertor."""
 
 
 def _answer(request: Request, content: dict, arrays: dict[str, Any]) -> Response:
@@ -335,29 +358,27 @@ class _Deadline:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        request = asyncio.ensure_future(self.app(scope, receive, send_unless_abandoned))
+        task = asyncio.current_task()
+
+        def abandon() -> None:
+            nonlocal abandoned
+            abandoned = True
+            task.cancel()
+
+        # A timer cancelling the request's own task: a task per request awaited with a timeout
+        # costs its creation and wake-ups on every call.
+        timer = asyncio.get_running_loop().call_later(self.bounds.request_timeout, abandon)
         try:
-            done, _ = await asyncio.wait({request}, timeout=self.bounds.request_timeout)
+            await self.app(scope, receive, send_unless_abandoned)
         except asyncio.CancelledError:
-            # The server cuts off what still runs past the shutdown grace: the request runs in a
-            # task of its own, so pass the cancellation on and let it answer (OutcomeUnknown).
-            request.cancel()
-            await asyncio.wait({request})
-            request.add_done_callback(_forget_result)
-            raise
-        if done:
-            request.result()
-            return
-        abandoned = True
-        request.cancel()
-        request.add_done_callback(_forget_result)
-        if not started:
-            await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
-
-
-def _forget_result(task: "asyncio.Future") -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
+            if not abandoned:
+                raise  # the server cuts off what still runs past the shutdown grace (OutcomeUnknown)
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancellation asked for here is handled
+                task.uncancel()
+            if not started:
+                await _send_error(send, self.bounds.deadline_exceeded(f"{scope['method']} {scope['path']}"))
+        finally:
+            timer.cancel()
 
 
 class _Unexpected:
@@ -459,21 +480,45 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     async def unexpected(request: Request, exc: Exception) -> Response:
         return Response(_error_body(exc), status_code=500, media_type="application/json")
 
+    threads = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-http-call")
+
+    def counted(endpoint: Callable[..., Response], arguments: dict) -> Response:
+        with calls.running():
+            return endpoint(**arguments)
+
     def route(method: str, path: str, body: Optional[type[BaseModel]] = None, **kwargs):
+        """Registers ``endpoint`` (a plain function returning a Response) at ``PREFIX + path``.
+
+        It is called on one of ``threads``, counted as a running call, with the keyword
+        arguments it names among: the path's parameters (as strings), ``body`` (the request body
+        read as ``body``'s fields) and ``request``. FastAPI sees a route that takes only the
+        request: its dependency and validation machinery, and the thread hand-off of anyio, cost
+        more per call than the work of a small query, and the fields are Any (Local checks them)."""
         kwargs.setdefault("responses", _ERRORS)
-        if body is not None:
-            kwargs["openapi_extra"] = _body_documentation(body)
-        register = app.api_route(PREFIX + path, methods=[method], **kwargs)
+        extra = _body_documentation(body) if body is not None else {}
+        parameters = [_path_parameter(name, _PATH_SCHEMAS[convertor])
+                      for name, convertor in re.findall(r"{(\w+):(\w+)}", path)]
+        if parameters:
+            extra["parameters"] = parameters
+        read = _reader(body, bounds) if body is not None else None
 
-        def counted(endpoint):
-            @functools.wraps(endpoint)  # FastAPI reads the endpoint's parameters through it
-            def call(*args: Any, **kwargs: Any) -> Any:
-                with calls.running():
-                    return endpoint(*args, **kwargs)
+        def register(endpoint: Callable[..., Response]) -> Callable[..., Response]:
+            wanted = inspect.signature(endpoint).parameters
 
-            return register(call)
+            async def call(request: Request) -> Response:
+                arguments = {name: str(value) for name, value in request.path_params.items() if name in wanted}
+                if read is not None:
+                    arguments["body"] = await read(request)
+                if "request" in wanted:
+                    arguments["request"] = request
+                return await asyncio.get_running_loop().run_in_executor(threads, counted, endpoint, arguments)
 
-        return counted
+            # not functools.wraps: FastAPI would read the endpoint's parameters through __wrapped__
+            call.__name__, call.__qualname__, call.__doc__ = endpoint.__name__, endpoint.__qualname__, endpoint.__doc__
+            app.api_route(PREFIX + path, methods=[method], openapi_extra=extra or None, **kwargs)(call)
+            return endpoint
+
+        return register
 
     def openapi() -> dict:
         # The bodies are read by _reader (JSON or binary), so FastAPI does not
@@ -523,7 +568,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
 
     @route("POST", "/collections", CreateCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def create_collection(body: CreateCollection = _reader(CreateCollection, bounds)) -> Response:
+    def create_collection(body: Any) -> Response:
         """Creates a collection (409 CollectionExists unless get_or_create)."""
         return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
 
@@ -531,7 +576,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     # routes take any rest of the path (a bad name gets Local's error).
     @route("PUT", "/collections/{collection_id:uuid}", ModifyCollection, tags=["collections"],
            responses={200: {"model": CollectionOut}, **_ERRORS})
-    def modify(collection_id: Any, body: ModifyCollection = _reader(ModifyCollection, bounds)) -> Response:
+    def modify(collection_id: Any, body: Any) -> Response:
         """Renames the collection and/or replaces its metadata."""
         name, metadata = api._modify(str(collection_id), body.name, body.metadata)
         return _json({"id": str(collection_id), "name": name, "metadata": metadata})
@@ -542,7 +587,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
         return _json({"count": api._count(str(collection_id))})
 
     def writer(operation: str, summary: str):
-        def write(collection_id: Any, body: Records = _reader(Records, bounds)) -> Response:
+        def write(collection_id: Any, body: Any) -> Response:
             bound_batch(body.ids, "ids")
             api.write_from_remote(operation, str(collection_id), body.ids, body.embeddings, body.metadatas,
                                   body.documents)
@@ -557,7 +602,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
 
     @route("POST", "/collections/{collection_id:uuid}/delete", DeleteRecords, tags=["records"])
-    def delete(collection_id: Any, body: DeleteRecords = _reader(DeleteRecords, bounds)) -> Response:
+    def delete(collection_id: Any, body: Any) -> Response:
         """Deletes the items matching every given argument (at least one is needed)."""
         bound_batch(body.ids, "ids")
         api._delete(str(collection_id), body.ids, body.where, body.where_document)
@@ -565,7 +610,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
 
     @route("POST", "/collections/{collection_id:uuid}/get", GetRecords, tags=["records"],
            responses={200: {"model": GetResultOut}, **_ERRORS})
-    def get(collection_id: Any, request: Request, body: GetRecords = _reader(GetRecords, bounds)) -> Response:
+    def get(collection_id: Any, request: Request, body: Any) -> Response:
         """Items by id (in the order asked) or by filter (in insertion order)."""
         bound_batch(body.ids, "ids")
         result = api._get(str(collection_id), body.ids, body.where, body.where_document,
@@ -581,7 +626,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
 
     @route("POST", "/collections/{collection_id:uuid}/query", QueryRecords, tags=["records"],
            responses={200: {"model": QueryResultOut}, **_ERRORS})
-    def query(collection_id: Any, request: Request, body: QueryRecords = _reader(QueryRecords, bounds)) -> Response:
+    def query(collection_id: Any, request: Request, body: Any) -> Response:
         """The n_results nearest items to each query embedding, nearest first."""
         if body.query_texts is not None:
             if body.query_embeddings is not None:
@@ -618,6 +663,9 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
         api.delete_collection(name)
         return _json({})
 
+    # Routes are tried in order: the single calls first (a stable sort keeps the rest's order).
+    hot = {f"{PREFIX}/collections/{{collection_id:uuid}}/{name}" for name in ("query", "get", "count")}
+    app.router.routes.sort(key=lambda entry: getattr(entry, "path", None) not in hot)
     app.add_middleware(_Unexpected)  # innermost: a refused request never reaches it
     app.add_middleware(_Guard, token=settings.auth_token, bounds=bounds)
     app.add_middleware(_Deadline, bounds=bounds)  # outside the guard: a slow upload counts too
