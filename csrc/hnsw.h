@@ -178,7 +178,7 @@ inline uint64_t checksum(const char* p, size_t n, uint64_t h = 0x243f6a8885a308d
 }
 
 // Default ef for searches: measured to give recall@10 >= 0.95 on both
-// benchmark sets (benchmarks/bench_hnsw.py; README "HNSW").
+// benchmark sets (benchmarks/bench_hnsw.py; docs/results.md "HNSW").
 constexpr size_t kDefaultEfSearch = 64;
 
 class HnswIndex {

@@ -240,7 +240,7 @@ def test_unreachable_server_is_server_unavailable_naming_the_address(configured)
 
 
 # --------------------------------------------------------------------------
-# A raw JSON session, as the README shows it with curl
+# A raw JSON session, as docs/servers.md shows it with curl
 # --------------------------------------------------------------------------
 
 

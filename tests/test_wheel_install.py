@@ -82,7 +82,7 @@ def test_wheel_installs_and_runs_the_quickstart_without_a_compiler(wheel, venv, 
     assert "filtered: [('item-" in quickstart
     assert ": ok (SIMD paths portable" in run([python, "-I", "wheel_smoke.py"], env=env, cwd=tmp_path)
 
-    # Shown with `pytest -rP`: the figures the README quotes.
+    # Shown with `pytest -rP`: the figures docs/install.md quotes.
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     installed = sum(f.stat().st_size for f in site_packages.rglob("*") if f.is_file())
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB; base install: {installed / 1e6:.0f} MB")
