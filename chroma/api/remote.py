@@ -1,8 +1,9 @@
 """What every client of a chroma server shares, whatever its wire.
 
 The base class checks the whole configuration as every mode does, loads the
-default embedding function (embeddings are computed in the caller's process,
-so a server never needs the model) and runs Local's checks of collection-level
+embedding function the settings name (it runs in the caller's process; with
+none named, the server's default model embeds documents and query texts, so
+a thin client needs no model) and runs Local's checks of collection-level
 arguments before a request leaves; per-collection arguments are checked by
 ``chroma.api.arguments``. Subclasses carry the calls over their wire.
 """
