@@ -3,7 +3,10 @@
 Builds the manylinux wheel with scripts/build_wheel.sh (once per run, about a
 minute on 2 cores), installs it with pip's binary-only mode into a fresh venv
 whose PATH holds no C/C++ compiler and whose CC/CXX are ``false``, and runs
-the README quickstart and the wheel smoke test there.
+the README quickstart and the wheel smoke test there. In the same venv,
+``chroma models fetch --dir DIR`` downloads the default model from a local hub
+(tests/model_hub.py), and a process with no network (``unshare --net``) embeds
+with ``CHROMA_EMBEDDING_MODEL_DIR=DIR``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from chroma.embedding import files
+from model_hub import REPO_PREFIX, hub
+from required_services import require_service
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 COMPILERS = ("gcc", "g++", "cc", "c++", "clang", "clang++")
@@ -59,13 +66,21 @@ def without_compiler(venv: Path) -> dict[str, str]:
     return env
 
 
-def test_wheel_installs_and_runs_the_quickstart_without_a_compiler(wheel, venv, tmp_path):
+@pytest.fixture(scope="module")
+def installed(wheel, venv) -> Path:
+    """The venv with the wheel installed, binary-only, by a pip that can find no compiler."""
     env = without_compiler(venv)
     for compiler in COMPILERS:
         assert shutil.which(compiler, path=env["PATH"]) is None, compiler
-    python = str(venv / "bin" / "python")
+    run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--only-binary=:all:",
+         str(wheel)], env=env)
+    return venv
 
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--only-binary=:all:", str(wheel)], env=env)
+
+def test_wheel_installs_and_runs_the_quickstart_without_a_compiler(wheel, installed, tmp_path):
+    venv = installed
+    env = without_compiler(venv)
+    python = str(venv / "bin" / "python")
 
     # Copies outside the source tree, run in isolated mode: only the installed chroma can be imported.
     for script in ("examples/quickstart.py", "scripts/wheel_smoke.py"):
@@ -86,3 +101,72 @@ def test_wheel_installs_and_runs_the_quickstart_without_a_compiler(wheel, venv, 
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
     installed = sum(f.stat().st_size for f in site_packages.rglob("*") if f.is_file())
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e3:.0f} kB; base install: {installed / 1e6:.0f} MB")
+
+
+# Run in the fresh venv under `unshare --net`. It first tries the hub that served the model (the
+# URL of one of its files, argv[1]): in a new network namespace even 127.0.0.1 is unreachable,
+# so that attempt must fail in this very process before anything is embedded.
+OFFLINE_SCRIPT = """
+import sys, urllib.error, urllib.request
+
+import chroma
+
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=60)
+except urllib.error.HTTPError as exc:
+    sys.exit(f"the hub answered ({exc.code}): the network is not blocked")
+except OSError as exc:
+    print(f"hub unreachable: {exc}", flush=True)
+else:
+    sys.exit("the hub answered: the network is not blocked")
+
+notes = chroma.get_api().create_collection("notes", metadata={"hnsw:space": "cosine"})
+notes.add(ids=["w", "s"], documents=["The weather is lovely today.", "He drove to the stadium."])
+print("nearest:", notes.query(query_texts=["Is it sunny?"], n_results=1)["ids"][0])
+"""
+
+
+@pytest.fixture(scope="module")
+def network_blocked() -> list[str]:
+    """The command prefix that runs a process in a new network namespace (no interface up)."""
+    unshare = shutil.which("unshare")
+    problem = "unshare (util-linux) is not installed" if unshare is None else None
+    if unshare is not None:
+        done = subprocess.run([unshare, "--net", "true"], capture_output=True, text=True)
+        if done.returncode != 0:
+            problem = f"`unshare --net` is not permitted here (it needs root): {done.stderr.strip()}"
+    require_service(problem is None, f"the offline run blocks the network with `unshare --net`; {problem}")
+    return [unshare, "--net"]
+
+
+def test_fresh_install_fetches_the_model_then_embeds_with_the_network_blocked(
+        network_blocked, installed, tmp_path, monkeypatch):
+    venv = installed
+    (tmp_path / "embed_offline.py").write_text(OFFLINE_SCRIPT)
+    models = tmp_path / "models"
+    # Empty caches and no HF_HUB_OFFLINE: only the model directory and the block decide.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    env = without_compiler(venv)
+    env.update(CHROMA_CACHE_DIR=str(tmp_path / "chroma-cache"), XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
+               HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1")
+
+    with hub("good", monkeypatch) as server:
+        env["HF_ENDPOINT"] = server.url
+        fetched = run([str(venv / "bin" / "chroma"), "models", "fetch", "--dir", str(models)], env=env, cwd=tmp_path)
+        assert files.MODEL_DIR_VARIABLE in fetched
+        assert f"GET {REPO_PREFIX}model.safetensors" in server.requests
+        files.check_files(models)
+        served = len(server.requests)
+
+        probe = [str(venv / "bin" / "python"), "-I", "embed_offline.py", f"{server.url}{REPO_PREFIX}config.json"]
+        offline = run([*network_blocked, *probe], env={**env, files.MODEL_DIR_VARIABLE: str(models)}, cwd=tmp_path)
+        assert "hub unreachable" in offline
+        assert "nearest: ['w']" in offline
+
+        # Without the directory, the same blocked run tries the (live) hub and cannot reach it.
+        failed = subprocess.run([*network_blocked, *probe], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert failed.returncode != 0, failed.stdout
+        assert "hub unreachable" in failed.stdout
+        assert "chroma.errors.EmbeddingModelUnavailable" in failed.stderr, failed.stderr[-4000:]
+        assert files.MODEL_DIR_VARIABLE in failed.stderr and "downloading config.json failed" in failed.stderr
+        assert len(server.requests) == served  # nothing from the blocked processes reached the hub
