@@ -16,10 +16,13 @@ against each server, also with one of the 8 running slow batch queries (a slow c
 the others: the core releases the GIL). The servers' resident memory closes the report.
 
 Targets: single-call p50 over HTTP and Flight at most 0.25 ms above its floor; 8 clients at least
-1.6x the throughput of one.
+1.6x the throughput of one. ``--chromadb`` then runs chromadb's own server against ours on the
+100,000 x 128 set (``bench_vs_chromadb.py --server``): our single query with the default include
+at least 3x faster.
 
     python benchmarks/bench_remote.py            # 20,000 x 128, 2,000 calls per row
     python benchmarks/bench_remote.py --quick    # 2,000 x 32, about 30 s (smoke test)
+    python benchmarks/bench_remote.py --chromadb # and chromadb's server, full size (minutes)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2,000 x 32, about 30 s (smoke test)")
+    parser.add_argument("--chromadb", action="store_true",
+                        help="then chromadb's own server against ours on the 100,000 x 128 set of "
+                             "bench_vs_chromadb.py (--server), chromadb from PyPI in a venv of its own")
     return parser.parse_args()
 
 
@@ -394,6 +401,11 @@ def main() -> int:
                 status = server.stop()
                 if status != 0:
                     raise RuntimeError(f"chroma run ended with status {status}:\n{server.output()}")
+    if args.chromadb:
+        print("\n== chromadb's own server against ours (bench_vs_chromadb.py --server)", flush=True)
+        against = [sys.executable, str(Path(__file__).with_name("bench_vs_chromadb.py")), "--server",
+                   "--data-set", "clusters-128-l2"] + (["--quick"] if args.quick else [])
+        return subprocess.run(against).returncode
     return 0
 
 

@@ -20,6 +20,11 @@ nothing but numpy and the standard library.
 
     python benchmarks/bench_vs_chromadb.py            # full size, minutes
     python benchmarks/bench_vs_chromadb.py --quick    # small sizes, seconds
+    python benchmarks/bench_vs_chromadb.py --server   # each side as its own HTTP server
+
+With ``--server`` each side runs its own HTTP server over its persistent store
+(chromadb's ``chroma run``, ours ``chroma run``) and the side's process is the
+client; peak RSS is then the server's, and there is no reopen row.
 
 ``--quick`` skips chromadb's side, saying so, when its venv cannot be made
 (no network); with ``CI=true`` that is an error.
@@ -28,6 +33,7 @@ nothing but numpy and the standard library.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -35,13 +41,15 @@ import os
 import pstats
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import venv
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -113,10 +121,12 @@ def metadata_of(i: int) -> dict:
 class Side:
     """The calls a side makes; chromadb's and ours share the API's shape."""
 
-    def __init__(self, side: str, path: str) -> None:
-        self.side, self.path = side, path
+    def __init__(self, side: str, path: str, url: Optional[str] = None) -> None:
+        self.side, self.path, self.url = side, path, url
 
     def open(self) -> Any:
+        if self.url is not None:
+            return self.open_remote()
         if self.side == "chromadb":
             import chromadb
             from chromadb.config import Settings as ChromaSettings
@@ -126,6 +136,18 @@ class Side:
 
         chroma.configure(api_impl="local", db_impl="persistent_duckdb", persist_directory=self.path)
         return chroma.get_api()
+
+    def open_remote(self) -> Any:
+        """A client of the side's own HTTP server at ``self.url``."""
+        host, port = self.url.removeprefix("http://").split(":")
+        if self.side == "chromadb":
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+
+            return chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
+        import chroma
+
+        return chroma.HttpClient(host=host, port=int(port))
 
     def largest_add(self, client: Any) -> int:
         """Items one add may carry: chromadb's PersistentClient refuses more than its
@@ -261,7 +283,7 @@ def run_reopen(side: Side, data: Path, name: str) -> dict:
 
 
 def side_main(args: argparse.Namespace) -> None:
-    side = Side(args.side, args.store)
+    side = Side(args.side, args.store, args.url)
     data = Path(args.data)
     result = (run_build(side, data, args.name, args.queries, args.profile_add) if args.phase == "build"
               else run_reopen(side, data, args.name))
@@ -296,12 +318,13 @@ def chromadb_python() -> Path:
 
 
 def run_side(python: Path, side: str, phase: str, name: str, data: Path, store: Path, queries: int,
-             profile_add: bool = False) -> dict:
+             profile_add: bool = False, url: Optional[str] = None) -> dict:
     environment = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     if side == "chromadb":
         environment.pop("PYTHONPATH", None)  # whatever points at our package stays on our side
     command = [str(python), os.path.abspath(__file__), "--side", side, "--phase", phase, "--name", name,
-               "--data", str(data), "--store", str(store), "--queries", str(queries)] + (["--profile-add"] if profile_add else [])
+               "--data", str(data), "--store", str(store), "--queries", str(queries)] + (["--profile-add"] if profile_add else []) \
+        + ([] if url is None else ["--url", url])
     # a neutral working directory: neither side imports the other's modules from it
     done = subprocess.run(command, capture_output=True, text=True, cwd=data, env=environment)
     if done.returncode != 0:
@@ -309,6 +332,58 @@ def run_side(python: Path, side: str, phase: str, name: str, data: Path, store: 
     if profile_add and done.stderr:
         print(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def serving(side: str, python: Path, store: Path) -> Iterator[tuple[str, int]]:
+    """The side's own HTTP server over ``store`` on 127.0.0.1, as ``(url, pid)``: ``chroma run`` of
+    chromadb's venv, or ours (``python -m chroma run``, PersistentDuckDB, default index)."""
+    if side == "ours":
+        from chroma.bench.server_process import ServerProcess
+
+        server = ServerProcess(store.parent, impl="fastapi", name=f"server-{store.name}",
+                               settings={"db_impl": "persistent_duckdb", "persist_directory": str(store),
+                                         "embedding_function": "none"}).start()  # the benchmark sends vectors
+        try:
+            yield server.url, server.process.pid
+        finally:
+            server.stop()
+        return
+    with socket.socket() as probe:  # chromadb's server takes a port number, not 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(store.parent / f"chromadb-server-{store.name}.log", "w")
+    process = subprocess.Popen([str(python.parent / "chroma"), "run", "--path", str(store), "--host", "127.0.0.1",
+                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"{url}/api/v2/heartbeat"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chromadb's server did not start: see {log.name}")
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def peak_rss_of_mb(pid: int) -> float:
+    """A live process's peak resident set (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def chromadb_version(python: Path) -> str:
@@ -332,14 +407,14 @@ def cell(value: Optional[float], unit: str) -> str:
     return f"{value:.3f}"
 
 
-def print_table(name: str, shape: str, theirs: Optional[dict], ours: dict) -> None:
+def print_table(name: str, shape: str, theirs: Optional[dict], ours: dict, breakdown: bool = True) -> None:
     print(f"\n== {name}: {shape}")
     print(f"| {'call':<42} | {'chromadb':>10} | {'ours':>10} | {'chromadb / ours':>15} |")
     print(f"|{'-' * 44}|{'-' * 12}|{'-' * 12}|{'-' * 17}|")
     for key, label, unit in ROWS:
         mine = ours[key]
         other = None if theirs is None else theirs[key]
-        if other is None:
+        if other is None or mine is None:
             ratio = "-"
         elif key in HIGHER_IS_BETTER:
             ratio = f"{mine / other:.2f} (ours / theirs)"
@@ -347,6 +422,8 @@ def print_table(name: str, shape: str, theirs: Optional[dict], ours: dict) -> No
             ratio = f"{other / mine:.2f}x"
         label = f"{label} [{unit}]" if unit else label
         print(f"| {label:<42} | {cell(other, unit):>10} | {cell(mine, unit):>10} | {ratio:>15} |")
+    if not breakdown:
+        return
     print(f"\nmemory of each process, MB (RSS now at each step; the steps add up to the RSS after them)")
     print(f"| {'step':<46} | {'chromadb':>10} | {'ours':>10} |")
     print(f"|{'-' * 48}|{'-' * 12}|{'-' * 12}|")
@@ -370,6 +447,11 @@ def main() -> None:
     parser.add_argument("--skip-chromadb", action="store_true", help="run our side only")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--profile-add", action="store_true", help="print cProfile's view of each side's add")
+    parser.add_argument("--server", action="store_true",
+                        help="each side as its own HTTP server (chromadb's `chroma run`, ours `chroma run`), "
+                             "timed from a client process")
+    parser.add_argument("--data-set", action="append", choices=list(DATA_SETS), help="repeatable; default both")
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     # the side subprocess
     parser.add_argument("--side", choices=["chromadb", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["build", "reopen"], help=argparse.SUPPRESS)
@@ -399,6 +481,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-vs-chromadb-") as scratch:
         root = Path(scratch)
         for name, (n, d, space, documents) in DATA_SETS.items():
+            if args.data_set and name not in args.data_set:
+                continue
             if args.quick:
                 n, d = QUICK_SIZES[name]
             make_data(root, name, n, d, space, documents, queries)
@@ -408,14 +492,22 @@ def main() -> None:
                 sides["chromadb"] = theirs_python
             for side, python in sides.items():
                 store = root / f"{side}-{name}"
-                measured = run_side(python, side, "build", name, root, store, queries, args.profile_add)
-                measured.update(run_side(python, side, "reopen", name, root, store, queries))
+                if args.server:
+                    with serving(side, python, store) as (url, pid):
+                        measured = run_side(python, side, "build", name, root, store, queries, args.profile_add, url)
+                        measured["peak_rss_mb"] = peak_rss_of_mb(pid)
+                    measured["reopen_s"] = None
+                else:
+                    measured = run_side(python, side, "build", name, root, store, queries, args.profile_add)
+                    measured.update(run_side(python, side, "reopen", name, root, store, queries))
                 measured["recall"] = recall(measured.pop("found"), truth)
                 results.setdefault(name, {})[side] = measured
                 shutil.rmtree(store, ignore_errors=True)
             docs = ", ~100-character documents" if documents else ""
-            print_table(name, f"{n:,} x {d}, {space}, two metadata keys{docs}, batches of {BATCH:,}",
-                        results[name].get("chromadb"), results[name]["ours"])
+            where = ("; over HTTP, each side's own server (peak RSS: the server's; no reopen)" if args.server
+                     else "")
+            print_table(name, f"{n:,} x {d}, {space}, two metadata keys{docs}, batches of {BATCH:,}{where}",
+                        results[name].get("chromadb"), results[name]["ours"], breakdown=not args.server)
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
