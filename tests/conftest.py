@@ -29,7 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
     model_files.prepare()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _group_for_xdist(items)
     wanted = set(config.getoption("--combination"))
     if not wanted:
         return
@@ -38,8 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"unknown --combination {sorted(unknown)}")
     selected, deselected = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        combination = callspec.params.get("combination") if callspec else None
+        combination = _combination_of(item)
         if combination is None or combination.name in wanted:
             selected.append(item)
         else:
@@ -47,6 +48,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def _combination_of(item: pytest.Item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("combination") if callspec else None
+
+
+def _group_for_xdist(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (``--dist loadgroup``), keeps each combination's tests on one worker, and
+    every other module's tests on one worker, so that a combination's servers and a module's
+    fixtures are set up once, not once per worker."""
+    for item in items:
+        combination = _combination_of(item)
+        group = combination.name if combination is not None else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", params=COMBINATIONS, ids=lambda combination: combination.name)

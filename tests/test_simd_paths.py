@@ -52,7 +52,7 @@ def start_run(path: str, out: Path) -> subprocess.Popen:
     # The chroma under test, and this directory for the plugin; run outside
     # the source tree so "-m" cannot put a core-less source checkout first.
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), str(TESTS)])
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "search_recording",
+    args = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-p", "search_recording",
             f"--record-searches={out / path}.json", *(f"--combination={c}" for c in SEARCH_COMBINATIONS),
             *map(str, SEARCH_TEST_FILES)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=out)
