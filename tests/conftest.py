@@ -29,9 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     model_files.prepare()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _group_for_xdist(items)
     wanted = set(config.getoption("--combination"))
     if not wanted:
         return
@@ -53,16 +51,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _combination_of(item: pytest.Item):
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("combination") if callspec else None
-
-
-def _group_for_xdist(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n`` (``--dist loadgroup``), keeps each combination's tests on one worker, and
-    every other module's tests on one worker, so that a combination's servers and a module's
-    fixtures are set up once, not once per worker."""
-    for item in items:
-        combination = _combination_of(item)
-        group = combination.name if combination is not None else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", params=COMBINATIONS, ids=lambda combination: combination.name)
