@@ -36,16 +36,17 @@ def available_simd_paths() -> list[str]:
 def embedding_simd_path(name: str = "") -> str:
     """The instruction set of the embedding kernels; a name (portable, avx2, avx512) switches to it."""
 
-def embedding_bias_gelu(x: npt.NDArray[np.float32], bias: npt.NDArray[np.float32]) -> None:
-    """x = gelu(x + bias), the exact (erf) GELU."""
+def embedding_bias_gelu(x: npt.NDArray[np.float32], bias: npt.NDArray[np.float32], parallel: bool = True) -> None:
+    """x = gelu(x + bias), the exact (erf) GELU; on the core's threads, or the caller's only."""
 
 def embedding_residual_layer_norm(x: Optional[npt.NDArray[np.float32]], bias: npt.NDArray[np.float32],
                                   hidden: npt.NDArray[np.float32], gamma: npt.NDArray[np.float32],
-                                  beta: npt.NDArray[np.float32], eps: float) -> None:
+                                  beta: npt.NDArray[np.float32], eps: float, parallel: bool = True) -> None:
     """hidden = layer_norm(x + bias + hidden) * gamma + beta (x None: of hidden + bias)."""
 
 def embedding_attention(qkv: npt.NDArray[np.float32], qkv_bias: npt.NDArray[np.float32],
-                        offsets: npt.NDArray[np.int64], ctx: npt.NDArray[np.float32], heads: int) -> None:
+                        offsets: npt.NDArray[np.int64], ctx: npt.NDArray[np.float32], heads: int,
+                        parallel: bool = True) -> None:
     """ctx = multi-head self-attention of the packed sequences (rows offsets[s]..offsets[s+1])."""
 
 def thread_count() -> int:

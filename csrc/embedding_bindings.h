@@ -58,7 +58,7 @@ inline void register_functions(py::module_& m) {
         "The instruction set of the embedding kernels; a name (portable, avx2, avx512) switches to it.");
 
     m.def(
-        "embedding_bias_gelu", [](const py::object& x_obj, const py::object& bias_obj) {
+        "embedding_bias_gelu", [](const py::object& x_obj, const py::object& bias_obj, bool parallel) {
             auto x = buffer(x_obj, "x", 2), bias = buffer(bias_obj, "bias", 1);
             const size_t rows = x.shape(0), width = x.shape(1);
             check_length(bias, width, "bias");
@@ -66,14 +66,15 @@ inline void register_functions(py::module_& m) {
             const float* bp = bias.data();
             const ops::Kernels& k = *current_kernels().load();
             py::gil_scoped_release nogil;
-            ops::bias_gelu(k, xp, bp, rows, width);
+            ops::bias_gelu(k, xp, bp, rows, width, parallel);
         },
-        py::arg("x"), py::arg("bias"), "x = gelu(x + bias) in place (exact, erf-based GELU).");
+        py::arg("x"), py::arg("bias"), py::arg("parallel") = true,
+        "x = gelu(x + bias) in place (exact, erf-based GELU); on the core's threads unless parallel is False.");
 
     m.def(
         "embedding_residual_layer_norm",
         [](const py::object& x_obj, const py::object& bias_obj, const py::object& hidden_obj,
-           const py::object& gamma_obj, const py::object& beta_obj, float eps) {
+           const py::object& gamma_obj, const py::object& beta_obj, float eps, bool parallel) {
             auto hidden = buffer(hidden_obj, "hidden", 2);
             const size_t rows = hidden.shape(0), width = hidden.shape(1);
             const float* xp = nullptr;
@@ -92,15 +93,16 @@ inline void register_functions(py::module_& m) {
             float* hp = hidden.mutable_data();
             const ops::Kernels& k = *current_kernels().load();
             py::gil_scoped_release nogil;
-            ops::residual_layer_norm(k, xp, bias.data(), hp, gamma.data(), beta.data(), eps, rows, width);
+            ops::residual_layer_norm(k, xp, bias.data(), hp, gamma.data(), beta.data(), eps, rows, width, parallel);
         },
         py::arg("x"), py::arg("bias"), py::arg("hidden"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
+        py::arg("parallel") = true,
         "hidden = layer_norm(x + bias + hidden) * gamma + beta in place (x None: of hidden + bias).");
 
     m.def(
         "embedding_attention",
         [](const py::object& qkv_obj, const py::object& bias_obj, const py::array_t<int64_t, py::array::c_style>& offsets,
-           const py::object& ctx_obj, size_t heads) {
+           const py::object& ctx_obj, size_t heads, bool parallel) {
             auto qkv = buffer(qkv_obj, "qkv", 2), bias = buffer(bias_obj, "qkv_bias", 1),
                  ctx = buffer(ctx_obj, "ctx", 2);
             const size_t rows = qkv.shape(0), hidden = ctx.shape(1);
@@ -117,9 +119,10 @@ inline void register_functions(py::module_& m) {
             float* cp = ctx.mutable_data();
             const ops::Kernels& k = *current_kernels().load();
             py::gil_scoped_release nogil;
-            ops::attention(k, qkv.data(), bias.data(), cp, off, nseq, heads, hidden);
+            ops::attention(k, qkv.data(), bias.data(), cp, off, nseq, heads, hidden, parallel);
         },
         py::arg("qkv"), py::arg("qkv_bias"), py::arg("offsets"), py::arg("ctx"), py::arg("heads"),
+        py::arg("parallel") = true,
         "ctx = multi-head self-attention of the packed sequences (rows offsets[s]..offsets[s+1]).");
 }
 

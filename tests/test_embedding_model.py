@@ -74,6 +74,26 @@ def test_chunks_and_batches_give_the_vectors_of_one_pass(embedder, monkeypatch):
     assert cosines(embedder.embed(texts), whole).min() >= 0.99999
 
 
+def test_a_batch_per_core_gives_the_vectors_of_batches_in_turn(embedder, monkeypatch):
+    texts = mixed_texts() * 5
+    monkeypatch.setattr(executor, "BATCH_TOKENS", 32)
+    monkeypatch.setattr(executor, "_core_threads", lambda: 1)
+    in_turn = embedder.embed(texts)
+    monkeypatch.setattr(executor, "_core_threads", lambda: 3)  # more workers than this machine's cores
+    per_core = embedder.embed(texts)
+    assert cosines(per_core, in_turn).min() >= 0.99999
+
+
+def test_numpy_blas_gets_its_threads_back_after_a_call(embedder, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    monkeypatch.setattr(executor, "BATCH_TOKENS", 32)
+    monkeypatch.setattr(executor, "_core_threads", lambda: 2)
+    embedder.embed(mixed_texts() * 3)
+    assert [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"] == before
+
+
 def test_more_tokens_than_the_bound_are_refused(embedder):
     with pytest.raises(errors.PayloadTooLarge, match="max_embedding_tokens"):
         embedder.embed(SENTENCES, max_tokens=10)
@@ -93,3 +113,20 @@ def test_kernels_refuse_arrays_they_would_misread():
     with pytest.raises(ValueError, match="offsets"):
         _core.embedding_attention(np.zeros((4, 1152), np.float32), np.zeros(1152, np.float32),
                                   np.array([0, 5], np.int64), hidden, 12)
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 31, 32, 33, 57, 256])
+def test_attention_of_any_length_matches_a_plain_softmax(length):
+    # the hand-written kernel's blocks of 8 and 32 keys, and its tails, against numpy
+    rng = np.random.default_rng(length)
+    qkv = rng.standard_normal((length, 1152), dtype=np.float32)
+    bias = rng.standard_normal(1152, dtype=np.float32)
+    context = np.empty((length, 384), np.float32)
+    _core.embedding_attention(qkv, bias, np.array([0, length], np.int64), context, 12, parallel=False)
+    q, k, v = ((qkv[:, i * 384:(i + 1) * 384] + bias[i * 384:(i + 1) * 384]).astype(np.float64) for i in range(3))
+    for head in range(12):
+        cols = slice(head * 32, (head + 1) * 32)
+        scores = q[:, cols] @ k[:, cols].T / np.sqrt(32)
+        weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+        expected = (weights / weights.sum(axis=1, keepdims=True)) @ v[:, cols]
+        np.testing.assert_allclose(context[:, cols], expected, atol=2e-5, rtol=1e-4)

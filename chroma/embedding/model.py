@@ -111,8 +111,12 @@ def mean_pool_normalize(hidden: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return (means / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def encode_packed(weights: Weights, token_ids: Sequence[np.ndarray]) -> np.ndarray:
-    """The normalised embeddings of texts given as token id arrays (with [CLS] and [SEP]), one row each."""
+def encode_packed(weights: Weights, token_ids: Sequence[np.ndarray], parallel: bool = True) -> np.ndarray:
+    """The normalised embeddings of texts given as token id arrays (with [CLS] and [SEP]), one row each.
+
+    ``parallel=False`` runs the compiled kernels on the calling thread only, for a caller that
+    runs a batch per core itself (the matrix products follow numpy's BLAS setting).
+    """
     from chroma import _core
 
     lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
@@ -125,7 +129,7 @@ def encode_packed(weights: Weights, token_ids: Sequence[np.ndarray]) -> np.ndarr
     hidden = weights.word_embeddings[ids]
     hidden += weights.position_embeddings[positions]
     _core.embedding_residual_layer_norm(None, weights.token_type_embedding, hidden, weights.embedding_norm_weight,
-                                        weights.embedding_norm_bias, weights.eps)
+                                        weights.embedding_norm_bias, weights.eps, parallel)
     width = hidden.shape[1]
     qkv = np.empty((rows, 3 * width), np.float32)
     context = np.empty((rows, width), np.float32)
@@ -133,13 +137,13 @@ def encode_packed(weights: Weights, token_ids: Sequence[np.ndarray]) -> np.ndarr
     intermediate = np.empty((rows, weights.layers[0].intermediate_weight.shape[1]), np.float32)
     for layer in weights.layers:
         np.matmul(hidden, layer.qkv_weight, out=qkv)
-        _core.embedding_attention(qkv, layer.qkv_bias, offsets, context, weights.heads)
+        _core.embedding_attention(qkv, layer.qkv_bias, offsets, context, weights.heads, parallel)
         np.matmul(context, layer.attention_out_weight, out=projected)
         _core.embedding_residual_layer_norm(projected, layer.attention_out_bias, hidden, layer.attention_norm_weight,
-                                            layer.attention_norm_bias, weights.eps)
+                                            layer.attention_norm_bias, weights.eps, parallel)
         np.matmul(hidden, layer.intermediate_weight, out=intermediate)
-        _core.embedding_bias_gelu(intermediate, layer.intermediate_bias)
+        _core.embedding_bias_gelu(intermediate, layer.intermediate_bias, parallel)
         np.matmul(intermediate, layer.output_weight, out=projected)
         _core.embedding_residual_layer_norm(projected, layer.output_bias, hidden, layer.output_norm_weight,
-                                            layer.output_norm_bias, weights.eps)
+                                            layer.output_norm_bias, weights.eps, parallel)
     return mean_pool_normalize(hidden, offsets)
