@@ -351,7 +351,7 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the texts load what the DB holds: no queued update may apply again
                 if state.texts is None:
-                    state.texts = ItemTexts.from_columns(*self._db.load_texts(collection_id))
+                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id))
         return state.texts
 
     def _records(self, collection_id: str, state: CachedCollection, labels: np.ndarray,
