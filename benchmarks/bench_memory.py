@@ -175,7 +175,13 @@ def run(n: int, directory: str) -> dict:
         parts["glibc heap kept free (fragmentation)"] = heap_after[1] - heap_before[1]
     growth = after - before
     parts["other (Python heap, libraries, untracked)"] = growth - sum(parts.values())
-    result = {"n": n, "dim": DIM, "vector_bytes": n * DIM * 4, "rss_before": before, "rss_added": added,
+    trimmed = None
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        trimmed = rss_bytes()
+    except (OSError, AttributeError):
+        pass
+    result = {"n": n, "dim": DIM, "rss_trimmed": trimmed, "vector_bytes": n * DIM * 4, "rss_before": before, "rss_added": added,
               "rss_after": after, "growth": growth, "peak_growth": peak_rss_bytes() - before, "add_s": add_s,
               "first_queries_s": first_queries_s, "parts": parts}
     client.close()
@@ -197,6 +203,8 @@ def report(result: dict) -> None:
     row("RSS growth after add + 2 queries", result["growth"])
     row("peak RSS growth", result["peak_growth"])
     row("  RSS growth after the add alone", result["rss_added"] - result["rss_before"])
+    if result.get("rss_trimmed") is not None:
+        row("  RSS growth after glibc's malloc_trim(0)", result["rss_trimmed"] - result["rss_before"])
     print(f"|{'-' * 46}|{'-' * 11}|{'-' * 9}|")
     for label, value in result["parts"].items():
         row(f"  {label}", value)
