@@ -72,15 +72,17 @@ class _Arrays:
         self.alive[start:stop] = True
         self.size = stop
 
-    def gathered(self, rows: np.ndarray, spare: int) -> "_Arrays":
-        """New arrays of the entries of ``rows`` (ascending, alive), with room for ``spare`` more;
-        their bytes are copied a chunk of rows at a time, with no object per id."""
+    def gathered(self, rows: np.ndarray, spare: int, spare_bytes: int = 0) -> "_Arrays":
+        """New arrays of the entries of ``rows`` (ascending, alive), with room for ``spare`` more
+        and at least ``spare_bytes`` more bytes of ids; their bytes are copied a chunk of rows at
+        a time, with no object per id."""
         count = len(rows)
         ends = self.ends[rows]
         starts = np.where(rows > 0, self.ends[np.maximum(rows - 1, 0)], 0)
         lengths = ends - starts
         total = int(lengths.sum())
-        out = _Arrays(max(_INITIAL_CAPACITY, count + spare), max(1024, total * (count + spare) // max(1, count)))
+        out = _Arrays(max(_INITIAL_CAPACITY, count + spare),
+                      max(1024, total * (count + spare) // max(1, count), total + spare_bytes))
         out.labels[:count] = self.labels[rows]
         out.alive[:count] = True
         np.cumsum(lengths, out=out.ends[:count])
@@ -224,7 +226,9 @@ class LabelIds:
         if not size or fresh_labels[0] > arrays.labels[size - 1]:
             data = b"".join(encoded)
             if not arrays.fits(len(encoded), len(data)):
-                arrays = self._rebuilt(spare=max(len(encoded), size - self._dead))
+                # room for as many entries again, and their ids' bytes at least at this batch's length
+                spare = max(len(encoded), size - self._dead)
+                arrays = self._rebuilt(spare, spare_bytes=len(data) * spare // len(encoded))
             arrays.put(fresh_labels, encoded, data)
             return
         # out of order, or a deleted label come back: rebuild with them in place
@@ -247,12 +251,13 @@ class LabelIds:
             arrays.alive[gone] = False
             self._dead += len(gone)
             if self._dead > max(_FOLD_AT_LEAST, arrays.size - self._dead):
-                self._rebuilt(spare=0)
+                self._rebuilt(0)
 
-    def _rebuilt(self, spare: int) -> _Arrays:
-        """Replaces the arrays by their live entries, with room for ``spare`` more (lookups keep the old ones)."""
+    def _rebuilt(self, spare: int, spare_bytes: int = 0) -> _Arrays:
+        """Replaces the arrays by their live entries, with room for ``spare`` more and ``spare_bytes``
+        more bytes of ids (lookups keep the old ones)."""
         old = self._arrays
-        arrays = old.gathered(np.flatnonzero(old.alive[: old.size]), spare)
+        arrays = old.gathered(np.flatnonzero(old.alive[: old.size]), spare, spare_bytes)
         self._arrays = arrays
         self._dead = 0
         return arrays
