@@ -134,6 +134,33 @@ class ItemTexts:
             metas = json.loads(b"[" + b",".join(b"null" if piece is None else piece for piece in pieces) + b"]")
         return found, docs, metas
 
+    def containing(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels of every stored item, whether its document contains text)``; a missing
+        document is "". UTF-8 is self-synchronizing, so a byte search finds exactly the substrings."""
+        needle = text.encode()
+        with self._lock:
+            rows = np.flatnonzero(self._lengths[: self._size, 0] != _DEAD)
+            labels = self._labels[rows]
+            if not needle:
+                return labels, np.ones(len(rows), dtype=bool)
+            lengths = self._lengths[rows, 0].astype(np.int64)
+            with_text = np.flatnonzero(lengths >= len(needle))
+            starts = self._starts[rows[with_text], 0]
+            order = np.argsort(starts, kind="stable")
+            starts, ends, at_rows = starts[order], starts[order] + lengths[with_text][order], with_text[order]
+            arena, found, position = self._arena, [], self._arena.find(needle)
+            while position >= 0:  # every occurrence, overlapping ones too
+                found.append(position)
+                position = arena.find(needle, position + 1)
+        hit = np.zeros(len(rows), dtype=bool)
+        if found and len(starts):
+            occurrences = np.asarray(found, dtype=np.int64)
+            which = np.searchsorted(starts, occurrences, side="right") - 1
+            inside = which >= 0
+            inside[inside] = occurrences[inside] + len(needle) <= ends[which[inside]]
+            hit[at_rows[which[inside]]] = True
+        return labels, hit
+
     def _slices(self, rows: np.ndarray, field: int) -> list[Optional[bytearray]]:
         """The bytes of ``field`` in ``rows`` (None for no value), copied out of the arena."""
         arena = self._arena
