@@ -201,7 +201,17 @@ class LabelIds:
         first = np.searchsorted(hashes, wanted, side="left")
         last = np.searchsorted(hashes, wanted, side="right")
         alive = arrays.alive
-        for at in np.flatnonzero(last > first).tolist():
+        # most ids have a hash of their own: check each one's first candidate at once
+        hits = np.flatnonzero(last > first)
+        rows = order[first[hits]]
+        usable = (rows < size) & alive[np.minimum(rows, size - 1)]
+        checked, rows = hits[usable], rows[usable]
+        same = np.fromiter((found == ids[at] for found, at in zip(arrays.ids_at(rows), checked.tolist())),
+                           dtype=bool, count=len(checked))
+        out[checked[same]] = arrays.labels[rows[same]]
+        settled = np.zeros(len(ids), dtype=bool)
+        settled[checked[same]] = True
+        for at in hits[~settled[hits] & (last[hits] - first[hits] > 1)].tolist():
             # a deleted entry may hold the same id as a live one: only a live one answers
             for row in order[first[at] : last[at]].tolist():
                 if row < size and alive[row] and arrays.id_at(row) == ids[at]:
