@@ -23,6 +23,8 @@ import numpy as np
 _FOLD_AT_LEAST = 4096
 """Deleted entries kept before the arrays are rebuilt without them, however few are alive."""
 _INITIAL_CAPACITY = 1024
+_GATHER_AT_LEAST = 64
+"""Ids read at once from which one gather and one decode beat a decode per id."""
 _HASH_CHUNK = 65_536
 """Ids decoded at a time to hash them (so no str per item exists at once)."""
 
@@ -107,8 +109,20 @@ class _Arrays:
     def ids_at(self, rows: np.ndarray) -> list[str]:
         ends = self.ends[rows]
         starts = np.where(rows > 0, self.ends[np.maximum(rows - 1, 0)], 0)
-        data = self.arena.data
-        return [str(data[start:end], "utf-8") for start, end in zip(starts.tolist(), ends.tolist())]
+        if len(rows) < _GATHER_AT_LEAST:
+            data = self.arena.data
+            return [str(data[start:end], "utf-8") for start, end in zip(starts.tolist(), ends.tolist())]
+        # many ids: gather their bytes into one buffer and decode it once
+        lengths = ends - starts
+        out_ends = np.cumsum(lengths)
+        out_starts = out_ends - lengths
+        gathered = self.arena[np.arange(int(out_ends[-1]), dtype=np.int64) + np.repeat(starts - out_starts, lengths)]
+        data = gathered.tobytes()
+        text = data.decode()
+        bounds = zip(out_starts.tolist(), out_ends.tolist())
+        if len(text) == len(data):  # all ASCII: byte offsets are character offsets
+            return [text[start:end] for start, end in bounds]
+        return [data[start:end].decode() for start, end in bounds]
 
     def encoded(self, rows: np.ndarray) -> list[bytes]:
         ends = self.ends[rows]
