@@ -107,11 +107,11 @@ class _Arrays:
         return str(self.arena[start : self.ends[row]].data, "utf-8")
 
     def ids_at(self, rows: np.ndarray) -> list[str]:
+        if len(rows) < _GATHER_AT_LEAST:
+            data, ends = self.arena.data, self.ends
+            return [str(data[(ends[row - 1] if row else 0) : ends[row]], "utf-8") for row in rows.tolist()]
         ends = self.ends[rows]
         starts = np.where(rows > 0, self.ends[np.maximum(rows - 1, 0)], 0)
-        if len(rows) < _GATHER_AT_LEAST:
-            data = self.arena.data
-            return [str(data[start:end], "utf-8") for start, end in zip(starts.tolist(), ends.tolist())]
         # many ids: gather their bytes into one buffer and decode it once
         lengths = ends - starts
         out_ends = np.cumsum(lengths)
