@@ -26,7 +26,7 @@ import numpy as np
 
 from chroma import errors, validation
 from chroma.db import DB, CollectionRecord, IndexSnapshot, Records, WriteResult
-from chroma.filters import Clause, split_documents
+from chroma.filters import Clause, Contains, Logical, reads_document, split_documents
 from chroma.index import Index, Persistent
 from chroma.index.cached import CachedCollection
 from chroma.index.item_texts import ItemTexts
@@ -126,13 +126,11 @@ class Engine:
 
     def get(self, collection_id: str, ids: Optional[list[str]], where: Optional[Clause], limit: Optional[int],
             offset: Optional[int], include: Sequence[str]) -> Optional[Records]:
-        """``get`` from the state; None when the DB must answer (the state is not loaded, or
-        ``where`` has a document clause, which runs in the DB's SQL)."""
-        metadata_clause, document_clause = split_documents(where)
-        state = self._current(collection_id) if document_clause is None else None
+        """``get`` from the state; None when the DB must answer (the state is not loaded)."""
+        state = self._current(collection_id)
         if state is None:
             return None
-        allowed = None if metadata_clause is None else self._metadata(collection_id, state).matching(metadata_clause)
+        allowed = None if where is None else self._matching(collection_id, state, where)
         labels = state.select(ids, allowed, limit, offset)
         return self._records(collection_id, state, labels, include)
 
@@ -351,7 +349,7 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the texts load what the DB holds: no queued update may apply again
                 if state.texts is None:
-                    state.texts = ItemTexts.from_columns(*self._db.load_texts(collection_id))
+                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id))
         return state.texts
 
     def _records(self, collection_id: str, state: CachedCollection, labels: np.ndarray,
@@ -366,14 +364,28 @@ class Engine:
     def _allowed(self, collection_id: str, state: CachedCollection, metadata_clause: Optional[Clause],
                  document_clause: Optional[Clause]) -> Optional[np.ndarray]:
         """The labels a filtered query may return (None: no filter): ``where`` runs over the
-        metadata columns, ``where_document`` in the DB."""
+        metadata columns, ``where_document`` over the texts as well."""
         allowed = None
         if metadata_clause is not None:
             allowed = self._metadata(collection_id, state).matching(metadata_clause)
         if document_clause is not None:
-            with_documents = self._db.select_labels(collection_id, document_clause)
+            with_documents = self._matching(collection_id, state, document_clause)
             allowed = with_documents if allowed is None else np.intersect1d(allowed, with_documents)
         return allowed
+
+    def _matching(self, collection_id: str, state: CachedCollection, clause: Clause) -> np.ndarray:
+        """Labels of the items that match ``clause``: metadata comparisons over the metadata
+        columns, document substrings over the texts (no DB statement)."""
+        if isinstance(clause, Contains):
+            labels, hit = self._texts(collection_id, state).containing(clause.text)
+            return labels[~hit if clause.negate else hit]
+        if isinstance(clause, Logical) and reads_document(clause):
+            parts = [self._matching(collection_id, state, child) for child in clause.clauses]
+            combined = parts[0]
+            for part in parts[1:]:
+                combined = np.intersect1d(combined, part) if clause.op == "$and" else np.union1d(combined, part)
+            return combined
+        return self._metadata(collection_id, state).matching(clause)
 
 
 class Answer:

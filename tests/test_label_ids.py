@@ -76,3 +76,13 @@ def test_folds_keep_every_entry(monkeypatch):
     probe = np.arange(0, 42, dtype=np.int64)
     assert ids.ids_of(probe) == [expected.get(label) for label in probe.tolist()]
     assert len(ids._arrays.labels) > 3  # additions were folded into the arrays along the way
+
+
+def test_ids_longer_than_the_loaded_ones_fit_as_the_arrays_grow():
+    ids = LabelIds(np.array([0]), ["a"])
+    for first in range(1, 20_000, 1000):
+        labels = np.arange(first, first + 1000, dtype=np.int64)
+        ids.add(labels, [f"{'x' * (first // 500)}-{label}" for label in labels.tolist()])
+    probe = np.array([0, 1, 19_000, 19_999], dtype=np.int64)
+    assert ids.ids_of(probe) == ["a", "-1", f"{'x' * 36}-19000", f"{'x' * 38}-19999"]
+    assert ids.labels_of([f"{'x' * 38}-19500", "a"]).tolist() == [19_500, 0]

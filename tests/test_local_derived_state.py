@@ -76,6 +76,36 @@ def test_get_count_and_query_with_texts_need_no_db_statement_after_every_write_k
     assert got["metadatas"] == [[{"k": 1}, {"k": 5}]]
 
 
+def test_get_and_query_with_where_document_need_no_db_statement(local):
+    collection = local.create_collection("documents")
+    collection.add(ids=["a", "b", "c", "d"], embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]],
+                   metadatas=[{"k": 1}, {"k": 2}, None, {"k": 4}],
+                   documents=["apple pie", "banana", None, "pineapple, é"])
+    collection.get(ids=["a"], where={"k": 1})  # the first read loads the texts and the columns
+    collection.update(ids=["b"], documents=["apple crumble"])  # the old text stays behind in the arena
+    collection.add(ids=["e"], embeddings=[[0.0, 2.0]], documents=["aaa"])
+    collection.delete(ids=["d"])
+
+    local._db.close()
+    def ids(where_document, where=None):
+        return collection.get(where_document=where_document, where=where, include=[])["ids"]
+
+    assert ids({"$contains": "apple"}) == ["a", "b"]
+    assert ids({"$contains": "banana"}) == []  # replaced
+    assert ids({"$not_contains": "apple"}) == ["c", "e"]  # a missing document is ""
+    assert ids({"$contains": "aa"}) == ["e"]  # overlapping occurrences
+    assert ids({"$contains": "pie a"}) == []  # not across two documents
+    assert ids({"$contains": ""}) == ["a", "b", "c", "e"]
+    assert ids({"$or": [{"$contains": "pie"}, {"$contains": "aaa"}]}) == ["a", "e"]
+    assert ids({"$and": [{"$contains": "apple"}, {"$not_contains": "pie"}]}) == ["b"]
+    assert ids({"$contains": "apple"}, where={"k": 2}) == ["b"]
+    assert collection.get(where_document={"$contains": "apple"}, limit=1, offset=1,
+                          include=["documents"])["documents"] == ["apple crumble"]
+    got = collection.query(query_embeddings=[[1.0, 0.0]], n_results=3, where_document={"$contains": "a"},
+                           include=[])
+    assert got["ids"] == [["a", "b", "e"]]
+
+
 def test_a_failed_write_leaves_the_derived_state_as_it_was(local):
     collection = local.create_collection("atomic")
     collection.add(ids=["a", "b"], embeddings=[[0.0, 0.0], [1.0, 0.0]], metadatas=[{"k": 1}, {"k": 2}])

@@ -327,12 +327,14 @@ class DB(abc.ABC):
         ``LOAD_CHUNK_ROWS`` items: a collection's metadata as dicts costs many times its stored
         JSON, so the reader holds one chunk of them at a time. Raises CollectionNotFound at once."""
 
-    def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
-        """``(labels, documents, metadatas)`` of every item, each metadata as compact JSON (or None)."""
+    def load_texts(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]]:
+        """``(labels, documents, metadatas)`` of every item, each metadata as compact JSON (or None),
+        in one or more chunks (a DB that can stream them gives about ``LOAD_CHUNK_ROWS`` items at a
+        time, so the reader holds one chunk of strings at a time). Raises CollectionNotFound."""
         records = self.get(collection_id, None, None, None, None, ["documents", "metadatas"])
         encoder = json.JSONEncoder(separators=(",", ":"))
-        return records.labels, records.documents or [], [None if m is None else encoder.encode(m)
-                                                         for m in records.metadatas or []]
+        return iter([(records.labels, records.documents or [], [None if m is None else encoder.encode(m)
+                                                               for m in records.metadatas or []])])
 
     def state_marker(self, collection_id: str) -> Optional[list]:
         """A JSON-able value that changes with every committed write to the collection.

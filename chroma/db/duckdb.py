@@ -661,14 +661,16 @@ class DuckDB(DB):
         return _metadata_chunks(cursor)
 
     @_storage_errors
-    def load_texts(self, collection_id: str) -> tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]:
-        cursor = self._cursor()
-        self._collection(cursor, collection_id)
-        columns = cursor.execute(
-            "SELECT label, document, metadata FROM embeddings WHERE collection_id = ?", [collection_id]
-        ).fetchnumpy()
-        return (np.asarray(columns["label"], dtype=np.int64), _nullable_strings(columns["document"]),
-                _nullable_strings(columns["metadata"]))
+    def load_texts(self, collection_id: str) -> Iterator[tuple[np.ndarray, list[Optional[str]], list[Optional[str]]]]:
+        cursor = self._side_cursor()
+        try:
+            self._collection(cursor, collection_id)
+            cursor.execute("SELECT label, document, metadata FROM embeddings WHERE collection_id = ?",
+                           [collection_id])
+        except BaseException:
+            cursor.close()
+            raise
+        return _text_chunks(cursor)
 
     @_storage_errors
     def state_marker(self, collection_id: str) -> Optional[list]:
@@ -711,12 +713,15 @@ def _metadata_chunks(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.nda
             yield np.array(labels, dtype=np.int64), json.loads("[" + ",".join(texts) + "]")
 
 
-def _nullable_strings(column: Any) -> list[Optional[str]]:
-    """A fetched VARCHAR column as str and None (a masked array marks its NULLs)."""
-    if isinstance(column, np.ma.MaskedArray):
-        masks = np.ma.getmaskarray(column).tolist()
-        return [None if masked else value for value, masked in zip(column.data.tolist(), masks)]
-    return list(column)
+def _text_chunks(cursor: duckdb.DuckDBPyConnection) -> Iterator[tuple[np.ndarray, list[Optional[str]],
+                                                                        list[Optional[str]]]]:
+    with cursor:
+        while True:
+            rows = cursor.fetchmany(LOAD_CHUNK_ROWS)
+            if not rows:
+                return
+            labels, documents, metadata = zip(*rows)
+            yield np.array(labels, dtype=np.int64), list(documents), list(metadata)
 
 
 _MEMORY_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)\s*", re.IGNORECASE)

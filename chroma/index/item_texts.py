@@ -7,9 +7,10 @@ costs several times the search it follows.
 Layout, chosen for memory and for the read path: the UTF-8 bytes of every text
 go into one ``bytearray`` (appended to, never changed in place); per row, a
 start (int64) and a length (int32, -1 for "no value") per field, and the row's
-label. Rows are found by label through a sorted copy of the labels. So at rest
-there is no Python object per item: about 12 bytes per field and 16 per row
-beside the text itself. Reading n items slices n byte ranges; the metadatas
+label. Rows are found by label by a binary search over the rows' labels, which
+are ascending as long as items come in label order (labels only grow), or else
+over a sorted copy of them. So at rest there is no Python object per item:
+about 12 bytes per field and 8 per row beside the text itself. Reading n items slices n byte ranges; the metadatas
 of a read are parsed by one ``json.loads`` of one JSON array, a fraction of
 the cost of one parse per item. An update appends its new text and points the
 row to it; a delete marks the row dead; once dead rows or stale bytes make up
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -55,15 +56,26 @@ class ItemTexts:
         self._live = 0
         self._garbage = 0
         """Arena bytes no live row points to."""
-        self._sorted_labels = np.empty(0, dtype=np.int64)
-        self._sorted_rows = np.empty(0, dtype=np.int64)
+        self._ascending = True
+        """Whether the rows' labels ascend (dead rows included): then they are their own index."""
+        self._sorted_labels: Optional[np.ndarray] = None
+        self._sorted_rows: Optional[np.ndarray] = None
+        """The live rows sorted by label, while the rows' labels do not ascend."""
 
     @classmethod
     def from_columns(cls, labels: np.ndarray, documents: Sequence[Optional[str]],
                      metadata_json: Sequence[Optional[str]]) -> "ItemTexts":
         """A store of ``labels[i]`` with ``documents[i]`` and the stored metadata JSON ``metadata_json[i]``."""
+        return cls.from_chunks([(labels, documents, metadata_json)])
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[str]], Sequence[Optional[str]]]]
+                    ) -> "ItemTexts":
+        """A store of the ``(labels, documents, metadata JSON)`` of each chunk in turn (see
+        ``DB.load_texts``), so that only one chunk of texts exists as Python strings at a time."""
         texts = cls()
-        texts._append_rows(np.asarray(labels, dtype=np.int64), [documents, metadata_json])
+        for labels, documents, metadata_json in chunks:
+            texts._append_rows(np.asarray(labels, dtype=np.int64), [documents, metadata_json])
         texts._reindex()
         return texts
 
@@ -122,6 +134,33 @@ class ItemTexts:
             metas = json.loads(b"[" + b",".join(b"null" if piece is None else piece for piece in pieces) + b"]")
         return found, docs, metas
 
+    def containing(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels of every stored item, whether its document contains text)``; a missing
+        document is "". UTF-8 is self-synchronizing, so a byte search finds exactly the substrings."""
+        needle = text.encode()
+        with self._lock:
+            rows = np.flatnonzero(self._lengths[: self._size, 0] != _DEAD)
+            labels = self._labels[rows]
+            if not needle:
+                return labels, np.ones(len(rows), dtype=bool)
+            lengths = self._lengths[rows, 0].astype(np.int64)
+            with_text = np.flatnonzero(lengths >= len(needle))
+            starts = self._starts[rows[with_text], 0]
+            order = np.argsort(starts, kind="stable")
+            starts, ends, at_rows = starts[order], starts[order] + lengths[with_text][order], with_text[order]
+            arena, found, position = self._arena, [], self._arena.find(needle)
+            while position >= 0:  # every occurrence, overlapping ones too
+                found.append(position)
+                position = arena.find(needle, position + 1)
+        hit = np.zeros(len(rows), dtype=bool)
+        if found and len(starts):
+            occurrences = np.asarray(found, dtype=np.int64)
+            which = np.searchsorted(starts, occurrences, side="right") - 1
+            inside = which >= 0
+            inside[inside] = occurrences[inside] + len(needle) <= ends[which[inside]]
+            hit[at_rows[which[inside]]] = True
+        return labels, hit
+
     def _slices(self, rows: np.ndarray, field: int) -> list[Optional[bytearray]]:
         """The bytes of ``field`` in ``rows`` (None for no value), copied out of the arena."""
         arena = self._arena
@@ -133,16 +172,19 @@ class ItemTexts:
     def nbytes(self) -> int:
         """Memory held (the arena's allocation aside from its slack)."""
         return (len(self._arena) + self._labels.nbytes + self._starts.nbytes + self._lengths.nbytes
-                + self._sorted_labels.nbytes + self._sorted_rows.nbytes)
+                + (0 if self._sorted_labels is None else self._sorted_labels.nbytes + self._sorted_rows.nbytes))
 
     # internals (under the lock)
     def _rows_of(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, found)``: each label's row, and whether it is there and alive."""
-        sorted_labels = self._sorted_labels
+        if self._sorted_labels is None:
+            sorted_labels, sorted_rows = self._labels[: self._size], None
+        else:
+            sorted_labels, sorted_rows = self._sorted_labels, self._sorted_rows
         if not len(sorted_labels) or not len(labels):
             return np.zeros(len(labels), dtype=np.int64), np.zeros(len(labels), dtype=bool)
         positions = np.minimum(np.searchsorted(sorted_labels, labels), len(sorted_labels) - 1)
-        rows = self._sorted_rows[positions]
+        rows = positions if sorted_rows is None else sorted_rows[positions]
         found = (sorted_labels[positions] == labels) & (self._lengths[rows, 0] != _DEAD)
         return rows, found
 
@@ -169,6 +211,9 @@ class ItemTexts:
             self._starts = _grown(self._starts, capacity, 0)
             self._lengths = _grown(self._lengths, capacity, _DEAD)
         stop = self._size + count
+        if count and self._ascending:
+            after = labels[0] > self._labels[self._size - 1] if self._size else True
+            self._ascending = bool(after) and bool(np.all(labels[1:] > labels[:-1]))
         for field, values in enumerate(fields):
             starts, lengths = self._encode(values)
             self._starts[self._size : stop, field] = starts
@@ -193,7 +238,11 @@ class ItemTexts:
             self._compact()
 
     def _reindex(self) -> None:
-        """Sorts the live rows by label (a label removed and stored again has a dead row too)."""
+        """Sorts the live rows by label, unless the rows' labels ascend (a label removed and stored
+        again has a dead row too)."""
+        if self._ascending:
+            self._sorted_labels = self._sorted_rows = None
+            return
         rows = np.arange(self._size, dtype=np.int64)
         if self._live != self._size:
             rows = rows[self._lengths[: self._size, 0] != _DEAD]

@@ -19,11 +19,18 @@ float operand as a double against both); a bool equals only a bool (``True``
 is not ``1``) and a string only a string; ``$gt``/``$gte``/``$lt``/``$lte``
 match numbers only; ``$in: []`` matches nothing.
 
-Layout: one row per item that has metadata (an item without any matches no
-filter, so it needs no row); per key, arrays aligned with the rows: the
-value's kind (absent, int, float, str, bool), an int64 (the int, the bool as
-0/1, or the string's code in the key's dictionary of strings) and a float64
-(the number as a double). Rows of deleted items are reused by later items.
+Layout: one row per item that has had metadata (an item without any matches no
+filter, so it needs no row), the rows sorted by label, so a label finds its row
+by a binary search and at rest there is no Python object per item. Items come
+in ascending label order, so a write appends; an item that arrives out of order
+is inserted, which moves the rows after it. Per key, arrays aligned with the
+rows: the value's kind (absent, int, float, str, bool) and one 8-byte slot
+holding the int, the bool as 0/1, the string's code in the key's dictionary of
+strings, or the float's bits: 9 bytes per key and row. A comparison that needs
+numbers as doubles makes them from the slots when it runs. A deleted item's row
+keeps its label with every key absent (so it matches nothing, and the label
+finds it again if it comes back); once such rows outnumber the others, the
+arrays are rewritten without them.
 """
 
 from __future__ import annotations
@@ -56,44 +63,63 @@ def _kind_of(value: Any) -> int:
 class _Column:
     """One key's values over the rows."""
 
-    __slots__ = ("kind", "ints", "numbers", "codes", "counts")
+    __slots__ = ("kind", "values", "codes", "counts")
 
     def __init__(self, capacity: int) -> None:
         self.kind = np.zeros(capacity, dtype=np.int8)
-        self.ints = np.zeros(capacity, dtype=np.int64)
-        self.numbers = np.zeros(capacity, dtype=np.float64)
+        self.values = np.zeros(capacity, dtype=np.int64)
+        """The int, the bool as 0/1, the string's code, or the float's bits (``view(np.float64)``)."""
         self.codes: dict[str, int] = {}
-        """Each string value's code (in ``ints``)."""
+        """Each string value's code (in ``values``)."""
         self.counts = np.zeros(5, dtype=np.int64)
         """Rows per kind, so a filter skips the kinds this key never holds."""
 
-    def grow(self, capacity: int) -> None:
-        for name in ("kind", "ints", "numbers"):
+    def resized(self, keep: np.ndarray, capacity: int, at: Optional[np.ndarray] = None) -> None:
+        """Keeps the rows ``keep`` (ascending), moved to ``at`` (default: packed from 0), in arrays of
+        ``capacity`` rows (the rest absent)."""
+        where = np.arange(len(keep)) if at is None else at
+        for name in ("kind", "values"):
             old = getattr(self, name)
             new = np.zeros(capacity, dtype=old.dtype)
-            new[: len(old)] = old
+            new[where] = old[keep]
             setattr(self, name, new)
+        self.counts = np.bincount(self.kind, minlength=5).astype(np.int64)
+        self.counts[ABSENT] = 0
+
+    def numbers(self, size: int) -> np.ndarray:
+        """The int and float values of rows ``0 .. size`` as doubles (other rows: garbage)."""
+        values = self.values[:size]
+        if not self.counts[INT]:
+            return values.view(np.float64)
+        numbers = values.astype(np.float64)
+        if self.counts[FLOAT]:
+            floats = self.kind[:size] == FLOAT
+            numbers[floats] = values[floats].view(np.float64)
+        return numbers
 
     def clear(self, rows: np.ndarray) -> None:
         """Makes the key absent in ``rows`` (distinct rows)."""
         self.counts -= np.bincount(self.kind[rows], minlength=5)
+        self.counts[ABSENT] = 0
         self.kind[rows] = ABSENT
 
     def set(self, rows: list[int], values: list[Any]) -> None:
         """Stores ``values`` (validated metadata values) in ``rows`` (where the key is absent)."""
         kinds = [_kind_of(value) for value in values]
         codes = self.codes
-        ints = [
-            codes.setdefault(value, len(codes)) if kind == STR else int(value) if kind != FLOAT else 0
+        slots = np.array([
+            codes.setdefault(value, len(codes)) if kind == STR else 0 if kind == FLOAT else int(value)
             for value, kind in zip(values, kinds)
-        ]
-        numbers = [float(value) if kind in (INT, FLOAT) else 0.0 for value, kind in zip(values, kinds)]
-        positions = np.asarray(rows, dtype=np.int64)
+        ], dtype=np.int64)
         kind_array = np.asarray(kinds, dtype=np.int8)
+        floats = np.flatnonzero(kind_array == FLOAT)
+        if len(floats):
+            slots[floats] = np.array([float(values[i]) for i in floats.tolist()], dtype=np.float64).view(np.int64)
+        positions = np.asarray(rows, dtype=np.int64)
         self.kind[positions] = kind_array
-        self.ints[positions] = ints
-        self.numbers[positions] = numbers
+        self.values[positions] = slots
         self.counts += np.bincount(kind_array, minlength=5)
+        self.counts[ABSENT] = 0
 
 
 class MetadataColumns:
@@ -104,10 +130,12 @@ class MetadataColumns:
         """Columns holding ``metadatas[i]`` for ``labels[i]`` (validated metadata dicts, or None)."""
         self._lock = threading.Lock()
         self._labels = np.zeros(_INITIAL_ROWS, dtype=np.int64)
+        """The rows' labels, ascending up to ``_size``."""
+        self._held = np.zeros(_INITIAL_ROWS, dtype=bool)
+        """Rows whose item has metadata now (not deleted since)."""
         self._size = 0
-        """Rows in use or freed; rows past it are untouched."""
-        self._row_of: dict[int, int] = {}
-        self._free: list[int] = []
+        self._count = 0
+        """Rows held."""
         self._columns: dict[str, _Column] = {}
         self.replace(labels, metadatas)
 
@@ -122,7 +150,12 @@ class MetadataColumns:
 
     def __len__(self) -> int:
         """Items that have metadata."""
-        return len(self._row_of)
+        return self._count
+
+    def nbytes(self) -> int:
+        """Memory held by the arrays (the dictionaries of strings aside)."""
+        return self._labels.nbytes + self._held.nbytes + sum(
+            column.kind.nbytes + column.values.nbytes for column in self._columns.values())
 
     # writes
     def replace(self, labels: np.ndarray, metadatas: Sequence[Optional[dict]]) -> None:
@@ -133,7 +166,7 @@ class MetadataColumns:
         if not given:
             return
         with self._lock:
-            rows = self._rows_for(list(given))
+            rows = self._rows_for(np.fromiter(given, dtype=np.int64, count=len(given))).tolist()
             by_key: dict[str, tuple[list[int], list[Any]]] = {}
             for row, metadata in zip(rows, given.values()):
                 for key, value in metadata.items():
@@ -151,40 +184,83 @@ class MetadataColumns:
     def remove(self, labels: np.ndarray) -> None:
         """Forgets the metadata of ``labels``; unknown ones are ignored."""
         with self._lock:
-            # pop() finds a label given twice only once, so the rows are distinct
-            rows = [row for row in (self._row_of.pop(int(label), None) for label in np.asarray(labels).tolist())
-                    if row is not None]
-            if rows:
-                self._clear(np.asarray(rows, dtype=np.int64))
-                self._free.extend(rows)
+            rows = self._find(np.asarray(labels, dtype=np.int64))
+            rows = np.unique(rows[rows >= 0])
+            rows = rows[self._held[rows]]
+            if not len(rows):
+                return
+            self._clear(rows)
+            self._held[rows] = False
+            self._count -= len(rows)
+            if self._size - self._count > max(_INITIAL_ROWS, self._count):
+                self._rewrite(np.flatnonzero(self._held[: self._size]), self._count)
 
-    def _rows_for(self, labels: list[int]) -> list[int]:
-        """A row per label: its own, emptied of its old keys, or a new one."""
-        known = [self._row_of[label] for label in labels if label in self._row_of]
-        if known:
-            self._clear(np.asarray(known, dtype=np.int64))
-        rows = []
-        for label in labels:
-            row = self._row_of.get(label)
-            if row is None:
-                row = self._new_row()
-                self._labels[row] = label
-                self._row_of[label] = row
-            rows.append(row)
+    def _find(self, labels: np.ndarray) -> np.ndarray:
+        """The row of each label, -1 where it has none."""
+        if not self._size or not len(labels):
+            return np.full(len(labels), -1, dtype=np.int64)
+        stored = self._labels[: self._size]
+        positions = np.minimum(np.searchsorted(stored, labels), self._size - 1)
+        return np.where(stored[positions] == labels, positions, -1)
+
+    def _rows_for(self, labels: np.ndarray) -> np.ndarray:
+        """A row per label (distinct labels): its own, emptied of its old keys, or a new one."""
+        rows = self._find(labels)
+        known = rows[rows >= 0]
+        if len(known):
+            self._clear(known)
+            fresh = known[~self._held[known]]
+            self._held[fresh] = True
+            self._count += len(fresh)
+        new = np.flatnonzero(rows < 0)
+        if len(new):
+            added = np.sort(labels[new])
+            if not self._size or added[0] > self._labels[self._size - 1]:
+                self._append(added)
+                rows[new] = self._find(labels[new])
+            else:
+                self._insert(added)
+                rows = self._find(labels)  # the insert moved the known rows too
+            self._count += len(new)
         return rows
 
-    def _new_row(self) -> int:
-        if self._free:
-            return self._free.pop()
-        if self._size == len(self._labels):
-            capacity = 2 * len(self._labels)
-            labels = np.zeros(capacity, dtype=np.int64)
-            labels[: self._size] = self._labels[: self._size]
-            self._labels = labels
-            for column in self._columns.values():
-                column.grow(capacity)
-        self._size += 1
-        return self._size - 1
+    def _append(self, labels: np.ndarray) -> None:
+        """New rows for ``labels`` (ascending, after every stored one) at the end."""
+        stop = self._size + len(labels)
+        if stop > len(self._labels):
+            self._rewrite(np.arange(self._size), max(stop, 2 * len(self._labels)))
+        self._labels[self._size : stop] = labels
+        self._held[self._size : stop] = True
+        self._size = stop
+
+    def _insert(self, labels: np.ndarray) -> None:
+        """New rows for ``labels`` (ascending, none stored) where their order puts them."""
+        stored = self._labels[: self._size]
+        merged = np.concatenate([stored, labels])
+        order = np.argsort(merged, kind="stable")
+        moved_to = np.empty(len(merged), dtype=np.int64)
+        moved_to[order] = np.arange(len(merged))
+        capacity = max(len(merged), len(self._labels))
+        for column in self._columns.values():
+            column.resized(np.arange(self._size), capacity, moved_to[: self._size])
+        held = np.zeros(capacity, dtype=bool)
+        held[moved_to[: self._size]] = self._held[: self._size]
+        held[moved_to[self._size :]] = True
+        self._labels = np.zeros(capacity, dtype=np.int64)
+        self._labels[: len(merged)] = merged[order]
+        self._held = held
+        self._size = len(merged)
+
+    def _rewrite(self, keep: np.ndarray, capacity: int) -> None:
+        """Keeps the rows ``keep`` (ascending), packed, in arrays of ``capacity`` rows."""
+        capacity = max(capacity, _INITIAL_ROWS)
+        for column in self._columns.values():
+            column.resized(keep, capacity)
+        labels = np.zeros(capacity, dtype=np.int64)
+        labels[: len(keep)] = self._labels[keep]
+        held = np.zeros(capacity, dtype=bool)
+        held[: len(keep)] = self._held[keep]
+        self._labels, self._held, self._size = labels, held, len(keep)
 
     def _clear(self, rows: np.ndarray) -> None:
         for column in self._columns.values():
@@ -237,14 +313,16 @@ class MetadataColumns:
             return kind != ABSENT
         return np.isin(kind, present)
 
-    def _where(self, column: _Column, kinds: tuple[int, ...], values: np.ndarray, wanted: list) -> Optional[np.ndarray]:
-        """Rows of ``kinds`` whose entry in ``values`` is one of ``wanted``; None when there are none."""
+    def _where(self, column: _Column, kinds: tuple[int, ...], values: Optional[np.ndarray],
+               wanted: list) -> Optional[np.ndarray]:
+        """Rows of ``kinds`` whose entry in ``values`` (None: the numbers as doubles) is one of
+        ``wanted``; None when there are none."""
         if not wanted:
             return None
         rows = self._of_kind(column, kinds)
         if rows is None:
             return None
-        values = values[: self._size]
+        values = column.numbers(self._size) if values is None else values[: self._size]
         return _restricted(values == wanted[0] if len(wanted) == 1 else np.isin(values, wanted), rows, self._size)
 
     def _any_equal(self, column: _Column, wanted: tuple) -> np.ndarray:
@@ -253,28 +331,30 @@ class MetadataColumns:
         ints = [v for v in wanted if isinstance(v, int) and not isinstance(v, bool)]
         floats = [v for v in wanted if isinstance(v, float)]
         parts = [
-            self._where(column, (BOOL,), column.ints, bools),
-            self._where(column, (STR,), column.ints, strings),
-            self._where(column, (INT,), column.ints, ints),  # exact for ints
-            self._where(column, (FLOAT,), column.numbers, [float(v) for v in ints]),
-            self._where(column, (INT, FLOAT), column.numbers, floats),  # a float operand compares as a double
+            self._where(column, (BOOL,), column.values, bools),
+            self._where(column, (STR,), column.values, strings),
+            self._where(column, (INT,), column.values, ints),  # exact for ints
+            self._where(column, (FLOAT,), column.values.view(np.float64), [float(v) for v in ints]),
+            self._where(column, (INT, FLOAT), None, floats),  # a float operand compares as a double
         ]
         return _union(parts, self._size)
 
     def _order(self, column: _Column, compare: Any, value: Any) -> np.ndarray:
         if isinstance(value, int):
-            parts = [self._compared(column, (INT,), column.ints, compare, value),
-                     self._compared(column, (FLOAT,), column.numbers, compare, float(value))]
+            parts = [self._compared(column, (INT,), column.values, compare, value),
+                     self._compared(column, (FLOAT,), column.values.view(np.float64), compare, float(value))]
         else:
-            parts = [self._compared(column, (INT, FLOAT), column.numbers, compare, value)]
+            parts = [self._compared(column, (INT, FLOAT), None, compare, value)]
         return _union(parts, self._size)
 
-    def _compared(self, column: _Column, kinds: tuple[int, ...], values: np.ndarray, compare: Any,
+    def _compared(self, column: _Column, kinds: tuple[int, ...], values: Optional[np.ndarray], compare: Any,
                   value: Any) -> Optional[np.ndarray]:
+        """Rows of ``kinds`` whose entry in ``values`` (None: the numbers as doubles) compares true."""
         rows = self._of_kind(column, kinds)
         if rows is None:
             return None
-        return _restricted(compare(values[: self._size], value), rows, self._size)
+        values = column.numbers(self._size) if values is None else values[: self._size]
+        return _restricted(compare(values, value), rows, self._size)
 
 
 def _restricted(mask: np.ndarray, rows: Any, size: int) -> np.ndarray:
