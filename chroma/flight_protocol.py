@@ -41,9 +41,10 @@ result row answers).
   ``ids`` plus the included columns, nearest first within each query.
 
 The width of the ``embeddings`` type is the dimension also when no row comes
-back. Errors are Flight errors (Unauthenticated for ``Unauthorized``,
-Unauthorized for ``ResetDisabled``, else a server error) whose
-``extra_info`` is JSON ``{"error": "<chroma.errors class>", "message": ...}``.
+back. Errors are Flight errors of the kind :mod:`chroma.protocol.error_map` gives
+their class (Unauthenticated for ``Unauthorized``, Unauthorized for ``ResetDisabled``,
+TimedOut for ``DeadlineExceeded``, else a server error) whose ``extra_info`` is JSON
+``{"error": "<chroma.errors class>", "message": ...}``.
 """
 
 from __future__ import annotations
@@ -86,24 +87,6 @@ def decode_json(data: bytes, what: str) -> Any:
         return json_loads(data) if data else {}
     except ValueError as exc:
         raise errors.InvalidArgument(f"{what} must be JSON: {exc}") from None
-
-
-def error_info(error: BaseException) -> bytes:
-    """The ``extra_info`` of the Flight error carrying ``error``."""
-    return json.dumps({"error": type(error).__name__, "message": str(error)}).encode()
-
-
-def error_from_info(extra_info: Optional[bytes]) -> Optional[errors.ChromaError]:
-    """The chroma error a server put in ``extra_info``, or None if it holds none."""
-    if not extra_info:
-        return None
-    try:
-        payload = json.loads(extra_info)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
-        return None
-    return errors.from_name(payload["error"], str(payload.get("message", "")))
 
 
 # --------------------------------------------------------------------------

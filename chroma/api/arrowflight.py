@@ -18,7 +18,7 @@ The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages:
 before a call leaves it runs Local's input checks (``chroma.api.arguments``),
 and an error of the server arrives as a Flight error naming the
-``chroma.errors`` class, which is raised here again.
+``chroma.errors`` class, which is raised here again (:mod:`chroma.protocol.error_map`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from chroma.api.remote import Remote, host_port, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.db import Batch
+from chroma.protocol import error_map
 from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 _IDS_ONLY = pa.schema([("ids", pa.string())])
@@ -80,29 +81,20 @@ class ArrowFlight(Remote):
     # plumbing
     def _error(self, exc: Exception, what: str, write: bool = False) -> errors.ChromaError:
         """The chroma error behind a failed Flight call (``write``: one that changes the store)."""
-        error = protocol.error_from_info(getattr(exc, "extra_info", None))
+        call = f"the Flight call {what}"
+        error = error_map.from_flight(exc, f"{self._url} {what}")
         if error is not None:
             return error
-        if isinstance(exc, flight.FlightTimedOutError) and _NEVER_SENT not in str(exc):
-            waited = f"within client_read_timeout={self._read_timeout:g} s"
-            if write:
-                return errors.OutcomeUnknown(
-                    f"the Flight call {what} reached the chroma server at {self._url}, but it gave no answer "
-                    f"{waited}: the write may or may not have been applied; read back what it wrote before "
-                    "sending it again")
-            return errors.ServerUnavailable(
-                f"the chroma Flight server at {self._url} gave no answer to {what} {waited}; is it overloaded "
-                "or stopped? (raise client_read_timeout for calls that legitimately take longer)")
-        if isinstance(exc, flight.FlightUnavailableError) and write and _NEVER_SENT not in str(exc):
-            return errors.OutcomeUnknown(
-                f"the Flight call {what} reached the chroma server at {self._url}, but its answer "
-                f"never came ({exc}): the write may or may not have been applied; read back what it wrote "
-                "before sending it again")
+        server = f"the chroma Flight server at {self._url}"
+        sent = _NEVER_SENT not in str(exc)
+        if isinstance(exc, flight.FlightTimedOutError) and sent:
+            return error_map.no_answer(server, call, write, waited=self._read_timeout)
+        if isinstance(exc, flight.FlightUnavailableError) and write and sent:
+            return error_map.no_answer(server, call, write, cause=exc)
         if isinstance(exc, flight.FlightUnavailableError):
-            return errors.ServerUnavailable(
-                f"cannot reach the chroma Flight server at {self._url} ({what}): {exc}; "
-                "is `chroma run --impl flight` running there (settings server_host, server_flight_port)?"
-                + self._tls_hint)
+            return error_map.unreachable(
+                server, what, exc, "is `chroma run --impl flight` running there (settings server_host, "
+                "server_flight_port)?" + self._tls_hint)
         return errors.ChromaError(f"Flight call {what} to {self._url} failed: {exc}")
 
     def _action(self, name: str, body: Optional[dict] = None) -> Any:

@@ -11,7 +11,8 @@ the default) or plain JSON (``http_encoding="json"``).
 The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages: the
 server answers ``{"error": <class name>, "message": ...}`` and the client
-raises ``chroma.errors.from_name(...)``. Before a request leaves, the client
+raises that class again (:mod:`chroma.protocol.error_map`), with ``origin`` the request's URL
+and status. Before a request leaves, the client
 runs the same input checks as Local (``chroma.validation``, ``chroma.filters``,
 which need no stored state), so values that JSON cannot carry faithfully
 (tuples, numpy scalars, non-string keys, NaN) get Local's error rather than a
@@ -37,6 +38,7 @@ from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
+from chroma.protocol import error_map
 from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 ENCODINGS = ("binary", "json")
@@ -150,6 +152,10 @@ class OutcomeUnknown(errors.OutcomeUnknown, ServerUnavailable):
     """The HTTP client's :class:`chroma.errors.OutcomeUnknown`, a ``requests`` ConnectionError too."""
 
 
+_CLASSES = {errors.ServerUnavailable: ServerUnavailable, errors.OutcomeUnknown: OutcomeUnknown}
+"""The classes this client raises for those of chroma.errors (error_map.Classes)."""
+
+
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
     # "." or ".." cannot be taken for path segments on the way.
@@ -223,12 +229,11 @@ class FastAPI(Remote):
         except ValueError:
             payload = None
         if response.status_code >= 400:
-            if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-                raise errors.from_name(payload["error"], str(payload.get("message", "")))
-        if response.status_code >= 400 and response.status_code not in answers:
-            raise errors.ChromaError(
-                f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}"
-            )
+            error = error_map.rebuilt(payload, error_map.Origin(f"{method} {url}", response.status_code), _CLASSES)
+            if error is not None:
+                raise error
+            if response.status_code not in answers:
+                raise errors.ChromaError(f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}")
         if payload is None and response.status_code != 204:
             raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
         return payload
@@ -248,26 +253,13 @@ class FastAPI(Remote):
                 f"the TLS handshake with the chroma server at {self._address} failed ({method} {url}): "
                 f"{handshake}; does it serve https (chroma run --tls-certfile), does client_tls_ca_file "
                 "hold the certificate authority that signed its certificate, and does that name server_host?")
+        server, call = f"the chroma server at {self._address}", f"{method} {url}"
         if _caused_by(error, (NewConnectionError, ConnectTimeoutError)):
-            return ServerUnavailable(
-                f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
-                "is `chroma run` running there (settings server_host, server_http_port)?")
+            return error_map.unreachable(server, call, error, "is `chroma run` running there (settings "
+                                         "server_host, server_http_port)?", _CLASSES)
         if isinstance(error, requests.exceptions.ReadTimeout):
-            waited = f"within client_read_timeout={self._timeout[1]:g} s"
-            if idempotent:
-                return ServerUnavailable(
-                    f"the chroma server at {self._address} gave no answer to {method} {url} {waited}; is it "
-                    "overloaded or stopped? (raise client_read_timeout for calls that legitimately take longer)")
-            return OutcomeUnknown(
-                f"{method} {url} reached the chroma server at {self._address}, but it gave no answer {waited}: "
-                "the write may or may not have been applied; read back what it wrote before sending it again")
-        if idempotent:
-            return ServerUnavailable(
-                f"the chroma server at {self._address} gave no answer to {method} {url}: {error}{self._tls_hint}")
-        return OutcomeUnknown(
-            f"{method} {url} reached the chroma server at {self._address}, but its answer never came ({error}): "
-            "the write may or may not have been applied; read back what it wrote before sending it again"
-            f"{self._tls_hint}")
+            return error_map.no_answer(server, call, not idempotent, waited=self._timeout[1], classes=_CLASSES)
+        return error_map.no_answer(server, call, not idempotent, cause=error, hint=self._tls_hint, classes=_CLASSES)
 
     # server
     def heartbeat(self) -> int:

@@ -45,6 +45,7 @@ from chroma.api.local import Local
 from chroma.api.remote import host_port, to_json
 from chroma.collection import Collection
 from chroma.config import Settings
+from chroma.protocol import error_map
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls
@@ -54,31 +55,22 @@ log = logging.getLogger(__name__)
 
 LIMITS_AT = "the Flight action 'limits'"
 TOKEN_HEADER = "call header 'authorization: Bearer <token>'"
-_FLIGHT_ERRORS = {401: flight.FlightUnauthenticatedError, 403: flight.FlightUnauthorizedError,
-                  504: flight.FlightTimedOutError}
 CALL_THREADS = 32
 """Threads that run the Local calls of Flight requests (so that a call's deadline can end the
 wait for it); a call past its deadline keeps its thread until it ends."""
 
 
-def _flight_error(error: BaseException) -> flight.FlightError:
-    cls = _FLIGHT_ERRORS.get(getattr(error, "status_code", 500), flight.FlightServerError)
-    return cls(str(error), extra_info=protocol.error_info(error))
-
-
 @contextlib.contextmanager
 def _as_flight_errors() -> Iterator[None]:
-    """Raises any error of the block as a Flight error that names its class."""
+    """Raises any error of the block as the Flight error :mod:`chroma.protocol.error_map` gives it."""
     try:
         yield
-    except errors.ChromaError as exc:
-        raise _flight_error(exc) from None
     except flight.FlightError:
         raise
     except Exception as exc:
-        log.exception("unexpected error in a Flight call")
-        raise flight.FlightInternalError(f"{type(exc).__name__}: {exc}",
-                                         extra_info=protocol.error_info(exc)) from None
+        if not isinstance(exc, errors.ChromaError):
+            log.exception("unexpected error in a Flight call")
+        raise error_map.flight_error(exc) from None
 
 
 class _Token(flight.ServerMiddleware):
@@ -100,7 +92,7 @@ class _TokenCheck(flight.ServerMiddlewareFactory):
             return _Token()
         if info.method in (flight.FlightMethod.DO_ACTION, flight.FlightMethod.LIST_ACTIONS):
             return None
-        raise _flight_error(unauthorized(TOKEN_HEADER))
+        raise error_map.flight_error(unauthorized(TOKEN_HEADER))
 
 
 def _collection(collection: Collection) -> dict:

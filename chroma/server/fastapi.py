@@ -9,7 +9,7 @@ The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
 see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
-with the class's ``status_code``. Interactive docs are at ``/docs``, the
+with the status :mod:`chroma.protocol.error_map` gives the class. Interactive docs are at ``/docs``, the
 OpenAPI schema at ``/openapi.json``.
 
 Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
@@ -76,6 +76,7 @@ import chroma
 from chroma import embedding, errors, registry, tls, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
+from chroma.protocol import error_map
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls, cut_off_error
@@ -249,12 +250,10 @@ def _json(content: Any, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-def _error_body(error: BaseException) -> bytes:
-    return (json.dumps({"error": type(error).__name__, "message": str(error)}) + "\n").encode()
-
-
-def _error(error: errors.ChromaError) -> Response:
-    return Response(_error_body(error), status_code=error.status_code, media_type="application/json")
+def _error(error: BaseException, status: Optional[int] = None) -> Response:
+    """The answer carrying ``error`` (:mod:`chroma.protocol.error_map`); ``status`` overrides its own."""
+    own, content = error_map.http(error)
+    return Response(content, status_code=status or own, media_type="application/json")
 
 
 def _collection(collection: chroma.Collection) -> dict:
@@ -262,9 +261,8 @@ def _collection(collection: chroma.Collection) -> dict:
 
 
 async def _send_error(send, error: BaseException) -> None:
-    """Answers ``error`` with its class's status (500 for an exception not of chroma.errors)."""
-    body = _error_body(error)
-    status = error.status_code if isinstance(error, errors.ChromaError) else 500
+    """Answers ``error`` as :mod:`chroma.protocol.error_map` says."""
+    status, body = error_map.http(error)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -473,12 +471,11 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         cls = errors.NotFoundError if exc.status_code == 404 else errors.InvalidArgument
-        error = cls(f"{exc.detail}: {request.method} {request.url.path}")
-        return Response(_error_body(error), status_code=exc.status_code, media_type="application/json")
+        return _error(cls(f"{exc.detail}: {request.method} {request.url.path}"), exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        return Response(_error_body(exc), status_code=500, media_type="application/json")
+        return _error(exc)
 
     threads = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-http-call")
 
