@@ -30,7 +30,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import signal
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -39,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import embedding, errors, registry, tls
+from chroma import errors, tls
 from chroma import flight_protocol as protocol
 from chroma.api.local import Local
 from chroma.api.remote import host_port, to_json
@@ -361,21 +360,17 @@ class ArrowFlight(Server):
     """Serves ``chroma.api.local.Local`` over Arrow Flight.
 
     ``listen()`` starts the Flight server (``server_host``/``server_flight_port``;
-    port 0 picks a free one) and returns the address; ``run()`` serves until
-    SIGTERM/SIGINT (or :meth:`stop`), lets running calls finish, then closes
+    port 0 picks a free one) and returns the address; ``run()`` (:class:`chroma.server.Server`)
+    serves until SIGTERM/SIGINT (or :meth:`stop`), lets running calls finish, then closes
     the DB it opened.
     """
 
+    limits_at = LIMITS_AT
+
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
-        self._certificate = tls.server_certificate(settings)
-        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
-        self._settings = settings
-        # Without ``api``, the server opens (and on close closes) the configured DB itself.
-        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
-        self.api = api if api is not None else Local(settings, db=self._db)
+        super().__init__(settings, api)
         self._service: Optional[_Service] = None
         self._stop = threading.Event()
-        self.calls = RunningCalls()
         self._stopping: Optional[threading.Thread] = None
         """Stops the service (it takes no new call, and returns once the running ones end)."""
         self._grace_ends = 0.0
@@ -392,8 +387,8 @@ class ArrowFlight(Server):
             try:
                 for_grpc = flight.Location.for_grpc_tls if self._certificate else flight.Location.for_grpc_tcp
                 location = for_grpc(host, port)
-                self._service = _Service(location, self.api, Bounds(self._settings, LIMITS_AT),
-                                         self._settings.auth_token, self.calls, self._certificate)
+                self._service = _Service(location, self.api, self.bounds, self._settings.auth_token, self.calls,
+                                         self._certificate)
             except (pa.ArrowException, OSError) as exc:
                 raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
         return host, self._service.port
@@ -402,47 +397,27 @@ class ArrowFlight(Server):
         host, port = self.listen()
         return [f"{'grpc+tls' if self._certificate else 'grpc'}://{host_port(host, port)}"]
 
-    def run(self) -> None:
-        self.listen()
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda number, frame: self._stop.set())
-        try:
-            self._stop.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.shutdown()
-            if not self.left_running:  # else a call may still be inside the DB
-                self.close()
+    def serve(self) -> None:
+        self._stop.wait()  # the service answers on gRPC's threads meanwhile
 
     def stop(self) -> None:
-        """Makes ``run()`` return (from another thread)."""
         self._stop.set()
 
     def stop_taking_calls(self) -> None:
-        """Refuses new calls from now on; the running ones go on (see :meth:`shutdown`)."""
         if self._service is not None and self._stopping is None:
             self._grace_ends = time.monotonic() + self._settings.shutdown_grace
             self._stopping = threading.Thread(target=self._service.shutdown, name="chroma-flight-shutdown",
                                               daemon=True)
             self._stopping.start()
 
-    def shutdown(self) -> None:
-        """Stops taking calls and waits for the running ones, until ``shutdown_grace`` seconds after
-        the calls stopped being taken; then cuts off the rest (see ``chroma.server.calls``)."""
+    def shutdown(self) -> int:
         self.stop_taking_calls()
         if self._stopping is None:
-            return
+            return 0
         self._stopping.join(max(0.0, self._grace_ends - time.monotonic()))
-        self.left_running = self.calls.cut_off(self.api)
-        if not self.left_running:
+        left = self.calls.cut_off(self.api)
+        if not left:
             self._stopping.join()
             self._service.close_calls()
         self._service = None
-
-    def close(self) -> None:
-        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
-        if self._db is not None:
-            self._db.close()
+        return left

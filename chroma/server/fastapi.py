@@ -55,9 +55,7 @@ import inspect
 import json
 import logging
 import re
-import signal
 import socket
-import threading
 from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
@@ -73,7 +71,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import embedding, errors, registry, tls, validation, wire
+from chroma import errors, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.protocol import error_map
@@ -420,10 +418,12 @@ class _Unexpected:
 # --------------------------------------------------------------------------
 
 
-def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None) -> _FastAPIApp:
-    """The FastAPI application serving ``api`` with ``settings``' bounds; each route's work
-    counts in ``calls``."""
+def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None,
+               bounds: Optional[Bounds] = None) -> _FastAPIApp:
+    """The FastAPI application serving ``api`` with ``settings``' bounds (or ``bounds``); each
+    route's work counts in ``calls``."""
     calls = calls or RunningCalls()
+    bounds = bounds or Bounds(settings, reported_at=FastAPI.limits_at)
     app = _FastAPIApp(
         title="chroma",
         version=chroma.__version__,
@@ -438,7 +438,6 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
             "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
         ),
     )
-    bounds = Bounds(settings, reported_at=f"GET {PREFIX}/limits")
 
     def bound_batch(values: Any, what: str) -> None:
         if isinstance(values, (list, np.ndarray)):
@@ -689,22 +688,18 @@ class FastAPI(Server):
     """Serves ``chroma.api.local.Local`` over the configured DB with uvicorn.
 
     ``listen()`` binds the socket (``server_host``/``server_http_port``; port
-    0 picks a free one) and returns the address; ``run()`` serves until
-    SIGTERM/SIGINT, lets running requests finish, then closes the DB.
+    0 picks a free one) and returns the address; ``run()`` (:class:`chroma.server.Server`)
+    serves until SIGTERM/SIGINT, lets running requests finish, then closes the DB.
     """
 
+    limits_at = f"GET {PREFIX}/limits"
+
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
-        self._certificate = tls.server_certificate(settings)
-        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
-        self._settings = settings
-        # Without ``api``, the server opens (and on close closes) the configured DB itself.
-        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
-        self.api = api if api is not None else Local(settings, db=self._db)
-        self.calls = RunningCalls()
-        self.app = create_app(self.api, settings, self.calls)
+        super().__init__(settings, api)
+        self.app = create_app(self.api, settings, self.calls, self.bounds)
         self._socket: Optional[socket.socket] = None
-        self.on_stop: list[Callable[[], None]] = []
-        """Run when a signal starts the shutdown (``chroma.server.Both`` stops its Flight server)."""
+        self._uvicorn: Optional[_Uvicorn] = None
+        self._stop_asked = False
 
     def listen(self) -> tuple[str, int]:
         """Binds the listening socket now; returns ``(host, port)``."""
@@ -729,32 +724,24 @@ class FastAPI(Server):
         host, port = self.listen()
         return [f"{'https' if self._certificate else 'http'}://{host}:{port}"]
 
-    def run(self) -> None:
-        self.listen()
+    def serve(self) -> None:
         certificate = self._certificate
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
                                 timeout_graceful_shutdown=self._settings.shutdown_grace,
                                 ssl_certfile=certificate and certificate.certfile,
                                 ssl_keyfile=certificate and certificate.keyfile)
-        # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
-        # the handler found at start: recording it here lets run() return
-        # normally (and close the DB) instead of the process dying.
-        received: list[int] = []
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda number, frame: received.append(number))
-        try:
-            _Uvicorn(config, self.on_stop).run(sockets=[self._socket])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self._socket.close()
-            self.left_running = self.calls.cut_off(self.api)
-            if not self.left_running:  # else a call may still be inside the DB
-                self.close()
+        # uvicorn takes SIGTERM/SIGINT while it serves, answers the running requests within the
+        # grace period, then raises the signal again under the handler run() installed.
+        self._uvicorn = _Uvicorn(config, self.on_stop)
+        self._uvicorn.should_exit = self._stop_asked
+        self._uvicorn.run(sockets=[self._socket])
 
-    def close(self) -> None:
-        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
-        if self._db is not None:
-            self._db.close()
+    def stop(self) -> None:
+        self._stop_asked = True
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def shutdown(self) -> int:
+        if self._socket is not None:
+            self._socket.close()
+        return self.calls.cut_off(self.api)
