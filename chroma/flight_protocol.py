@@ -56,29 +56,18 @@ import numpy as np
 import pyarrow as pa
 
 from chroma import errors
+from chroma.protocol.operations import ACTION, OPERATIONS, PUT
 from chroma.validation import json_loads
 
 CHUNK_BYTES = 4 * 2**20
 """About how many bytes of rows one record batch carries."""
 
-ACTIONS = {
-    "heartbeat": "The server's clock in nanoseconds (no token needed).",
-    "version": "The server's chroma version.",
-    "limits": "The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows.",
-    "ready": "Whether the store takes writes, and what is loaded (chroma.types.Readiness).",
-    "list_collections": "Every collection, sorted by name.",
-    "create_collection": "Creates a collection: {name, metadata, get_or_create}.",
-    "get_collection": "The collection named {name}.",
-    "delete_collection": "Deletes the collection named {name} and its items.",
-    "modify": "Renames a collection and/or replaces its metadata: {collection_id, name, metadata}.",
-    "count": "The number of items of {collection_id}.",
-    "delete": "Deletes the items matching every given argument: {collection_id, ids, where, where_document}.",
-    "reset": "Deletes everything (only when the server's allow_reset is set).",
-}
-OPEN_ACTIONS = frozenset({"heartbeat"})
+ACTIONS = {name: operation.summary for name, operation in OPERATIONS.items() if operation.flight == ACTION}
+"""The actions (chroma.protocol.operations) and what each does."""
+OPEN_ACTIONS = frozenset(name for name, operation in OPERATIONS.items() if operation.open)
 """Actions served without a token: they reveal no stored data."""
 
-WRITES = ("add", "upsert", "update")
+WRITES = tuple(name for name, operation in OPERATIONS.items() if operation.flight == PUT)
 
 
 def decode_json(data: bytes, what: str) -> Any:

@@ -75,6 +75,7 @@ from chroma import errors, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
 from chroma.protocol import error_map
+from chroma.protocol import operations as ops
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls, cut_off_error
@@ -82,7 +83,8 @@ from chroma.server.calls import RunningCalls, cut_off_error
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+OPEN_PATHS = frozenset({PREFIX + operation.http[1] for operation in ops.OPERATIONS.values() if operation.open}
+                       | {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 """Paths served without a token: they reveal no stored data."""
 
 _ANY = "Any JSON value; passed unchanged to the Python API, which validates it."
