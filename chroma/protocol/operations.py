@@ -6,12 +6,11 @@ result is encoded, whether it is idempotent (a read: the HTTP client may send it
 connection the server had closed, and a read that got no answer is ``ServerUnavailable``
 rather than ``OutcomeUnknown``), and where it lives on each wire (the HTTP route; the Flight
 action, put or exchange). The clients (:class:`chroma.api.remote.Remote` and its
-transports) send every operation through one call method that reads this table; the
-servers' routes and Flight actions are checked against it (``tests/test_operations.py``).
+transports) send every operation through one call method that reads this table, and both
+servers answer it through one dispatch (:mod:`chroma.server.dispatch`) and register their
+routes from it; ``tests/test_operations.py`` checks that every row is served.
 
-Adding an operation: a row here and the Local method it calls; then the method of
-``Remote`` that checks its arguments and calls it, the transports' encodings if its result
-is of a new kind, and the servers' handler (see ``docs/ARCHITECTURE.md``, "Where to add").
+Adding an operation: see ``docs/ARCHITECTURE.md``, "Where to add".
 """
 
 from __future__ import annotations
@@ -69,6 +68,10 @@ class Operation(NamedTuple):
     """HTTP statuses that carry an answer rather than an error (ready: 503 when not writable)."""
     summary: str = ""
     """What it does, for the Flight action list and the HTTP documentation."""
+    defaults: tuple[tuple[str, object], ...] = ()
+    """The values of arguments a call leaves out (any other: None)."""
+    field: Optional[str] = None
+    """A JSON result that is one value travels as ``{field: value}``."""
 
 
 def _write(name: str, summary: str) -> Operation:
@@ -77,9 +80,9 @@ def _write(name: str, summary: str) -> Operation:
                      arrays=("embeddings",), bounds=((BATCH, "ids"),), summary=summary)
 
 
-HEARTBEAT = Operation("heartbeat", "heartbeat", (), JSON, True, ("GET", "/heartbeat"), open=True,
+HEARTBEAT = Operation("heartbeat", "heartbeat", (), JSON, True, ("GET", "/heartbeat"), open=True, field="heartbeat",
                       summary="The server's clock in nanoseconds (no token needed).")
-VERSION = Operation("version", "version", (), JSON, True, ("GET", "/version"),
+VERSION = Operation("version", "version", (), JSON, True, ("GET", "/version"), field="version",
                     summary="The server's chroma version.")
 LIMITS = Operation("limits", "limits", (), JSON, True, ("GET", "/limits"),
                    summary="The server's bounds (0 means none): request and JSON bytes, batch size, n_results, "
@@ -90,7 +93,7 @@ READY = Operation("ready", "ready", (), JSON, True, ("GET", "/ready"), answers=(
 LIST_COLLECTIONS = Operation("list_collections", "list_collections", (), JSON, True, ("GET", "/collections"),
                              summary="Every collection, sorted by name.")
 CREATE_COLLECTION = Operation("create_collection", "create_collection", ("name", "metadata", "get_or_create"),
-                              COLLECTION, False, ("POST", "/collections"),
+                              COLLECTION, False, ("POST", "/collections"), defaults=(("get_or_create", False),),
                               summary="Creates a collection (CollectionExists unless get_or_create).")
 GET_COLLECTION = Operation("get_collection", "get_collection", ("name",), COLLECTION, True,
                            ("GET", "/collections/{name}"), summary="The collection named name (CollectionNotFound).")
@@ -103,7 +106,7 @@ MODIFY = Operation("modify", "_modify", ("collection_id", "name", "metadata"), C
                    ("PUT", "/collections/{collection_id}"),
                    summary="Renames the collection and/or replaces its metadata.")
 COUNT = Operation("count", "_count", ("collection_id",), JSON, True, ("GET", "/collections/{collection_id}/count"),
-                  summary="The number of items.")
+                  field="count", summary="The number of items.")
 ADD = _write("add", "Adds items (DuplicateIDError if an id exists; nothing of the batch is written).")
 UPSERT = _write("upsert", "Adds new ids, updates existing ones.")
 UPDATE = _write("update", "Changes existing items (IDNotFoundError if an id is missing; nothing is changed).")
@@ -113,6 +116,7 @@ DELETE = Operation("delete", "_delete", ("collection_id", "ids", "where", "where
 GET = Operation("get", "_get", ("collection_id", "ids", "where", "where_document", "limit", "offset", "include"),
                 GET_RESULT, True, ("POST", "/collections/{collection_id}/get"), EXCHANGE,
                 bounds=((BATCH, "ids"), (RESPONSE_ROWS, "limit")),
+                defaults=(("include", ("metadatas", "documents")),),
                 summary="Items by id (in the order asked) or by filter (in insertion order).")
 QUERY = Operation("query", "_query", ("collection_id", "query_embeddings", "query_texts", "n_results", "where",
                                       "where_document", "include"),
@@ -120,6 +124,7 @@ QUERY = Operation("query", "_query", ("collection_id", "query_embeddings", "quer
                   arrays=("query_embeddings",),
                   bounds=((BATCH, "query_embeddings"), (BATCH, "query_texts"), (N_RESULTS, "n_results"),
                           (RESPONSE_ROWS, "n_results")),
+                  defaults=(("n_results", 10), ("include", ("metadatas", "documents", "distances"))),
                   summary="The n_results nearest items to each query embedding (or text), nearest first.")
 
 OPERATIONS: dict[str, Operation] = {operation.name: operation for operation in (
