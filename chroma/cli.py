@@ -40,9 +40,9 @@ from typing import Optional, Sequence
 import chroma
 from chroma import errors, registry
 
-SERVER_IMPLS = {"fastapi": "fastapi", "flight": "arrowflight", "both": "both"}
-"""``--impl`` choices and the ``server_impl`` each selects."""
-HTTP_PORT, FLIGHT_PORT = 8000, 8815
+PORTS = {"http": 8000, "flight": 8815}
+"""The default port of each transport."""
+HTTP_PORT, FLIGHT_PORT = PORTS["http"], PORTS["flight"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,9 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         "Other settings come from CHROMA_<SETTING> environment variables, e.g. CHROMA_AUTH_TOKEN, "
         "CHROMA_ALLOW_RESET, CHROMA_CORS_ORIGINS.",
     )
-    run.add_argument("--impl", choices=list(SERVER_IMPLS), default="fastapi",
-                     help="fastapi: HTTP (default); flight: Arrow Flight (grpc://); both: HTTP and Flight "
-                     "over one database")
+    run.add_argument("--impl", choices=list(registry.SERVER_IMPLS), default="fastapi",
+                     help="fastapi: HTTP (default); flight (or arrowflight): Arrow Flight (grpc://); both: HTTP "
+                     "and Flight over one database")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=None,
                      help=f"port of the chosen server (default {HTTP_PORT} for HTTP, {FLIGHT_PORT} for Flight; "
@@ -105,14 +105,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], path: Optional[str],
         db: Optional[str], tls_certfile: Optional[str] = None, tls_keyfile: Optional[str] = None) -> None:
-    settings = {"server_impl": SERVER_IMPLS[impl], "server_host": host,
+    settings = {"server_impl": impl, "server_host": host,
                 "server_tls_certfile": tls_certfile, "server_tls_keyfile": tls_keyfile}
-    if impl == "flight":
-        given = port if port is not None else flight_port
-        settings["server_flight_port"] = FLIGHT_PORT if given is None else given
-    else:
-        settings["server_http_port"] = HTTP_PORT if port is None else port
-        settings["server_flight_port"] = FLIGHT_PORT if flight_port is None else flight_port
+    # --port is the port of the server's first transport; --flight-port the Flight one's
+    given = {"flight": flight_port}
+    first = registry.check("server_impl", impl).serves[0]
+    given[first] = port if port is not None else given.get(first)
+    for transport in registry.SERVER_IMPLS[impl].serves:
+        settings[f"server_{transport}_port"] = PORTS[transport] if given.get(transport) is None else given[transport]
     if path is not None:
         settings["persist_directory"] = path
         settings["db_impl"] = db or "persistent_duckdb"

@@ -41,9 +41,10 @@ result row answers).
   ``ids`` plus the included columns, nearest first within each query.
 
 The width of the ``embeddings`` type is the dimension also when no row comes
-back. Errors are Flight errors (Unauthenticated for ``Unauthorized``,
-Unauthorized for ``ResetDisabled``, else a server error) whose
-``extra_info`` is JSON ``{"error": "<chroma.errors class>", "message": ...}``.
+back. Errors are Flight errors of the kind :mod:`chroma.protocol.error_map` gives
+their class (Unauthenticated for ``Unauthorized``, Unauthorized for ``ResetDisabled``,
+TimedOut for ``DeadlineExceeded``, else a server error) whose ``extra_info`` is JSON
+``{"error": "<chroma.errors class>", "message": ...}``.
 """
 
 from __future__ import annotations
@@ -55,29 +56,18 @@ import numpy as np
 import pyarrow as pa
 
 from chroma import errors
+from chroma.protocol.operations import ACTION, OPERATIONS, PUT
 from chroma.validation import json_loads
 
 CHUNK_BYTES = 4 * 2**20
 """About how many bytes of rows one record batch carries."""
 
-ACTIONS = {
-    "heartbeat": "The server's clock in nanoseconds (no token needed).",
-    "version": "The server's chroma version.",
-    "limits": "The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows.",
-    "ready": "Whether the store takes writes, and what is loaded (chroma.types.Readiness).",
-    "list_collections": "Every collection, sorted by name.",
-    "create_collection": "Creates a collection: {name, metadata, get_or_create}.",
-    "get_collection": "The collection named {name}.",
-    "delete_collection": "Deletes the collection named {name} and its items.",
-    "modify": "Renames a collection and/or replaces its metadata: {collection_id, name, metadata}.",
-    "count": "The number of items of {collection_id}.",
-    "delete": "Deletes the items matching every given argument: {collection_id, ids, where, where_document}.",
-    "reset": "Deletes everything (only when the server's allow_reset is set).",
-}
-OPEN_ACTIONS = frozenset({"heartbeat"})
+ACTIONS = {name: operation.summary for name, operation in OPERATIONS.items() if operation.flight == ACTION}
+"""The actions (chroma.protocol.operations) and what each does."""
+OPEN_ACTIONS = frozenset(name for name, operation in OPERATIONS.items() if operation.open)
 """Actions served without a token: they reveal no stored data."""
 
-WRITES = ("add", "upsert", "update")
+WRITES = tuple(name for name, operation in OPERATIONS.items() if operation.flight == PUT)
 
 
 def decode_json(data: bytes, what: str) -> Any:
@@ -86,24 +76,6 @@ def decode_json(data: bytes, what: str) -> Any:
         return json_loads(data) if data else {}
     except ValueError as exc:
         raise errors.InvalidArgument(f"{what} must be JSON: {exc}") from None
-
-
-def error_info(error: BaseException) -> bytes:
-    """The ``extra_info`` of the Flight error carrying ``error``."""
-    return json.dumps({"error": type(error).__name__, "message": str(error)}).encode()
-
-
-def error_from_info(extra_info: Optional[bytes]) -> Optional[errors.ChromaError]:
-    """The chroma error a server put in ``extra_info``, or None if it holds none."""
-    if not extra_info:
-        return None
-    try:
-        payload = json.loads(extra_info)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
-        return None
-    return errors.from_name(payload["error"], str(payload.get("message", "")))
 
 
 # --------------------------------------------------------------------------

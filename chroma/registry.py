@@ -19,6 +19,8 @@ class Implementation(NamedTuple):
     """``package.module.ClassName``"""
     extra: str | None = None
     """The ``pip install 'chroma[EXTRA]'`` that brings its dependencies."""
+    serves: tuple[str, ...] = ()
+    """A server's transports (``"http"``, ``"flight"``), in the order ``chroma run`` gives their ports."""
 
 
 API_IMPLS: dict[str, Implementation] = {
@@ -37,10 +39,11 @@ DB_IMPLS: dict[str, Implementation] = {
 }
 
 SERVER_IMPLS: dict[str, Implementation] = {
-    "fastapi": Implementation("chroma.server.fastapi.FastAPI", extra="server"),
-    "arrowflight": Implementation("chroma.server.arrowflight.ArrowFlight"),
-    "flight": Implementation("chroma.server.arrowflight.ArrowFlight"),
-    "both": Implementation("chroma.server.both.Both", extra="server"),
+    "fastapi": Implementation("chroma.server.fastapi.FastAPI", extra="server", serves=("http",)),
+    "arrowflight": Implementation("chroma.server.arrowflight.ArrowFlight", serves=("flight",)),
+    "flight": Implementation("chroma.server.arrowflight.ArrowFlight", serves=("flight",)),
+    # the first server above of each transport, over one Local
+    "both": Implementation("chroma.server.both.Both", extra="server", serves=("http", "flight")),
 }
 
 INDEX_IMPLS: dict[str, Implementation] = {
@@ -69,6 +72,12 @@ def check(setting: str, name: str) -> Implementation:
         allowed = ", ".join(repr(n) for n in table) or "none in this version"
         raise ConfigurationError(f"setting {setting}={name!r} is not known; allowed values: {allowed}")
     return impl
+
+
+def server_of(transport: str) -> type:
+    """The first server class of ``SERVER_IMPLS`` that serves ``transport`` alone, imported now."""
+    name = next(name for name, impl in SERVER_IMPLS.items() if impl.serves == (transport,))
+    return lookup("server_impl", name)
 
 
 def lookup(setting: str, name: str) -> type:

@@ -34,6 +34,7 @@ import numpy as np
 from chroma import errors
 from chroma.config import Settings, current_settings
 from chroma.db import Batch, StagedWrite
+from chroma.protocol import error_map
 
 STAGE_ROWS = "chroma.stage_rows"
 QUERY = "chroma.query"
@@ -117,13 +118,13 @@ def _heartbeat(task: Any) -> Iterator[None]:
 
 
 def _reported(task: Any, work: Callable[[], dict]) -> dict:
-    """``work()`` under the task's heartbeat, or the chroma error it raised as
-    ``{"error": class name, "message": text}``."""
+    """``work()`` under the task's heartbeat, or the chroma error it raised as the body of
+    :mod:`chroma.protocol.error_map` (``{"error": class name, "message": text}``)."""
     with _heartbeat(task):
         try:
             return work()
         except errors.ChromaError as exc:
-            return {"error": type(exc).__name__, "message": exc.message}
+            return error_map.body(exc)
 
 
 # --- tasks ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import requests
 
 from chroma import errors
 from chroma import flight_protocol as protocol
+from chroma.protocol import error_map
 from chroma.collection import Collection
 from server_helpers import PACKAGE_ROOT, free_port, local_error, running_server, server_env, start_server
 
@@ -79,7 +80,7 @@ def id_batch(ids: list[str], vectors: np.ndarray) -> pa.RecordBatch:
 
 def chroma_error_of(raised: pytest.ExceptionInfo) -> errors.ChromaError:
     """The chroma error a raw Flight call's error carries."""
-    error = protocol.error_from_info(raised.value.extra_info)
+    error = error_map.from_flight(raised.value, "test")
     assert error is not None, raised.value
     return error
 

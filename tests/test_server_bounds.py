@@ -288,13 +288,13 @@ def test_flight_batch_of_400_mib_without_the_token(flight_1mib, batch_of_400_mib
 def test_flight_batch_of_400_mib_with_the_token_against_a_1_mib_bound(flight_1mib, batch_of_400_mib):
     import pyarrow.flight as flight
 
-    from chroma import flight_protocol as protocol
+    from chroma.protocol import error_map
 
     collection_id = flight_collection(flight_1mib, "over-bound")
     with PeakGrowth(flight_1mib) as growth:
         with pytest.raises(flight.FlightServerError) as raised:
             flight_put(flight_1mib, collection_id, batch_of_400_mib, FLIGHT_TOKEN)
-    error = protocol.error_from_info(raised.value.extra_info)
+    error = error_map.from_flight(raised.value, "test")
     assert type(error).__name__ == "PayloadTooLarge" and "max_request_bytes=1048576" in str(error)
     # pyarrow's Flight server sets no gRPC receive limit: gRPC buffers the whole
     # message and Arrow copies it into one buffer before our code can count it
@@ -309,6 +309,7 @@ def test_flight_batch_with_invalid_utf8_ids(flight_1mib):
     import pyarrow.flight as flight
 
     from chroma import flight_protocol as protocol
+    from chroma.protocol import error_map
 
     collection_id = flight_collection(flight_1mib, "bad-utf8")
     offsets = pa.py_buffer(np.array([0, 2], np.int32).tobytes())
@@ -317,7 +318,7 @@ def test_flight_batch_with_invalid_utf8_ids(flight_1mib):
                             names=["ids", "embeddings"])
     with pytest.raises(flight.FlightServerError) as raised:
         flight_put(flight_1mib, collection_id, batch, FLIGHT_TOKEN)
-    error = protocol.error_from_info(raised.value.extra_info)
+    error = error_map.from_flight(raised.value, "test")
     assert type(error).__name__ == "InvalidArgument" and "not valid Arrow data" in str(error), raised.value
     assert flight_count(flight_1mib, collection_id) == 0
 
@@ -358,7 +359,7 @@ def test_flight_stream_sent_slower_than_the_deadline(hurried):
 
     import pyarrow.flight as flight
 
-    from chroma import flight_protocol as protocol
+    from chroma.protocol import error_map
 
     server, collection_id = hurried
     one = pa_batch_of_ids(["late-1"])
@@ -370,7 +371,7 @@ def test_flight_stream_sent_slower_than_the_deadline(hurried):
         with pytest.raises(flight.FlightTimedOutError) as raised:
             writer.write_batch(pa_batch_of_ids(["late-2"]))
             writer.close()
-    error = protocol.error_from_info(raised.value.extra_info)
+    error = error_map.from_flight(raised.value, "test")
     assert type(error).__name__ == "DeadlineExceeded" and "reading the stream" in str(error)
     until_answering(server)
     assert flight_count_of(server, collection_id) == 5000
@@ -413,6 +414,7 @@ def test_flight_query_running_past_the_deadline(hurried):
     import pyarrow.flight as flight
 
     from chroma import flight_protocol as protocol
+    from chroma.protocol import error_map
 
     server, collection_id = hurried
     command = json.dumps({"op": "query", "collection_id": collection_id, **HEAVY_QUERY}).encode()
@@ -427,7 +429,7 @@ def test_flight_query_running_past_the_deadline(hurried):
             reader.read_all()
         with pytest.raises(flight.FlightTimedOutError):
             writer.close()
-    error = protocol.error_from_info(raised.value.extra_info)
+    error = error_map.from_flight(raised.value, "test")
     assert type(error).__name__ == "DeadlineExceeded" and "request_timeout=0.2 s" in str(error)
     until_answering(server)
 

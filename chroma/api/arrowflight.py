@@ -18,30 +18,29 @@ The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages:
 before a call leaves it runs Local's input checks (``chroma.api.arguments``),
 and an error of the server arrives as a Flight error naming the
-``chroma.errors`` class, which is raised here again.
+``chroma.errors`` class, which is raised here again (:mod:`chroma.protocol.error_map`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import errors, tls, validation
+from chroma import errors, tls, wire
 from chroma import flight_protocol as protocol
-from chroma.api import arguments
 from chroma.api.remote import Remote, host_port, to_json
-from chroma.collection import Collection
 from chroma.config import Settings
 from chroma.db import Batch
-from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
+from chroma.protocol import error_map
+from chroma.protocol import operations as ops
+from chroma.types import GetResult, QueryResult
 
 _IDS_ONLY = pa.schema([("ids", pa.string())])
-_READ_ACTIONS = frozenset({"heartbeat", "version", "limits", "ready", "list_collections", "get_collection", "count"})
 _NEVER_SENT = "failed to connect to all addresses"
 """gRPC's words for a call that found no connection, so never reached a server."""
 
@@ -80,176 +79,95 @@ class ArrowFlight(Remote):
     # plumbing
     def _error(self, exc: Exception, what: str, write: bool = False) -> errors.ChromaError:
         """The chroma error behind a failed Flight call (``write``: one that changes the store)."""
-        error = protocol.error_from_info(getattr(exc, "extra_info", None))
+        call = f"the Flight call {what}"
+        error = error_map.from_flight(exc, f"{self._url} {what}")
         if error is not None:
             return error
-        if isinstance(exc, flight.FlightTimedOutError) and _NEVER_SENT not in str(exc):
-            waited = f"within client_read_timeout={self._read_timeout:g} s"
-            if write:
-                return errors.OutcomeUnknown(
-                    f"the Flight call {what} reached the chroma server at {self._url}, but it gave no answer "
-                    f"{waited}: the write may or may not have been applied; read back what it wrote before "
-                    "sending it again")
-            return errors.ServerUnavailable(
-                f"the chroma Flight server at {self._url} gave no answer to {what} {waited}; is it overloaded "
-                "or stopped? (raise client_read_timeout for calls that legitimately take longer)")
-        if isinstance(exc, flight.FlightUnavailableError) and write and _NEVER_SENT not in str(exc):
-            return errors.OutcomeUnknown(
-                f"the Flight call {what} reached the chroma server at {self._url}, but its answer "
-                f"never came ({exc}): the write may or may not have been applied; read back what it wrote "
-                "before sending it again")
+        server = f"the chroma Flight server at {self._url}"
+        sent = _NEVER_SENT not in str(exc)
+        if isinstance(exc, flight.FlightTimedOutError) and sent:
+            return error_map.no_answer(server, call, write, waited=self._read_timeout)
+        if isinstance(exc, flight.FlightUnavailableError) and write and sent:
+            return error_map.no_answer(server, call, write, cause=exc)
         if isinstance(exc, flight.FlightUnavailableError):
-            return errors.ServerUnavailable(
-                f"cannot reach the chroma Flight server at {self._url} ({what}): {exc}; "
-                "is `chroma run --impl flight` running there (settings server_host, server_flight_port)?"
-                + self._tls_hint)
+            return error_map.unreachable(
+                server, what, exc, "is `chroma run --impl flight` running there (settings server_host, "
+                "server_flight_port)?" + self._tls_hint)
         return errors.ChromaError(f"Flight call {what} to {self._url} failed: {exc}")
 
-    def _action(self, name: str, body: Optional[dict] = None) -> Any:
+    def _call(self, operation: ops.Operation, values: dict) -> Any:
         self._check_open()
-        data = to_json(body or {})
         try:
-            results = list(self._client.do_action(flight.Action(name, data), options=self._options))
+            if operation.flight == ops.ACTION:
+                return self._action(operation, values)
+            if operation.flight == ops.PUT:
+                return self._put(operation, values)
+            return self._exchange(operation, values)
         except (flight.FlightError, pa.ArrowException) as exc:
-            raise self._error(exc, name, write=name not in _READ_ACTIONS) from None
+            raise self._error(exc, operation.name, write=not operation.idempotent) from None
+
+    def _action(self, operation: ops.Operation, values: dict) -> Any:
+        data = to_json(values)
+        results = list(self._client.do_action(flight.Action(operation.name, data), options=self._options))
         return json.loads(results[0].body.to_pybytes())
 
-    def _put(self, command: dict, schema: pa.Schema, batches) -> None:
-        self._check_open()
-        descriptor = flight.FlightDescriptor.for_command(to_json(command))
-        try:
-            writer, _ = self._client.do_put(descriptor, schema, options=self._options)
-            broken: Optional[Exception] = None
-            try:
-                for batch in batches:
-                    writer.write_batch(batch)
-            except pa.ArrowException as exc:
-                broken = exc  # the server ended the call early; close() says why
-            except BaseException:
-                # Failed here mid-stream (a chunk's text, an interrupt): end the call; the
-                # server refuses a stream shorter than the rows announced, so nothing is written.
-                with contextlib.suppress(pa.ArrowException):
-                    writer.close()
-                raise
-            writer.close()
-            if broken is not None:
-                raise broken
-        except (flight.FlightError, pa.ArrowException) as exc:
-            raise self._error(exc, command["op"], write=True) from None
-
-    def _exchange(self, command: dict, schema: pa.Schema, batch: Optional[pa.RecordBatch]) -> pa.Table:
-        self._check_open()
-        descriptor = flight.FlightDescriptor.for_command(to_json(command))
-        try:
-            writer, reader = self._client.do_exchange(descriptor, options=self._options)
-            writer.begin(schema)
-            if batch is not None:
-                for chunk in protocol.table_chunks(pa.Table.from_batches([batch])):
-                    writer.write_batch(chunk)
-            writer.done_writing()
-            table = reader.read_all()
-            writer.close()
-            return table
-        except (flight.FlightError, pa.ArrowException) as exc:
-            raise self._error(exc, command["op"]) from None
-
-    # server
-    def heartbeat(self) -> int:
-        return int(self._action("heartbeat")["heartbeat"])
-
-    def version(self) -> str:
-        return self._action("version")["version"]
-
-    def limits(self) -> dict:
-        """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
-        ``max_n_results``, ``max_response_rows`` (0: none)."""
-        return self._action("limits")
-
-    def ready(self) -> Readiness:
-        return self._action("ready")
-
-    def close(self) -> None:
-        super().close()
-        self._client.close()
-
-    # collections
-    def list_collections(self) -> list[Collection]:
-        return [self._collection(data, None) for data in self._action("list_collections")]
-
-    def create_collection(
-        self,
-        name: str,
-        metadata: Optional[dict] = None,
-        get_or_create: bool = False,
-        embedding_function: Optional[EmbeddingFunction] = None,
-    ) -> Collection:
-        metadata = self._creation(name, metadata)
-        data = self._action("create_collection", {"name": name, "metadata": metadata,
-                                                  "get_or_create": bool(get_or_create)})
-        return self._collection(data, embedding_function)
-
-    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
-        validation.name_argument(name)
-        return self._collection(self._action("get_collection", {"name": name}), embedding_function)
-
-    def delete_collection(self, name: str) -> None:
-        validation.name_argument(name)
-        self._action("delete_collection", {"name": name})
-
-    def reset(self) -> bool:
-        self._check_reset()
-        self._action("reset")
-        return True
-
-    # per collection
-    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
-        metadata = self._modification(name, metadata)
-        data = self._action("modify", {"collection_id": collection_id, "name": name, "metadata": metadata})
-        return data["name"], data["metadata"]
-
-    def _count(self, collection_id: str) -> int:
-        return int(self._action("count", {"collection_id": collection_id})["count"])
-
-    def _write(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
-               documents: Any) -> None:
-        batch = arguments.batch(ids, embeddings, metadatas, documents)  # Local's checks
+    def _put(self, operation: ops.Operation, values: dict) -> dict:
+        vectors = values["embeddings"]
+        gapped = isinstance(vectors, wire.Gapped)
+        batch = Batch(ids=values["ids"], embeddings=vectors.rows if gapped else vectors,
+                      metadatas=values["metadatas"], documents=values["documents"],
+                      missing=vectors.missing if gapped else None)
         schema, bytes_per_row = _write_schema(batch)
-        command = {"op": operation, "collection_id": collection_id, "rows": len(batch.ids)}
-        self._put(command, schema, protocol.chunks(schema, len(batch.ids), bytes_per_row,
-                                                   lambda name, start, end: _write_column(batch, name, start, end)))
+        command = {"op": operation.name, "collection_id": values["collection_id"], "rows": len(batch.ids)}
+        batches = protocol.chunks(schema, len(batch.ids), bytes_per_row,
+                                  lambda name, start, end: _write_column(batch, name, start, end))
+        descriptor = flight.FlightDescriptor.for_command(to_json(command))
+        writer, _ = self._client.do_put(descriptor, schema, options=self._options)
+        broken: Optional[Exception] = None
+        try:
+            for chunk in batches:
+                writer.write_batch(chunk)
+        except pa.ArrowException as exc:
+            broken = exc  # the server ended the call early; close() says why
+        except BaseException:
+            # Failed here mid-stream (a chunk's text, an interrupt): end the call; the
+            # server refuses a stream shorter than the rows announced, so nothing is written.
+            with contextlib.suppress(pa.ArrowException):
+                writer.close()
+            raise
+        writer.close()
+        if broken is not None:
+            raise broken
+        return {}
 
-    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("add", collection_id, ids, embeddings, metadatas, documents)
-
-    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("update", collection_id, ids, embeddings, metadatas, documents)
-
-    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("upsert", collection_id, ids, embeddings, metadatas, documents)
-
-    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
-        ids, _ = arguments.delete_arguments(ids, where, where_document)
-        self._action("delete", {"collection_id": collection_id, "ids": ids, "where": where,
-                                "where_document": where_document})
-
-    def _get(
-        self,
-        collection_id: str,
-        ids: Any,
-        where: Any,
-        where_document: Any,
-        limit: Any,
-        offset: Any,
-        include: Sequence[str],
-    ) -> GetResult:
-        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
-        command = {"op": "get", "collection_id": collection_id, "ids": checked.ids is not None, "where": where,
-                   "where_document": where_document, "limit": checked.limit, "offset": checked.offset,
-                   "include": list(checked.include)}
-        batch = None
-        if checked.ids is not None:
-            batch = pa.record_batch([protocol.string_column(checked.ids, "ids")], schema=_IDS_ONLY)
-        table = self._exchange(command, _IDS_ONLY, batch)
+    def _exchange(self, operation: ops.Operation, values: dict) -> Any:
+        # The arguments that have a column go in the stream (the command says whether each was
+        # sent); the others in the command.
+        command: dict = {"op": operation.name}
+        columns, names = [], []
+        for name in operation.arguments:
+            value = values[name]
+            column = _STREAMED.get(name)
+            if column is None:
+                command[name] = value
+                continue
+            command[name] = value is not None
+            if value is not None:
+                columns.append(column[1](value, name))
+                names.append(column[0])
+        batch = pa.record_batch(columns, names=names) if columns else None
+        schema = batch.schema if batch is not None else _IDS_ONLY
+        descriptor = flight.FlightDescriptor.for_command(to_json(command))
+        writer, reader = self._client.do_exchange(descriptor, options=self._options)
+        writer.begin(schema)
+        if batch is not None:
+            for chunk in protocol.table_chunks(pa.Table.from_batches([batch])):
+                writer.write_batch(chunk)
+        writer.done_writing()
+        table = reader.read_all()
+        writer.close()
+        if operation.result == ops.QUERY_RESULT:
+            return _query_result(table, batch.num_rows)
         return GetResult(
             ids=table.column("ids").to_pylist(),
             embeddings=_column(table, "embeddings", _matrix),
@@ -257,28 +175,16 @@ class ArrowFlight(Remote):
             documents=_column(table, "documents", lambda column: column.to_pylist()),
         )
 
-    def _query(
-        self,
-        collection_id: str,
-        query_embeddings: Any,
-        n_results: Any,
-        where: Any,
-        where_document: Any,
-        include: Sequence[str],
-    ) -> QueryResult:
-        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
-        command = {"op": "query", "collection_id": collection_id, "n_results": checked.n_results, "where": where,
-                   "where_document": where_document, "include": list(checked.include)}
-        queries = pa.record_batch([protocol.embedding_column(checked.queries)], names=["embeddings"])
-        return _query_result(self._exchange(command, queries.schema, queries), len(checked.queries))
+    def close(self) -> None:
+        super().close()
+        self._client.close()
 
-    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
-                     where_document: Any, include: Sequence[str]) -> QueryResult:
-        # The server's default model embeds the texts (its checks run there).
-        command = {"op": "query", "collection_id": collection_id, "n_results": n_results, "where": where,
-                   "where_document": where_document, "include": list(include)}
-        queries = pa.record_batch([protocol.string_column(query_texts, "query_texts")], names=["texts"])
-        return _query_result(self._exchange(command, queries.schema, queries), len(query_texts))
+
+_STREAMED = {"ids": ("ids", protocol.string_column),
+             "query_embeddings": ("embeddings", lambda matrix, name: protocol.embedding_column(matrix)),
+             "query_texts": ("texts", protocol.string_column)}
+"""The arguments of an exchange that travel as a column of its stream: the column's name, and
+how it is made from the argument's value."""
 
 
 def _query_result(table: pa.Table, queries: int) -> QueryResult:

@@ -45,6 +45,7 @@ from chroma.index import Persistent
 from chroma.collection import NO_EMBEDDING_FUNCTION
 from chroma.config import Settings
 from chroma.db import DB, Batch, CollectionRecord, StoredItems, WriteResult, add_without_vectors
+from chroma.protocol import error_map
 from chroma.types import EmbeddingFunction, QueryResult
 
 BROKER_CONNECT_SECONDS = 3.0
@@ -108,9 +109,10 @@ class Celery(Local):
             except Exception:  # noqa: BLE001 - the broker may be what failed
                 pass
             raise
-        for result in results:
-            if "error" in result:
-                raise errors.from_name(result["error"], result["message"])
+        for task_id, result in zip(task_ids, results):
+            error = error_map.rebuilt(result, error_map.Origin(f"{self._broker} task {task} {task_id}", "reported"))
+            if error is not None:
+                raise error
         return results
 
     def _wait(self, task: str, task_ids: list[str]) -> list[dict]:

@@ -11,7 +11,8 @@ the default) or plain JSON (``http_encoding="json"``).
 The client returns the same types as ``chroma.api.local.Local`` (numpy float32
 embeddings) and raises the same exception classes with the same messages: the
 server answers ``{"error": <class name>, "message": ...}`` and the client
-raises ``chroma.errors.from_name(...)``. Before a request leaves, the client
+raises that class again (:mod:`chroma.protocol.error_map`), with ``origin`` the request's URL
+and status. Before a request leaves, the client
 runs the same input checks as Local (``chroma.validation``, ``chroma.filters``,
 which need no stored state), so values that JSON cannot carry faithfully
 (tuples, numpy scalars, non-string keys, NaN) get Local's error rather than a
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 from urllib.parse import quote
 
 import numpy as np
@@ -32,12 +33,12 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from chroma import errors, tls, validation, wire
-from chroma.api import arguments
+from chroma import errors, tls, wire
 from chroma.api.remote import Remote, host_port, numpy_to_json, to_json
-from chroma.collection import Collection
 from chroma.config import Settings
-from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
+from chroma.protocol import error_map
+from chroma.protocol import operations as ops
+from chroma.types import GetResult, QueryResult
 
 ENCODINGS = ("binary", "json")
 
@@ -150,6 +151,10 @@ class OutcomeUnknown(errors.OutcomeUnknown, ServerUnavailable):
     """The HTTP client's :class:`chroma.errors.OutcomeUnknown`, a ``requests`` ConnectionError too."""
 
 
+_CLASSES = {errors.ServerUnavailable: ServerUnavailable, errors.OutcomeUnknown: OutcomeUnknown}
+"""The classes this client raises for those of chroma.errors (error_map.Classes)."""
+
+
 def _name_path(name: str) -> str:
     # Every character but letters and digits escaped, dots included, so that
     # "." or ".." cannot be taken for path segments on the way.
@@ -223,12 +228,11 @@ class FastAPI(Remote):
         except ValueError:
             payload = None
         if response.status_code >= 400:
-            if isinstance(payload, dict) and isinstance(payload.get("error"), str):
-                raise errors.from_name(payload["error"], str(payload.get("message", "")))
-        if response.status_code >= 400 and response.status_code not in answers:
-            raise errors.ChromaError(
-                f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}"
-            )
+            error = error_map.rebuilt(payload, error_map.Origin(f"{method} {url}", response.status_code), _CLASSES)
+            if error is not None:
+                raise error
+            if response.status_code not in answers:
+                raise errors.ChromaError(f"HTTP {response.status_code} from {method} {url}: {response.text[:500]}")
         if payload is None and response.status_code != 204:
             raise errors.ChromaError(f"{method} {url} answered something that is not JSON: {response.text[:200]!r}")
         return payload
@@ -248,155 +252,55 @@ class FastAPI(Remote):
                 f"the TLS handshake with the chroma server at {self._address} failed ({method} {url}): "
                 f"{handshake}; does it serve https (chroma run --tls-certfile), does client_tls_ca_file "
                 "hold the certificate authority that signed its certificate, and does that name server_host?")
+        server, call = f"the chroma server at {self._address}", f"{method} {url}"
         if _caused_by(error, (NewConnectionError, ConnectTimeoutError)):
-            return ServerUnavailable(
-                f"cannot reach the chroma server at {self._address} ({method} {url}): {error}; "
-                "is `chroma run` running there (settings server_host, server_http_port)?")
+            return error_map.unreachable(server, call, error, "is `chroma run` running there (settings "
+                                         "server_host, server_http_port)?", _CLASSES)
         if isinstance(error, requests.exceptions.ReadTimeout):
-            waited = f"within client_read_timeout={self._timeout[1]:g} s"
-            if idempotent:
-                return ServerUnavailable(
-                    f"the chroma server at {self._address} gave no answer to {method} {url} {waited}; is it "
-                    "overloaded or stopped? (raise client_read_timeout for calls that legitimately take longer)")
-            return OutcomeUnknown(
-                f"{method} {url} reached the chroma server at {self._address}, but it gave no answer {waited}: "
-                "the write may or may not have been applied; read back what it wrote before sending it again")
-        if idempotent:
-            return ServerUnavailable(
-                f"the chroma server at {self._address} gave no answer to {method} {url}: {error}{self._tls_hint}")
-        return OutcomeUnknown(
-            f"{method} {url} reached the chroma server at {self._address}, but its answer never came ({error}): "
-            "the write may or may not have been applied; read back what it wrote before sending it again"
-            f"{self._tls_hint}")
+            return error_map.no_answer(server, call, not idempotent, waited=self._timeout[1], classes=_CLASSES)
+        return error_map.no_answer(server, call, not idempotent, cause=error, hint=self._tls_hint, classes=_CLASSES)
 
-    # server
-    def heartbeat(self) -> int:
-        return int(self._request("GET", "/heartbeat", idempotent=True)["heartbeat"])
-
-    def version(self) -> str:
-        return self._request("GET", "/version", idempotent=True)["version"]
-
-    def limits(self) -> dict:
-        """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
-        ``max_n_results``, ``max_response_rows`` (0: none)."""
-        return self._request("GET", "/limits", idempotent=True)
-
-    def ready(self) -> Readiness:
-        # the server answers 503 with the same body when its store takes no writes
-        return self._request("GET", "/ready", idempotent=True, answers=(503,))
+    def _call(self, operation: ops.Operation, values: dict) -> Any:
+        method, template, in_path, in_body, arrays = _ROUTES[operation.name]
+        path = template.format_map({name: _name_path(values[name]) if name == "name" else values[name]
+                                    for name in in_path}) if in_path else template
+        data = self._request(method, path, None if in_body is None else {name: values[name] for name in in_body},
+                             None if arrays is None else {name: values[name] for name in arrays},
+                             operation.idempotent, operation.answers)
+        if operation.result == ops.GET_RESULT:
+            return _get_result(data)
+        if operation.result == ops.QUERY_RESULT:
+            return _query_result(data)
+        return data
 
     def close(self) -> None:
         super().close()
         self._session.close()
 
-    # collections
-    def list_collections(self) -> list[Collection]:
-        return [self._collection(data, None) for data in self._request("GET", "/collections", idempotent=True)]
 
-    def create_collection(
-        self,
-        name: str,
-        metadata: Optional[dict] = None,
-        get_or_create: bool = False,
-        embedding_function: Optional[EmbeddingFunction] = None,
-    ) -> Collection:
-        metadata = self._creation(name, metadata)
-        body = {"name": name, "metadata": metadata, "get_or_create": bool(get_or_create)}
-        return self._collection(self._request("POST", "/collections", body), embedding_function)
+def _route(operation: ops.Operation) -> tuple:
+    """How the client sends ``operation``: the method, the path template, the arguments in the path,
+    those in the JSON (or None: no body) and the vector arrays (or None: no binary frame)."""
+    method, template = operation.http
+    in_path = ops.path_arguments(operation)
+    in_body = None if method in ("GET", "DELETE") else tuple(
+        name for name in operation.arguments if name not in operation.arrays and name not in in_path)
+    # answers that carry vectors come back in the binary frame too
+    binary = operation.arrays or operation.result in (ops.GET_RESULT, ops.QUERY_RESULT)
+    return method, template, in_path, in_body, operation.arrays if binary else None
 
-    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
-        validation.name_argument(name)
-        return self._collection(self._request("GET", f"/collections/{_name_path(name)}", idempotent=True), embedding_function)
 
-    def delete_collection(self, name: str) -> None:
-        validation.name_argument(name)
-        self._request("DELETE", f"/collections/{_name_path(name)}")
+_ROUTES = {name: _route(operation) for name, operation in ops.OPERATIONS.items()}
 
-    def reset(self) -> bool:
-        self._check_reset()
-        self._request("POST", "/reset", {})
-        return True
 
-    # per collection
-    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
-        metadata = self._modification(name, metadata)
-        data = self._request("PUT", f"/collections/{collection_id}", {"name": name, "metadata": metadata})
-        return data["name"], data["metadata"]
-
-    def _count(self, collection_id: str) -> int:
-        return int(self._request("GET", f"/collections/{collection_id}/count", idempotent=True)["count"])
-
-    def _write(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
-               documents: Any) -> None:
-        # Local's checks; the checked values are sent.
-        batch = arguments.batch(ids, embeddings, metadatas, documents)
-        vectors: Any = batch.embeddings
-        if vectors is not None and batch.missing is not None:
-            vectors = wire.Gapped(vectors, batch.missing)
-        self._request("POST", f"/collections/{collection_id}/{operation}",
-                      {"ids": batch.ids, "metadatas": batch.metadatas, "documents": batch.documents},
-                      {"embeddings": vectors})
-
-    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("add", collection_id, ids, embeddings, metadatas, documents)
-
-    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("update", collection_id, ids, embeddings, metadatas, documents)
-
-    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write("upsert", collection_id, ids, embeddings, metadatas, documents)
-
-    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
-        ids, _ = arguments.delete_arguments(ids, where, where_document)
-        self._request("POST", f"/collections/{collection_id}/delete",
-                      {"ids": ids, "where": where, "where_document": where_document})
-
-    def _get(
-        self,
-        collection_id: str,
-        ids: Any,
-        where: Any,
-        where_document: Any,
-        limit: Any,
-        offset: Any,
-        include: Sequence[str],
-    ) -> GetResult:
-        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
-        data = self._request("POST", f"/collections/{collection_id}/get", {
-            "ids": checked.ids, "where": where, "where_document": where_document, "limit": checked.limit,
-            "offset": checked.offset, "include": list(checked.include),
-        }, {}, idempotent=True)
-        return GetResult(
-            ids=data["ids"],
-            embeddings=_array(data["embeddings"], data.get("dimension")),
-            metadatas=data["metadatas"],
-            documents=data["documents"],
-        )
-
-    def _query(
-        self,
-        collection_id: str,
-        query_embeddings: Any,
-        n_results: Any,
-        where: Any,
-        where_document: Any,
-        include: Sequence[str],
-    ) -> QueryResult:
-        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
-        data = self._request("POST", f"/collections/{collection_id}/query", {
-            "n_results": checked.n_results, "where": where, "where_document": where_document,
-            "include": list(checked.include),
-        }, {"query_embeddings": checked.queries}, idempotent=True)
-        return _query_result(data)
-
-    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
-                     where_document: Any, include: Sequence[str]) -> QueryResult:
-        # The server's default model embeds the texts (its checks run there).
-        data = self._request("POST", f"/collections/{collection_id}/query", {
-            "query_texts": query_texts, "n_results": n_results, "where": where, "where_document": where_document,
-            "include": list(include),
-        }, {}, idempotent=True)
-        return _query_result(data)
+def _get_result(data: dict) -> GetResult:
+    """A get's answer as the server sent it, decoded."""
+    return GetResult(
+        ids=data["ids"],
+        embeddings=_array(data["embeddings"], data.get("dimension")),
+        metadatas=data["metadatas"],
+        documents=data["documents"],
+    )
 
 
 def _query_result(data: dict) -> QueryResult:

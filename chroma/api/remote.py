@@ -5,21 +5,25 @@ embedding function the settings name (it runs in the caller's process; with
 none named, the server's default model embeds documents and query texts, so
 a thin client needs no model) and runs Local's checks of collection-level
 arguments before a request leaves; per-collection arguments are checked by
-``chroma.api.arguments``. Subclasses carry the calls over their wire.
+``chroma.api.arguments``. Every operation is written here once, after the table of
+:mod:`chroma.protocol.operations`: its checks, then one :meth:`Remote._call`, which a
+subclass implements for its wire (and the result's decoding, by the table's kind).
 """
 
 from __future__ import annotations
 
+import abc
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from chroma import embedding, errors, registry, validation
-from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED
+from chroma import embedding, errors, registry, validation, wire
+from chroma.api import API, CLIENT_CLOSED, RESET_DISABLED, arguments
 from chroma.collection import Collection
 from chroma.config import Settings
-from chroma.types import EmbeddingFunction
+from chroma.protocol import operations as ops
+from chroma.types import EmbeddingFunction, GetResult, QueryResult, Readiness
 
 
 def to_json(value: Any) -> bytes:
@@ -104,3 +108,103 @@ class Remote(API):
         """Both sides must allow ``reset()``: this client's setting first, then the server's."""
         if not self._settings.allow_reset:
             raise errors.ResetDisabled(RESET_DISABLED)
+
+    @abc.abstractmethod
+    def _call(self, operation: ops.Operation, values: dict) -> Any:
+        """Sends ``operation`` with ``values`` (by the names of its arguments) over this client's
+        wire; returns its result, decoded as the operation's ``result`` says. Raises the error
+        the server answered (:mod:`chroma.protocol.error_map`), or ServerUnavailable /
+        OutcomeUnknown for a call that got no answer (by the operation's ``idempotent``)."""
+
+    # server
+    def heartbeat(self) -> int:
+        return int(self._call(ops.HEARTBEAT, {})["heartbeat"])
+
+    def version(self) -> str:
+        return self._call(ops.VERSION, {})["version"]
+
+    def limits(self) -> dict:
+        """The server's bounds: ``max_request_bytes``, ``max_json_request_bytes``, ``max_batch_size``,
+        ``max_n_results``, ``max_response_rows``, ``max_embedding_tokens`` (0: none)."""
+        return self._call(ops.LIMITS, {})
+
+    def ready(self) -> Readiness:
+        return self._call(ops.READY, {})
+
+    # collections
+    def list_collections(self) -> list[Collection]:
+        return [self._collection(data, None) for data in self._call(ops.LIST_COLLECTIONS, {})]
+
+    def create_collection(self, name: str, metadata: Optional[dict] = None, get_or_create: bool = False,
+                          embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
+        metadata = self._creation(name, metadata)
+        data = self._call(ops.CREATE_COLLECTION, {"name": name, "metadata": metadata,
+                                                  "get_or_create": bool(get_or_create)})
+        return self._collection(data, embedding_function)
+
+    def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
+        validation.name_argument(name)
+        return self._collection(self._call(ops.GET_COLLECTION, {"name": name}), embedding_function)
+
+    def delete_collection(self, name: str) -> None:
+        validation.name_argument(name)
+        self._call(ops.DELETE_COLLECTION, {"name": name})
+
+    def reset(self) -> bool:
+        self._check_reset()
+        self._call(ops.RESET, {})
+        return True
+
+    # per collection
+    def _modify(self, collection_id: str, name: Optional[str], metadata: Optional[dict]) -> tuple[str, Optional[dict]]:
+        metadata = self._modification(name, metadata)
+        data = self._call(ops.MODIFY, {"collection_id": collection_id, "name": name, "metadata": metadata})
+        return data["name"], data["metadata"]
+
+    def _count(self, collection_id: str) -> int:
+        return int(self._call(ops.COUNT, {"collection_id": collection_id})["count"])
+
+    def _write(self, operation: ops.Operation, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
+               documents: Any) -> None:
+        # Local's checks; the checked values are sent.
+        batch = arguments.batch(ids, embeddings, metadatas, documents)
+        vectors: Any = batch.embeddings
+        if vectors is not None and batch.missing is not None:
+            vectors = wire.Gapped(vectors, batch.missing)
+        self._call(operation, {"collection_id": collection_id, "ids": batch.ids, "embeddings": vectors,
+                               "metadatas": batch.metadatas, "documents": batch.documents})
+
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write(ops.ADD, collection_id, ids, embeddings, metadatas, documents)
+
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write(ops.UPDATE, collection_id, ids, embeddings, metadatas, documents)
+
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+        self._write(ops.UPSERT, collection_id, ids, embeddings, metadatas, documents)
+
+    def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
+        ids, _ = arguments.delete_arguments(ids, where, where_document)
+        self._call(ops.DELETE, {"collection_id": collection_id, "ids": ids, "where": where,
+                                "where_document": where_document})
+
+    def _get(self, collection_id: str, ids: Any, where: Any, where_document: Any, limit: Any, offset: Any,
+             include: Sequence[str]) -> GetResult:
+        checked = arguments.get_arguments(ids, where, where_document, limit, offset, include)
+        return self._call(ops.GET, {"collection_id": collection_id, "ids": checked.ids, "where": where,
+                                    "where_document": where_document, "limit": checked.limit,
+                                    "offset": checked.offset, "include": list(checked.include)})
+
+    def _query(self, collection_id: str, query_embeddings: Any, n_results: Any, where: Any, where_document: Any,
+               include: Sequence[str]) -> QueryResult:
+        checked = arguments.query_arguments(query_embeddings, n_results, where, where_document, include)
+        return self._call(ops.QUERY, {"collection_id": collection_id, "query_embeddings": checked.queries,
+                                      "query_texts": None, "n_results": checked.n_results, "where": where,
+                                      "where_document": where_document, "include": list(checked.include)})
+
+    def _query_texts(self, collection_id: str, query_texts: list[str], n_results: Any, where: Any,
+                     where_document: Any, include: Sequence[str]) -> QueryResult:
+        # The server's default model embeds the texts (its checks run there).
+        return self._call(ops.QUERY, {"collection_id": collection_id, "query_embeddings": None,
+                                      "query_texts": query_texts, "n_results": n_results, "where": where,
+                                      "where_document": where_document, "include": list(include)})

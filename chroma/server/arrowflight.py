@@ -30,7 +30,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import signal
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -39,46 +38,39 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from chroma import embedding, errors, registry, tls
+from chroma import errors, tls
 from chroma import flight_protocol as protocol
 from chroma.api.local import Local
 from chroma.api.remote import host_port, to_json
-from chroma.collection import Collection
 from chroma.config import Settings
+from chroma.protocol import error_map
+from chroma.protocol import operations as ops
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls
+from chroma.server.dispatch import Dispatch
 from chroma.types import GetResult, QueryResult
 
 log = logging.getLogger(__name__)
 
 LIMITS_AT = "the Flight action 'limits'"
 TOKEN_HEADER = "call header 'authorization: Bearer <token>'"
-_FLIGHT_ERRORS = {401: flight.FlightUnauthenticatedError, 403: flight.FlightUnauthorizedError,
-                  504: flight.FlightTimedOutError}
 CALL_THREADS = 32
 """Threads that run the Local calls of Flight requests (so that a call's deadline can end the
 wait for it); a call past its deadline keeps its thread until it ends."""
 
 
-def _flight_error(error: BaseException) -> flight.FlightError:
-    cls = _FLIGHT_ERRORS.get(getattr(error, "status_code", 500), flight.FlightServerError)
-    return cls(str(error), extra_info=protocol.error_info(error))
-
-
 @contextlib.contextmanager
 def _as_flight_errors() -> Iterator[None]:
-    """Raises any error of the block as a Flight error that names its class."""
+    """Raises any error of the block as the Flight error :mod:`chroma.protocol.error_map` gives it."""
     try:
         yield
-    except errors.ChromaError as exc:
-        raise _flight_error(exc) from None
     except flight.FlightError:
         raise
     except Exception as exc:
-        log.exception("unexpected error in a Flight call")
-        raise flight.FlightInternalError(f"{type(exc).__name__}: {exc}",
-                                         extra_info=protocol.error_info(exc)) from None
+        if not isinstance(exc, errors.ChromaError):
+            log.exception("unexpected error in a Flight call")
+        raise error_map.flight_error(exc) from None
 
 
 class _Token(flight.ServerMiddleware):
@@ -100,11 +92,7 @@ class _TokenCheck(flight.ServerMiddlewareFactory):
             return _Token()
         if info.method in (flight.FlightMethod.DO_ACTION, flight.FlightMethod.LIST_ACTIONS):
             return None
-        raise _flight_error(unauthorized(TOKEN_HEADER))
-
-
-def _collection(collection: Collection) -> dict:
-    return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
+        raise error_map.flight_error(unauthorized(TOKEN_HEADER))
 
 
 def _collection_id(command: dict) -> str:
@@ -112,10 +100,6 @@ def _collection_id(command: dict) -> str:
     if not isinstance(collection_id, str):
         raise errors.InvalidArgument(f"collection_id must be a string, got {collection_id!r}")
     return collection_id
-
-
-def _include(command: dict, default: tuple[str, ...]) -> Any:
-    return command.get("include", list(default))
 
 
 def _get_table(result: GetResult) -> pa.Table:
@@ -170,21 +154,7 @@ class _Service(flight.FlightServerBase):
         self.bounds = bounds
         self.calls = calls
         self._call_threads = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-flight-call")
-        self.actions: dict[str, Callable[[dict], Any]] = {
-            "heartbeat": lambda args: {"heartbeat": api.heartbeat()},
-            "version": lambda args: {"version": api.version()},
-            "limits": lambda args: bounds.report(),
-            "ready": lambda args: api.ready(),
-            "list_collections": lambda args: [_collection(c) for c in api.list_collections()],
-            "create_collection": lambda args: _collection(api.create_collection(
-                args.get("name"), args.get("metadata"), get_or_create=args.get("get_or_create", False))),
-            "get_collection": lambda args: _collection(api.get_collection(args.get("name"))),
-            "delete_collection": lambda args: api.delete_collection(args.get("name")) or {},
-            "modify": self._modify,
-            "count": lambda args: {"count": api._count(_collection_id(args))},
-            "delete": self._delete,
-            "reset": lambda args: api.reset() or {},
-        }
+        self.dispatch = Dispatch(api, bounds)
 
     def _deadline(self) -> float:
         return time.monotonic() + self.bounds.request_timeout
@@ -218,8 +188,8 @@ class _Service(flight.FlightServerBase):
             name = action.type
             if name not in protocol.OPEN_ACTIONS and context.get_middleware("token") is None:
                 raise unauthorized(TOKEN_HEADER)
-            handler = self.actions.get(name)
-            if handler is None:
+            operation = ops.of_flight_action(name)
+            if operation is None:
                 raise errors.InvalidArgument(
                     f"unknown action {name!r}; known actions: {', '.join(protocol.ACTIONS)}")
             body = action.body.to_pybytes() if action.body is not None else b""
@@ -228,19 +198,8 @@ class _Service(flight.FlightServerBase):
             args = protocol.decode_json(body, f"the body of action {name!r}")
             if not isinstance(args, dict):
                 raise errors.InvalidArgument(f"the body of action {name!r} must be a JSON object, got {args!r}")
-            return [flight.Result(to_json(self._in_time(deadline, f"action {name!r}", lambda: handler(args))))]
-
-    def _modify(self, args: dict) -> dict:
-        collection_id = _collection_id(args)
-        name, metadata = self.api._modify(collection_id, args.get("name"), args.get("metadata"))
-        return {"id": collection_id, "name": name, "metadata": metadata}
-
-    def _delete(self, args: dict) -> dict:
-        ids = args.get("ids")
-        if isinstance(ids, list):
-            self.bounds.check_batch(len(ids), "ids")
-        self.api._delete(_collection_id(args), ids, args.get("where"), args.get("where_document"))
-        return {}
+            return [flight.Result(to_json(self._in_time(deadline, f"action {name!r}",
+                                                        lambda: self.dispatch(operation, args))))]
 
     # streams
     def _command(self, descriptor: flight.FlightDescriptor, operations: tuple[str, ...]) -> dict:
@@ -314,50 +273,40 @@ class _Service(flight.FlightServerBase):
             metadatas = protocol.json_values(table.column("metadatas")) if "metadatas" in table.column_names else None
             documents = (protocol.strings(table.column("documents"), "documents")
                          if "documents" in table.column_names else None)
-            operation = command["op"]
-            self._in_time(deadline, operation, lambda: self.api.write_from_remote(
-                operation, collection_id, ids, embeddings, metadatas, documents))
+            operation = ops.OPERATIONS[command["op"]]
+            values = {"collection_id": collection_id, "ids": ids, "embeddings": embeddings, "metadatas": metadatas,
+                      "documents": documents}
+            self._in_time(deadline, operation.name, lambda: self.dispatch(operation, values))
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:
         deadline = self._deadline()
         with _as_flight_errors(), self.calls.running():
             command = self._command(descriptor, ("get", "query"))
             collection_id = _collection_id(command)
+            values = {name: command[name] for name in ("where", "where_document", "limit", "offset", "include",
+                                                       "n_results") if name in command}
+            values["collection_id"] = collection_id
             if command["op"] == "get":
                 table = self._receive(reader, "ids", deadline)
-                ids = None
                 if command.get("ids"):
                     if "ids" not in table.column_names:
                         raise errors.InvalidArgument("a get by ids sends a stream with the column 'ids'")
-                    ids = protocol.strings(table.column("ids"), "ids")
-                result = self._in_time(deadline, "get", lambda: self.api._get(
-                    collection_id, ids, command.get("where"), command.get("where_document"),
-                    self.bounds.get_limit(command.get("limit")), command.get("offset"),
-                    _include(command, ("metadatas", "documents"))))
-                self.bounds.check_get_rows(len(result["ids"]))
+                    values["ids"] = protocol.strings(table.column("ids"), "ids")
+                result = self._in_time(deadline, "get", lambda: self.dispatch(ops.GET, values))
                 out = _get_table(result)
             else:
-                self.bounds.check_n_results(command.get("n_results", 10))
+                self.bounds.check_n_results(command.get("n_results", 10))  # before the stream is read
                 table = self._receive(reader, "query_embeddings", deadline)
-                include = _include(command, ("metadatas", "documents", "distances"))
-                n_results = command.get("n_results", 10)
                 if "texts" in table.column_names:  # query_texts, for the default model here
-                    texts = protocol.strings(table.column("texts"), "query_texts")
-                    if not texts or any(text is None for text in texts):
-                        raise errors.InvalidArgument("query_texts must be a non-empty list of strings")
-                    self.bounds.check_query(len(texts), n_results)
-                    result = self._in_time(deadline, "query", lambda: self.api._query_texts(
-                        collection_id, texts, n_results, command.get("where"), command.get("where_document"), include))
-                else:
-                    if "embeddings" not in table.column_names:
-                        raise errors.InvalidArgument("a query sends a stream with the column 'embeddings' or 'texts'")
+                    values["query_texts"] = protocol.strings(table.column("texts"), "query_texts")
+                elif "embeddings" in table.column_names:
                     queries, missing = protocol.embedding_matrix(table.column("embeddings"), "query_embeddings")
                     if missing is not None:
                         raise errors.InvalidArgument(f"query_embeddings row {int(np.argmax(missing))} is null")
-                    self.bounds.check_query(len(queries), n_results)
-                    result = self._in_time(deadline, "query", lambda: self.api._query(
-                        collection_id, queries, n_results, command.get("where"), command.get("where_document"),
-                        include))
+                    values["query_embeddings"] = queries
+                else:
+                    raise errors.InvalidArgument("a query sends a stream with the column 'embeddings' or 'texts'")
+                result = self._in_time(deadline, "query", lambda: self.dispatch(ops.QUERY, values))
                 out = _query_table(result)
             writer.begin(out.schema)
             for batch in protocol.table_chunks(out):
@@ -369,21 +318,17 @@ class ArrowFlight(Server):
     """Serves ``chroma.api.local.Local`` over Arrow Flight.
 
     ``listen()`` starts the Flight server (``server_host``/``server_flight_port``;
-    port 0 picks a free one) and returns the address; ``run()`` serves until
-    SIGTERM/SIGINT (or :meth:`stop`), lets running calls finish, then closes
+    port 0 picks a free one) and returns the address; ``run()`` (:class:`chroma.server.Server`)
+    serves until SIGTERM/SIGINT (or :meth:`stop`), lets running calls finish, then closes
     the DB it opened.
     """
 
+    limits_at = LIMITS_AT
+
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
-        self._certificate = tls.server_certificate(settings)
-        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
-        self._settings = settings
-        # Without ``api``, the server opens (and on close closes) the configured DB itself.
-        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
-        self.api = api if api is not None else Local(settings, db=self._db)
+        super().__init__(settings, api)
         self._service: Optional[_Service] = None
         self._stop = threading.Event()
-        self.calls = RunningCalls()
         self._stopping: Optional[threading.Thread] = None
         """Stops the service (it takes no new call, and returns once the running ones end)."""
         self._grace_ends = 0.0
@@ -400,8 +345,8 @@ class ArrowFlight(Server):
             try:
                 for_grpc = flight.Location.for_grpc_tls if self._certificate else flight.Location.for_grpc_tcp
                 location = for_grpc(host, port)
-                self._service = _Service(location, self.api, Bounds(self._settings, LIMITS_AT),
-                                         self._settings.auth_token, self.calls, self._certificate)
+                self._service = _Service(location, self.api, self.bounds, self._settings.auth_token, self.calls,
+                                         self._certificate)
             except (pa.ArrowException, OSError) as exc:
                 raise OSError(f"cannot listen on {host_port(host, port)}: {exc}") from None
         return host, self._service.port
@@ -410,47 +355,27 @@ class ArrowFlight(Server):
         host, port = self.listen()
         return [f"{'grpc+tls' if self._certificate else 'grpc'}://{host_port(host, port)}"]
 
-    def run(self) -> None:
-        self.listen()
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda number, frame: self._stop.set())
-        try:
-            self._stop.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.shutdown()
-            if not self.left_running:  # else a call may still be inside the DB
-                self.close()
+    def serve(self) -> None:
+        self._stop.wait()  # the service answers on gRPC's threads meanwhile
 
     def stop(self) -> None:
-        """Makes ``run()`` return (from another thread)."""
         self._stop.set()
 
     def stop_taking_calls(self) -> None:
-        """Refuses new calls from now on; the running ones go on (see :meth:`shutdown`)."""
         if self._service is not None and self._stopping is None:
             self._grace_ends = time.monotonic() + self._settings.shutdown_grace
             self._stopping = threading.Thread(target=self._service.shutdown, name="chroma-flight-shutdown",
                                               daemon=True)
             self._stopping.start()
 
-    def shutdown(self) -> None:
-        """Stops taking calls and waits for the running ones, until ``shutdown_grace`` seconds after
-        the calls stopped being taken; then cuts off the rest (see ``chroma.server.calls``)."""
+    def shutdown(self) -> int:
         self.stop_taking_calls()
         if self._stopping is None:
-            return
+            return 0
         self._stopping.join(max(0.0, self._grace_ends - time.monotonic()))
-        self.left_running = self.calls.cut_off(self.api)
-        if not self.left_running:
+        left = self.calls.cut_off(self.api)
+        if not left:
             self._stopping.join()
             self._service.close_calls()
         self._service = None
-
-    def close(self) -> None:
-        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
-        if self._db is not None:
-            self._db.close()
+        return left

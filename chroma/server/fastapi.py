@@ -9,7 +9,7 @@ The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
 see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
-with the class's ``status_code``. Interactive docs are at ``/docs``, the
+with the status :mod:`chroma.protocol.error_map` gives the class. Interactive docs are at ``/docs``, the
 OpenAPI schema at ``/openapi.json``.
 
 Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
@@ -51,14 +51,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-import inspect
 import json
 import logging
 import re
-import signal
 import socket
-import threading
-from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -73,17 +69,21 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
-from chroma import embedding, errors, registry, tls, validation, wire
+from chroma import errors, validation, wire
 from chroma.api.local import Local
 from chroma.config import Settings
+from chroma.protocol import error_map
+from chroma.protocol import operations as ops
 from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls, cut_off_error
+from chroma.server.dispatch import Dispatch
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-OPEN_PATHS = frozenset({f"{PREFIX}/heartbeat", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+OPEN_PATHS = frozenset({PREFIX + operation.http[1] for operation in ops.OPERATIONS.values() if operation.open}
+                       | {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 """Paths served without a token: they reveal no stored data."""
 
 _ANY = "Any JSON value; passed unchanged to the Python API, which validates it."
@@ -201,7 +201,7 @@ def _reader(model: type[BaseModel], bounds: Bounds) -> Callable[[Request], Any]:
     that is done here without building it, and the values reach Local unchanged."""
     defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
 
-    async def read(request: Request) -> SimpleNamespace:
+    async def read(request: Request) -> dict:
         raw = await request.body()
         media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media_type == wire.MEDIA_TYPE:
@@ -216,8 +216,7 @@ def _reader(model: type[BaseModel], bounds: Bounds) -> Callable[[Request], Any]:
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT} (or {wire.MEDIA_TYPE}), got Content-Type {media_type!r}")
         if not isinstance(data, dict):
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT}, got {type(data).__name__}")
-        fields = {name: data[name] if name in data else copy.copy(default) for name, default in defaults.items()}
-        return SimpleNamespace(**fields)
+        return {name: data[name] if name in data else copy.copy(default) for name, default in defaults.items()}
 
     return read
 
@@ -249,22 +248,15 @@ def _json(content: Any, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-def _error_body(error: BaseException) -> bytes:
-    return (json.dumps({"error": type(error).__name__, "message": str(error)}) + "\n").encode()
-
-
-def _error(error: errors.ChromaError) -> Response:
-    return Response(_error_body(error), status_code=error.status_code, media_type="application/json")
-
-
-def _collection(collection: chroma.Collection) -> dict:
-    return {"id": collection.id, "name": collection.name, "metadata": collection.metadata}
+def _error(error: BaseException, status: Optional[int] = None) -> Response:
+    """The answer carrying ``error`` (:mod:`chroma.protocol.error_map`); ``status`` overrides its own."""
+    own, content = error_map.http(error)
+    return Response(content, status_code=status or own, media_type="application/json")
 
 
 async def _send_error(send, error: BaseException) -> None:
-    """Answers ``error`` with its class's status (500 for an exception not of chroma.errors)."""
-    body = _error_body(error)
-    status = error.status_code if isinstance(error, errors.ChromaError) else 500
+    """Answers ``error`` as :mod:`chroma.protocol.error_map` says."""
+    status, body = error_map.http(error)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -417,15 +409,58 @@ class _Unexpected:
             await _send_error(send, exc)
 
 
+def _encoded(operation: ops.Operation, request: Request, result: Any) -> Response:
+    """The answer carrying ``result``, encoded as the operation's result kind says."""
+    if operation.result == ops.GET_RESULT:
+        embeddings = result["embeddings"]
+        return _answer(request, {
+            "ids": result["ids"], "metadatas": result["metadatas"], "documents": result["documents"],
+            "dimension": None if embeddings is None else int(embeddings.shape[1]),
+        }, {"embeddings": embeddings})
+    if operation.result == ops.QUERY_RESULT:
+        embeddings = result["embeddings"]
+        return _answer(request, {
+            "ids": result["ids"], "metadatas": result["metadatas"], "documents": result["documents"],
+            "dimension": None if embeddings is None else (int(embeddings[0].shape[1]) if embeddings else 0),
+        }, {"embeddings": embeddings, "distances": result["distances"]})
+    # ready: a store that takes no writes answers its other status, with the same body
+    status = operation.answers[0] if operation.answers and not result["writable"] else 200
+    return _json(result, status)
+
+
+_DOCUMENTATION: dict[str, tuple[Optional[type[BaseModel]], str, Any]] = {
+    "heartbeat": (None, "server", None),
+    "version": (None, "server", None),
+    "limits": (None, "server", None),
+    "ready": (None, "server", None),
+    "reset": (None, "server", None),
+    "list_collections": (None, "collections", list[CollectionOut]),
+    "create_collection": (CreateCollection, "collections", CollectionOut),
+    "get_collection": (None, "collections", CollectionOut),
+    "delete_collection": (None, "collections", None),
+    "modify": (ModifyCollection, "collections", CollectionOut),
+    "count": (None, "records", None),
+    "add": (Records, "records", None),
+    "upsert": (Records, "records", None),
+    "update": (Records, "records", None),
+    "delete": (DeleteRecords, "records", None),
+    "get": (GetRecords, "records", GetResultOut),
+    "query": (QueryRecords, "records", QueryResultOut),
+}
+"""Per operation, for HTTP: the body's model, the documentation's tag and the answer's model."""
+
+
 # --------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------
 
 
-def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None) -> _FastAPIApp:
-    """The FastAPI application serving ``api`` with ``settings``' bounds; each route's work
-    counts in ``calls``."""
+def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = None,
+               bounds: Optional[Bounds] = None) -> _FastAPIApp:
+    """The FastAPI application serving ``api`` with ``settings``' bounds (or ``bounds``); each
+    route's work counts in ``calls``."""
     calls = calls or RunningCalls()
+    bounds = bounds or Bounds(settings, reported_at=FastAPI.limits_at)
     app = _FastAPIApp(
         title="chroma",
         version=chroma.__version__,
@@ -440,21 +475,6 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
             "(the same object with its vectors as raw float32, see chroma.wire) and asks for it in `Accept`."
         ),
     )
-    bounds = Bounds(settings, reported_at=f"GET {PREFIX}/limits")
-
-    def bound_batch(values: Any, what: str) -> None:
-        if isinstance(values, (list, np.ndarray)):
-            bounds.check_batch(len(values), what)
-
-    def bound_query(values: Any, n_results: Any) -> None:
-        # a list of numbers is one query; a binary body always holds a matrix
-        if isinstance(values, np.ndarray) or (isinstance(values, list) and values and isinstance(values[0], list)):
-            bound_batch(values, "query_embeddings")
-            queries = len(values)
-        else:
-            queries = 1
-        bounds.check_n_results(n_results)
-        bounds.check_query(queries, n_results)
 
     @app.exception_handler(errors.ChromaError)
     async def chroma_error(request: Request, exc: errors.ChromaError) -> Response:
@@ -473,28 +493,31 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         cls = errors.NotFoundError if exc.status_code == 404 else errors.InvalidArgument
-        error = cls(f"{exc.detail}: {request.method} {request.url.path}")
-        return Response(_error_body(error), status_code=exc.status_code, media_type="application/json")
+        return _error(cls(f"{exc.detail}: {request.method} {request.url.path}"), exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        return Response(_error_body(exc), status_code=500, media_type="application/json")
+        return _error(exc)
 
     threads = concurrent.futures.ThreadPoolExecutor(CALL_THREADS, thread_name_prefix="chroma-http-call")
 
-    def counted(endpoint: Callable[..., Response], arguments: dict) -> Response:
+    dispatch = Dispatch(api, bounds)
+
+    def counted(operation: ops.Operation, request: Request, values: dict) -> Response:
         with calls.running():
-            return endpoint(**arguments)
+            return _encoded(operation, request, dispatch(operation, values))
 
-    def route(method: str, path: str, body: Optional[type[BaseModel]] = None, **kwargs):
-        """Registers ``endpoint`` (a plain function returning a Response) at ``PREFIX + path``.
+    def route(operation: ops.Operation) -> None:
+        """Registers the operation's route at ``PREFIX`` + its path (``collection_id`` a UUID, ``name`` any rest).
 
-        It is called on one of ``threads``, counted as a running call, with the keyword
-        arguments it names among: the path's parameters (as strings), ``body`` (the request body
-        read as ``body``'s fields) and ``request``. FastAPI sees a route that takes only the
-        request: its dependency and validation machinery, and the thread hand-off of anyio, cost
-        more per call than the work of a small query, and the fields are Any (Local checks them)."""
-        kwargs.setdefault("responses", _ERRORS)
+        Its work runs on one of ``threads``, counted as a running call, with the values of the
+        path's parameters and the body's fields (read as its model's, from JSON or the binary
+        frame). FastAPI sees a route that takes only the request: its dependency and validation
+        machinery, and the thread hand-off of anyio, cost more per call than the work of a small
+        query, and the fields are Any (Local checks them)."""
+        method, path = operation.http
+        path = path.replace("{collection_id}", "{collection_id:uuid}").replace("{name}", "{name:path}")
+        body, tag, answer = _DOCUMENTATION[operation.name]
         extra = _body_documentation(body) if body is not None else {}
         parameters = [_path_parameter(name, _PATH_SCHEMAS[convertor])
                       for name, convertor in re.findall(r"{(\w+):(\w+)}", path)]
@@ -502,23 +525,17 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
             extra["parameters"] = parameters
         read = _reader(body, bounds) if body is not None else None
 
-        def register(endpoint: Callable[..., Response]) -> Callable[..., Response]:
-            wanted = inspect.signature(endpoint).parameters
+        async def call(request: Request) -> Response:
+            values = {name: str(value) for name, value in request.path_params.items()}
+            if read is not None:
+                values.update(await read(request))
+            return await asyncio.get_running_loop().run_in_executor(threads, counted, operation, request, values)
 
-            async def call(request: Request) -> Response:
-                arguments = {name: str(value) for name, value in request.path_params.items() if name in wanted}
-                if read is not None:
-                    arguments["body"] = await read(request)
-                if "request" in wanted:
-                    arguments["request"] = request
-                return await asyncio.get_running_loop().run_in_executor(threads, counted, endpoint, arguments)
-
-            # not functools.wraps: FastAPI would read the endpoint's parameters through __wrapped__
-            call.__name__, call.__qualname__, call.__doc__ = endpoint.__name__, endpoint.__qualname__, endpoint.__doc__
-            app.api_route(PREFIX + path, methods=[method], openapi_extra=extra or None, **kwargs)(call)
-            return endpoint
-
-        return register
+        call.__name__ = call.__qualname__ = operation.name
+        call.__doc__ = operation.summary
+        responses = {200: {"model": answer}, **_ERRORS} if answer is not None else _ERRORS
+        app.api_route(PREFIX + path, methods=[method], openapi_extra=extra or None, tags=[tag],
+                      responses=responses)(call)
 
     def openapi() -> dict:
         # The bodies are read by _reader (JSON or binary), so FastAPI does not
@@ -534,134 +551,10 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
 
     app.openapi = openapi
 
-    @route("GET", "/heartbeat", tags=["server"])
-    def heartbeat() -> Response:
-        """The server's clock in nanoseconds (no token needed)."""
-        return _json({"heartbeat": api.heartbeat()})
-
-    @route("GET", "/version", tags=["server"])
-    def version() -> Response:
-        """The server's chroma version."""
-        return _json({"version": api.version()})
-
-    @route("GET", "/limits", tags=["server"])
-    def limits() -> Response:
-        """The server's bounds (0 means none): request and JSON bytes, batch size, n_results, response rows."""
-        return _json(bounds.report())
-
-    @route("GET", "/ready", tags=["server"])
-    def ready() -> Response:
-        """Whether the store takes writes (else 503, same body) and what is loaded: chroma.types.Readiness."""
-        state = api.ready()
-        return _json(state, 200 if state["writable"] else 503)
-
-    @route("POST", "/reset", tags=["server"])
-    def reset() -> Response:
-        """Deletes everything (403 ResetDisabled unless the server's allow_reset is set)."""
-        api.reset()
-        return _json({})
-
-    @route("GET", "/collections", tags=["collections"], responses={200: {"model": list[CollectionOut]}, **_ERRORS})
-    def list_collections() -> Response:
-        """Every collection, sorted by name."""
-        return _json([_collection(c) for c in api.list_collections()])
-
-    @route("POST", "/collections", CreateCollection, tags=["collections"],
-           responses={200: {"model": CollectionOut}, **_ERRORS})
-    def create_collection(body: Any) -> Response:
-        """Creates a collection (409 CollectionExists unless get_or_create)."""
-        return _json(_collection(api.create_collection(body.name, body.metadata, get_or_create=body.get_or_create)))
-
-    # Routes by id come first: "{id:uuid}" matches only UUIDs, and the name
-    # routes take any rest of the path (a bad name gets Local's error).
-    @route("PUT", "/collections/{collection_id:uuid}", ModifyCollection, tags=["collections"],
-           responses={200: {"model": CollectionOut}, **_ERRORS})
-    def modify(collection_id: Any, body: Any) -> Response:
-        """Renames the collection and/or replaces its metadata."""
-        name, metadata = api._modify(str(collection_id), body.name, body.metadata)
-        return _json({"id": str(collection_id), "name": name, "metadata": metadata})
-
-    @route("GET", "/collections/{collection_id:uuid}/count", tags=["records"])
-    def count(collection_id: Any) -> Response:
-        """The number of items."""
-        return _json({"count": api._count(str(collection_id))})
-
-    def writer(operation: str, summary: str):
-        def write(collection_id: Any, body: Any) -> Response:
-            bound_batch(body.ids, "ids")
-            api.write_from_remote(operation, str(collection_id), body.ids, body.embeddings, body.metadatas,
-                                  body.documents)
-            return _json({})
-
-        write.__name__ = operation
-        write.__doc__ = summary
-        route("POST", f"/collections/{{collection_id:uuid}}/{operation}", Records, tags=["records"])(write)
-
-    writer("add", "Adds items (409 DuplicateIDError if an id exists; nothing of the batch is written).")
-    writer("upsert", "Adds new ids, updates existing ones.")
-    writer("update", "Changes existing items (404 IDNotFoundError if an id is missing; nothing is changed).")
-
-    @route("POST", "/collections/{collection_id:uuid}/delete", DeleteRecords, tags=["records"])
-    def delete(collection_id: Any, body: Any) -> Response:
-        """Deletes the items matching every given argument (at least one is needed)."""
-        bound_batch(body.ids, "ids")
-        api._delete(str(collection_id), body.ids, body.where, body.where_document)
-        return _json({})
-
-    @route("POST", "/collections/{collection_id:uuid}/get", GetRecords, tags=["records"],
-           responses={200: {"model": GetResultOut}, **_ERRORS})
-    def get(collection_id: Any, request: Request, body: Any) -> Response:
-        """Items by id (in the order asked) or by filter (in insertion order)."""
-        bound_batch(body.ids, "ids")
-        result = api._get(str(collection_id), body.ids, body.where, body.where_document,
-                          bounds.get_limit(body.limit), body.offset, body.include)
-        bounds.check_get_rows(len(result["ids"]))
-        embeddings = result["embeddings"]
-        return _answer(request, {
-            "ids": result["ids"],
-            "metadatas": result["metadatas"],
-            "documents": result["documents"],
-            "dimension": None if embeddings is None else int(embeddings.shape[1]),
-        }, {"embeddings": embeddings})
-
-    @route("POST", "/collections/{collection_id:uuid}/query", QueryRecords, tags=["records"],
-           responses={200: {"model": QueryResultOut}, **_ERRORS})
-    def query(collection_id: Any, request: Request, body: Any) -> Response:
-        """The n_results nearest items to each query embedding, nearest first."""
-        if body.query_texts is not None:
-            if body.query_embeddings is not None:
-                raise errors.InvalidArgument("give exactly one of query_embeddings and query_texts")
-            texts = [body.query_texts] if isinstance(body.query_texts, str) else body.query_texts
-            if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-                raise errors.InvalidArgument(f"query_texts must be a non-empty list of strings, got {texts!r}")
-            bound_batch(texts, "query_texts")
-            bounds.check_n_results(body.n_results)
-            bounds.check_query(len(texts), body.n_results)
-            result = api._query_texts(str(collection_id), texts, body.n_results, body.where, body.where_document,
-                                      body.include)
-        else:
-            bound_query(body.query_embeddings, body.n_results)
-            result = api._query(str(collection_id), body.query_embeddings, body.n_results, body.where,
-                                body.where_document, body.include)
-        embeddings = result["embeddings"]
-        return _answer(request, {
-            "ids": result["ids"],
-            "metadatas": result["metadatas"],
-            "documents": result["documents"],
-            "dimension": None if embeddings is None else (int(embeddings[0].shape[1]) if embeddings else 0),
-        }, {"embeddings": embeddings, "distances": result["distances"]})
-
-    @route("GET", "/collections/{name:path}", tags=["collections"],
-           responses={200: {"model": CollectionOut}, **_ERRORS})
-    def get_collection(name: str) -> Response:
-        """The collection named ``name`` (404 CollectionNotFound)."""
-        return _json(_collection(api.get_collection(name)))
-
-    @route("DELETE", "/collections/{name:path}", tags=["collections"])
-    def delete_collection(name: str) -> Response:
-        """Deletes a collection and its items (404 CollectionNotFound)."""
-        api.delete_collection(name)
-        return _json({})
+    # Routes by id first: "{id:uuid}" matches only UUIDs, and the name routes take any rest
+    # of the path (a bad name gets Local's error).
+    for operation in sorted(ops.OPERATIONS.values(), key=lambda operation: "{name}" in operation.http[1]):
+        route(operation)
 
     # Routes are tried in order: the single calls first (a stable sort keeps the rest's order).
     hot = {f"{PREFIX}/collections/{{collection_id:uuid}}/{name}" for name in ("query", "get", "count")}
@@ -692,22 +585,18 @@ class FastAPI(Server):
     """Serves ``chroma.api.local.Local`` over the configured DB with uvicorn.
 
     ``listen()`` binds the socket (``server_host``/``server_http_port``; port
-    0 picks a free one) and returns the address; ``run()`` serves until
-    SIGTERM/SIGINT, lets running requests finish, then closes the DB.
+    0 picks a free one) and returns the address; ``run()`` (:class:`chroma.server.Server`)
+    serves until SIGTERM/SIGINT, lets running requests finish, then closes the DB.
     """
 
+    limits_at = f"GET {PREFIX}/limits"
+
     def __init__(self, settings: Settings, api: Optional[Local] = None) -> None:
-        self._certificate = tls.server_certificate(settings)
-        embedding.ensure_available_for(settings.embedding_function)  # fail at start-up, not per request
-        self._settings = settings
-        # Without ``api``, the server opens (and on close closes) the configured DB itself.
-        self._db = registry.lookup("db_impl", settings.db_impl)(settings) if api is None else None
-        self.api = api if api is not None else Local(settings, db=self._db)
-        self.calls = RunningCalls()
-        self.app = create_app(self.api, settings, self.calls)
+        super().__init__(settings, api)
+        self.app = create_app(self.api, settings, self.calls, self.bounds)
         self._socket: Optional[socket.socket] = None
-        self.on_stop: list[Callable[[], None]] = []
-        """Run when a signal starts the shutdown (``chroma.server.Both`` stops its Flight server)."""
+        self._uvicorn: Optional[_Uvicorn] = None
+        self._stop_asked = False
 
     def listen(self) -> tuple[str, int]:
         """Binds the listening socket now; returns ``(host, port)``."""
@@ -732,32 +621,24 @@ class FastAPI(Server):
         host, port = self.listen()
         return [f"{'https' if self._certificate else 'http'}://{host}:{port}"]
 
-    def run(self) -> None:
-        self.listen()
+    def serve(self) -> None:
         certificate = self._certificate
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
                                 timeout_graceful_shutdown=self._settings.shutdown_grace,
                                 ssl_certfile=certificate and certificate.certfile,
                                 ssl_keyfile=certificate and certificate.keyfile)
-        # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under
-        # the handler found at start: recording it here lets run() return
-        # normally (and close the DB) instead of the process dying.
-        received: list[int] = []
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda number, frame: received.append(number))
-        try:
-            _Uvicorn(config, self.on_stop).run(sockets=[self._socket])
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self._socket.close()
-            self.left_running = self.calls.cut_off(self.api)
-            if not self.left_running:  # else a call may still be inside the DB
-                self.close()
+        # uvicorn takes SIGTERM/SIGINT while it serves, answers the running requests within the
+        # grace period, then raises the signal again under the handler run() installed.
+        self._uvicorn = _Uvicorn(config, self.on_stop)
+        self._uvicorn.should_exit = self._stop_asked
+        self._uvicorn.run(sockets=[self._socket])
 
-    def close(self) -> None:
-        """Closes the DB it opened, if any (a persistent directory's lock is released)."""
-        if self._db is not None:
-            self._db.close()
+    def stop(self) -> None:
+        self._stop_asked = True
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def shutdown(self) -> int:
+        if self._socket is not None:
+            self._socket.close()
+        return self.calls.cut_off(self.api)
