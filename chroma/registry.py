@@ -99,6 +99,13 @@ def lookup(setting: str, name: str) -> type:
         raise MissingDependency(
             f"{setting}={name!r} needs the package {exc.name!r}, which is not installed; install it with: {hint}"
         ) from exc
+    if len(impl.serves) > 1:
+        # a server of several transports is usable only if each transport's server can be imported
+        for transport in impl.serves:
+            try:
+                server_of(transport)
+            except MissingDependency as exc:
+                raise MissingDependency(f"{setting}={name!r} serves {transport} with another server: {exc}") from exc
     return getattr(module, class_name)
 
 
