@@ -227,9 +227,13 @@ class Clickhouse(DB):
         client = getattr(self._local, "client", None)
         if client is None:
             # One client per thread: a clickhouse-connect client runs one query at a time.
-            client = self._local.client = self._connect()
+            client = self._connect()
             with self._clients_lock:
+                if self._closed:  # closed while connecting: close() has already closed the others
+                    client.close()
+                    raise errors.ClientClosed(DB_CLOSED)
                 self._clients.append(client)
+            self._local.client = client
         return client
 
     def _connect(self):
@@ -778,9 +782,9 @@ class Clickhouse(DB):
         return IndexSnapshot(versions=frozenset(parts[0][0]), data=b"".join(parts[p][1] for p in sorted(parts)))
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            with self._clients_lock:
+        with self._clients_lock:
+            if not self._closed:
+                self._closed = True
                 for client in self._clients:
                     client.close()
                 self._clients.clear()
