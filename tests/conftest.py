@@ -96,6 +96,10 @@ def client(client_settings):
         # back to this combination's settings before wiping it.
         chroma.configure(**client_settings)
         try:
-            chroma.get_api().reset()
+            with chroma.get_api() as api:
+                api.reset()
         finally:
+            # Closed now, not when collected: a chDB engine serves one directory per process
+            # while any client of it is open, and the next test opens another.
+            client.close()
             chroma.configure(**{key: None for key in client_settings})
