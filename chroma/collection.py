@@ -133,12 +133,12 @@ class Collection:
         if embeddings is None and documents is None:
             raise InvalidArgument("add needs embeddings, or documents and an embedding function")
         embeddings = self._write_embeddings(ids, embeddings, documents, required=True)
-        self._client._add(self.id, ids, embeddings, metadatas, documents)
+        self._client._add(self.id, ids, embeddings, metadatas, documents, embed_missing=self._default_model)
 
     def upsert(self, ids: Any, embeddings: Any = None, metadatas: Any = None, documents: Any = None) -> None:
         """Adds new ids as :meth:`add` does and changes existing ones as :meth:`update` does, atomically."""
         embeddings = self._write_embeddings(ids, embeddings, documents, required=False)
-        self._client._upsert(self.id, ids, embeddings, metadatas, documents)
+        self._client._upsert(self.id, ids, embeddings, metadatas, documents, embed_missing=self._default_model)
 
     def update(self, ids: Any, embeddings: Any = None, metadatas: Any = None, documents: Any = None) -> None:
         """Changes existing items: given fields replace, missing fields stay.
@@ -151,7 +151,7 @@ class Collection:
             IDNotFoundError: an id is not in the collection (nothing is changed).
         """
         embeddings = self._write_embeddings(ids, embeddings, documents, required=False)
-        self._client._update(self.id, ids, embeddings, metadatas, documents)
+        self._client._update(self.id, ids, embeddings, metadatas, documents, embed_missing=self._default_model)
 
     def delete(self, ids: Any = None, where: Any = None, where_document: Any = None) -> None:
         """Deletes the items matching every given argument; unknown ids are ignored.

@@ -82,6 +82,21 @@ def test_embedding_function_none_turns_the_default_off(client):
         collection.query(query_texts=["a text"])
 
 
+def test_documents_alone_on_a_collection_with_embedding_function_none(client):
+    """With the default model off, documents without embeddings are stored as documents only: a
+    new id needs a vector, even in an empty collection, and existing items keep theirs."""
+    collection = client.create_collection("off-writes", embedding_function="none")
+    with rejected_without_change(errors.InvalidArgument, collection):
+        collection.upsert(ids=["a"], documents=["a new text"])
+    assert embedding.MODEL_METADATA_KEY not in (client.get_collection("off-writes").metadata or {})
+    collection.add(ids=["a", "b"], embeddings=[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    collection.update(ids=["a"], documents=["first text"])
+    collection.upsert(ids=["b"], documents=["second text"])
+    stored = collection.get(ids=["a", "b"], include=["embeddings", "documents"])
+    assert stored["documents"] == ["first text", "second text"]
+    np.testing.assert_array_equal(stored["embeddings"], [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+
+
 def test_curl_json_add_of_documents_only(client, client_settings):
     """What a thin client sends: plain JSON, no vectors; the server embeds."""
     if client_settings["api_impl"] != "fastapi":

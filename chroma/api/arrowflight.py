@@ -118,7 +118,8 @@ class ArrowFlight(Remote):
                       metadatas=values["metadatas"], documents=values["documents"],
                       missing=vectors.missing if gapped else None)
         schema, bytes_per_row = _write_schema(batch)
-        command = {"op": operation.name, "collection_id": values["collection_id"], "rows": len(batch.ids)}
+        command = {"op": operation.name, "collection_id": values["collection_id"], "rows": len(batch.ids),
+                   "embed_missing": values["embed_missing"]}
         batches = protocol.chunks(schema, len(batch.ids), bytes_per_row,
                                   lambda name, start, end: _write_column(batch, name, start, end))
         descriptor = flight.FlightDescriptor.for_command(to_json(command))

@@ -154,20 +154,28 @@ class Celery(Local):
         return (embedding_function is not None and embedding_function is self._default_embedding_function
                 and count >= self._settings.celery_write_threshold)
 
-    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        if _count(ids) < self._settings.celery_write_threshold:
-            return super()._add(collection_id, ids, embeddings, metadatas, documents)
-        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "add")
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+             embed_missing: bool = False) -> None:
+        self._routed("add", collection_id, ids, embeddings, metadatas, documents, embed_missing)
 
-    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        if _count(ids) < self._settings.celery_write_threshold:
-            return super()._upsert(collection_id, ids, embeddings, metadatas, documents)
-        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "upsert")
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        self._routed("upsert", collection_id, ids, embeddings, metadatas, documents, embed_missing)
 
-    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        self._routed("update", collection_id, ids, embeddings, metadatas, documents, embed_missing)
+
+    def _routed(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any,
+                embed_missing: bool) -> None:
+        """A small write in this process (as Local), a large one on the workers."""
         if _count(ids) < self._settings.celery_write_threshold:
-            return super()._update(collection_id, ids, embeddings, metadatas, documents)
-        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), "update")
+            getattr(super(), f"_{operation}")(collection_id, ids, embeddings, metadatas, documents,
+                                              embed_missing=embed_missing)
+            return
+        if embed_missing:
+            embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=operation == "add")
+        self._bulk_write(collection_id, arguments.batch(ids, embeddings, metadatas, documents), operation)
 
     def _bulk_write(self, collection_id: str, batch: Batch, operation: str) -> None:
         """Plans the batch here, has the workers write its chunks, then commits it whole."""

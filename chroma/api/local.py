@@ -223,27 +223,38 @@ class Local(API):
             engine.committed(collection_id, getattr(self._db, operation)(collection_id, batch))
 
     # writes
-    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+             embed_missing: bool = False) -> None:
+        if embed_missing:
+            embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=True)
         batch = arguments.batch(ids, embeddings, metadatas, documents)
         if batch.embeddings is None:
             raise errors.InvalidArgument(NO_EMBEDDING_FUNCTION if batch.documents else "add needs embeddings")
         self._write("add", collection_id, batch)
 
-    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        if embed_missing:
+            embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=False)
         self._write("update", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
 
-    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        if embed_missing:
+            embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=False)
         self._write("upsert", collection_id, arguments.batch(ids, embeddings, metadatas, documents))
 
     # the default model, where it runs in this process
     def write_from_remote(self, operation: str, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
-                          documents: Any) -> None:
-        """``operation`` (add, update or upsert) as a server received it: documents that came
-        without embeddings (from a client with no function of its own, or curl) are embedded here
-        by the default model when it is on. In-process callers embed in their Collection, whose
-        ``embedding_function="none"`` then leaves documents alone."""
-        embeddings = self._embedded_here(collection_id, ids, embeddings, documents, required=operation == "add")
-        getattr(self, f"_{operation}")(collection_id, ids, embeddings, metadatas, documents)
+                          documents: Any, embed_missing: Any = True) -> None:
+        """``operation`` (add, update or upsert) as a server received it. Documents that came
+        without embeddings are embedded here by the default model when it is on, unless the client
+        said ``embed_missing=false`` (its collection's ``embedding_function="none"``). A body
+        without the field (curl) asks for the model. In-process callers embed in their Collection."""
+        if not isinstance(embed_missing, bool):
+            raise errors.InvalidArgument(f"embed_missing must be true or false, got {embed_missing!r}")
+        getattr(self, f"_{operation}")(collection_id, ids, embeddings, metadatas, documents,
+                                       embed_missing=embed_missing)
 
     def _embedded_here(self, collection_id: str, ids: Any, embeddings: Any, documents: Any, required: bool) -> Any:
         """The embeddings of a write that arrived with documents and no embeddings (from a server's

@@ -165,23 +165,27 @@ class Remote(API):
         return int(self._call(ops.COUNT, {"collection_id": collection_id})["count"])
 
     def _write(self, operation: ops.Operation, collection_id: str, ids: Any, embeddings: Any, metadatas: Any,
-               documents: Any) -> None:
+               documents: Any, embed_missing: bool) -> None:
         # Local's checks; the checked values are sent.
         batch = arguments.batch(ids, embeddings, metadatas, documents)
         vectors: Any = batch.embeddings
         if vectors is not None and batch.missing is not None:
             vectors = wire.Gapped(vectors, batch.missing)
         self._call(operation, {"collection_id": collection_id, "ids": batch.ids, "embeddings": vectors,
-                               "metadatas": batch.metadatas, "documents": batch.documents})
+                               "metadatas": batch.metadatas, "documents": batch.documents,
+                               "embed_missing": embed_missing})
 
-    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write(ops.ADD, collection_id, ids, embeddings, metadatas, documents)
+    def _add(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+             embed_missing: bool = False) -> None:
+        self._write(ops.ADD, collection_id, ids, embeddings, metadatas, documents, embed_missing)
 
-    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write(ops.UPDATE, collection_id, ids, embeddings, metadatas, documents)
+    def _update(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        self._write(ops.UPDATE, collection_id, ids, embeddings, metadatas, documents, embed_missing)
 
-    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any) -> None:
-        self._write(ops.UPSERT, collection_id, ids, embeddings, metadatas, documents)
+    def _upsert(self, collection_id: str, ids: Any, embeddings: Any, metadatas: Any, documents: Any, *,
+                embed_missing: bool = False) -> None:
+        self._write(ops.UPSERT, collection_id, ids, embeddings, metadatas, documents, embed_missing)
 
     def _delete(self, collection_id: str, ids: Any, where: Any, where_document: Any) -> None:
         ids, _ = arguments.delete_arguments(ids, where, where_document)

@@ -75,9 +75,13 @@ class Operation(NamedTuple):
 
 
 def _write(name: str, summary: str) -> Operation:
-    return Operation(name, "write_from_remote", ("collection_id", "ids", "embeddings", "metadatas", "documents"),
+    # embed_missing: whether the server's default model embeds documents that come without
+    # embeddings; a body without it (curl) asks for the model
+    return Operation(name, "write_from_remote",
+                     ("collection_id", "ids", "embeddings", "metadatas", "documents", "embed_missing"),
                      NOTHING, False, ("POST", f"/collections/{{collection_id}}/{name}"), PUT,
-                     arrays=("embeddings",), bounds=((BATCH, "ids"),), summary=summary)
+                     arrays=("embeddings",), bounds=((BATCH, "ids"),), summary=summary,
+                     defaults=(("embed_missing", True),))
 
 
 HEARTBEAT = Operation("heartbeat", "heartbeat", (), JSON, True, ("GET", "/heartbeat"), open=True, field="heartbeat",

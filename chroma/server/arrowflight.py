@@ -276,6 +276,8 @@ class _Service(flight.FlightServerBase):
             operation = ops.OPERATIONS[command["op"]]
             values = {"collection_id": collection_id, "ids": ids, "embeddings": embeddings, "metadatas": metadatas,
                       "documents": documents}
+            if "embed_missing" in command:
+                values["embed_missing"] = command["embed_missing"]
             self._in_time(deadline, operation.name, lambda: self.dispatch(operation, values))
 
     def do_exchange(self, context, descriptor, reader, writer) -> None:

@@ -114,6 +114,8 @@ class Records(BaseModel):
     embeddings: Any = Field(None, description="List of lists of numbers, one per id (null rows: keep the vector).")
     metadatas: Any = Field(None, description="List of metadata objects (or null), one per id.")
     documents: Any = Field(None, description="List of strings (or null), one per id.")
+    embed_missing: Any = Field(True, description="Whether the server's default model embeds documents given "
+                                                 "without embeddings (false: store them as documents only).")
 
 
 class DeleteRecords(BaseModel):
