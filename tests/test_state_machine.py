@@ -58,6 +58,10 @@ where_documents = st.recursive(
     max_leaves=3,
 )
 
+FIELDS = ("embeddings", "metadatas", "documents")
+includes = st.lists(st.sampled_from(FIELDS), unique=True)
+"""Every subset of the fields, in any order: each read path must return what is asked, and only that."""
+
 
 class GridEmbedding:
     """Deterministic embedding function whose vectors lie on GRID (never all zero)."""
@@ -204,22 +208,24 @@ class CollectionStateMachine(RuleBasedStateMachine):
         ids=st.one_of(st.none(), st.lists(st.sampled_from([*ID_ALPHABET, "unknown"]), max_size=4)),
         limit=st.one_of(st.none(), st.integers(0, 4)),
         offset=st.one_of(st.none(), st.integers(0, 4)),
+        include=includes,
     )
-    def get_filtered(self, where, where_document, ids, limit, offset):
+    def get_filtered(self, where, where_document, ids, limit, offset, include):
         if ids is not None:
             limit = offset = None  # the contract does not order limit against asked ids
         result = self.collection.get(
             ids=ids, where=where, where_document=where_document, limit=limit, offset=offset,
-            include=["embeddings", "metadatas", "documents"],
+            include=include,
         )
         expected = self.model.select(ids, where, where_document)
         start = offset or 0
         expected = expected[start:] if limit is None else expected[start:start + limit]
-        self.assert_items(result, expected)
+        self.assert_items(result, expected, include)
 
     @rule(data=st.data(), n_results=st.integers(1, 8),
-          where=st.one_of(st.none(), wheres), where_document=st.one_of(st.none(), where_documents))
-    def query(self, data, n_results, where, where_document):
+          where=st.one_of(st.none(), wheres), where_document=st.one_of(st.none(), where_documents),
+          include=includes)
+    def query(self, data, n_results, where, where_document, include):
         count = data.draw(st.integers(1, 2), label="query count")
         if self.model.embedding_function is not None and data.draw(st.booleans(), label="query by text"):
             texts = data.draw(st.lists(documents, min_size=count, max_size=count), label="query texts")
@@ -230,31 +236,40 @@ class CollectionStateMachine(RuleBasedStateMachine):
             arguments = {"query_embeddings": queries}
         result = self.collection.query(
             n_results=n_results, where=where, where_document=where_document,
-            include=["embeddings", "metadatas", "documents", "distances"], **arguments,
+            include=[*include, "distances"], **arguments,
         )
         assert len(result["ids"]) == count
         for index, query in enumerate(queries):
             ranked = self.model.ranked(query, where, where_document)
             self.assert_ranking(result["ids"][index], result["distances"][index], ranked, n_results)
             self.assert_items(
-                {key: result[key][index] for key in ("ids", "embeddings", "metadatas", "documents")},
-                result["ids"][index],
+                {key: result[key] if result[key] is None else result[key][index]
+                 for key in ("ids", "embeddings", "metadatas", "documents")},
+                result["ids"][index], include,
             )
 
     # ----- comparisons ----------------------------------------------------
 
-    def assert_items(self, result, expected_ids) -> None:
-        """``result`` (one get, or one query's lists) holds exactly the model's items ``expected_ids``."""
+    def assert_items(self, result, expected_ids, include=FIELDS) -> None:
+        """``result`` (one get, or one query's lists) holds exactly the model's items ``expected_ids``,
+        with the fields of ``include`` and None for the others."""
         assert result["ids"] == list(expected_ids)
+        for field in FIELDS:
+            if field not in include:
+                assert result[field] is None, (field, result[field])
         items = [self.model.items[item_id] for item_id in expected_ids]
+        if "metadatas" in include:
+            assert typed(result["metadatas"]) == typed([item.metadata for item in items])
+        if "documents" in include:
+            assert result["documents"] == [item.document for item in items]
+        if "embeddings" not in include:
+            return
         embeddings = result["embeddings"]
         assert isinstance(embeddings, np.ndarray) and embeddings.dtype == np.float32
         assert embeddings.shape[0] == len(items)
         if items:
             assert embeddings.shape == (len(items), self.dimension)
             assert np.allclose(embeddings, [item.embedding for item in items], rtol=1e-6, atol=0)
-        assert typed(result["metadatas"]) == typed([item.metadata for item in items])
-        assert result["documents"] == [item.document for item in items]
 
     def assert_ranking(self, got_ids, got_distances, ranked, n_results) -> None:
         expected = ranked[:n_results]
