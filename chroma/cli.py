@@ -121,15 +121,18 @@ def run(impl: str, host: str, port: Optional[int], flight_port: Optional[int], p
     chroma.configure(**settings)
     faulthandler.enable()  # a crash in native code still says where, on stderr
     server = chroma.get_server()
-    for url in server.urls():
-        print(f"chroma server listening on {url}", flush=True)
-    server.run()
+    server.run(on_listening=_announce)
     print("chroma server stopped", flush=True)
     if server.left_running:
         # Calls cut off at the end of the grace period still run in native code; waiting for
         # them at exit would hold the process as long as they take.
         sys.stderr.flush()
         os._exit(0)
+
+
+def _announce(urls: list[str]) -> None:
+    for url in urls:
+        print(f"chroma server listening on {url}", flush=True)
 
 
 def worker(concurrency: int, loglevel: str, name: Optional[str]) -> None:

@@ -73,16 +73,22 @@ class Server(abc.ABC):
         """Once :meth:`serve` returned: stops taking calls, lets the running ones finish within
         ``shutdown_grace`` and cuts off the rest; returns how many still run (abandoned)."""
 
-    def run(self) -> None:
+    def run(self, on_listening: Callable[[list[str]], None] = lambda urls: None) -> None:
         """Serves until stopped (SIGTERM/SIGINT), then stops taking calls, lets the running ones
         finish within the ``shutdown_grace`` setting, cuts off the rest, closes the DB it opened
-        (unless a call was left inside it) and returns."""
-        self.urls()
+        (unless a call was left inside it) and returns.
+
+        ``on_listening`` gets the server's addresses once they take calls. The signals are this
+        server's before that, so a client that acts on the announcement (a signal the moment it
+        is out) finds them handled: a signal in between would raise KeyboardInterrupt past the
+        shutdown and leave the service's threads holding the process.
+        """
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda number, frame: self.stop())
         try:
+            on_listening(self.urls())
             self.serve()
         finally:
             for sig, handler in previous.items():
