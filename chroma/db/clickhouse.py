@@ -216,6 +216,7 @@ class Clickhouse(DB):
             row_key="(e.label, e.version)",
             metadata_key="label, version",
             member="{column} IN ?",
+            any_row="max({condition})",
         )
         for statement in _schema(database):
             self._client().command(statement)
