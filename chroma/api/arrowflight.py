@@ -109,7 +109,14 @@ class ArrowFlight(Remote):
     def _action(self, operation: ops.Operation, values: dict) -> Any:
         data = to_json(values)
         results = list(self._client.do_action(flight.Action(operation.name, data), options=self._options))
-        return json.loads(results[0].body.to_pybytes())
+        try:
+            return json.loads(results[0].body.to_pybytes())
+        except (IndexError, ValueError) as exc:
+            raise self._invalid_answer(operation, exc) from None
+
+    def _invalid_answer(self, operation: ops.Operation, exc: Exception) -> errors.ChromaError:
+        return errors.ChromaError(f"the Flight server at {self._url} answered {operation.name} with something "
+                                  f"that is not a valid answer: {exc}")
 
     def _put(self, operation: ops.Operation, values: dict) -> dict:
         vectors = values["embeddings"]
@@ -167,14 +174,19 @@ class ArrowFlight(Remote):
         writer.done_writing()
         table = reader.read_all()
         writer.close()
-        if operation.result == ops.QUERY_RESULT:
-            return _query_result(table, batch.num_rows)
-        return GetResult(
-            ids=table.column("ids").to_pylist(),
-            embeddings=_column(table, "embeddings", _matrix),
-            metadatas=_column(table, "metadatas", protocol.json_values),
-            documents=_column(table, "documents", lambda column: column.to_pylist()),
-        )
+        try:
+            # a peer's offsets, lengths and UTF-8 are checked before anything reads them
+            table.validate(full=True)
+            if operation.result == ops.QUERY_RESULT:
+                return _query_result(table, batch.num_rows)
+            return GetResult(
+                ids=table.column("ids").to_pylist(),
+                embeddings=_column(table, "embeddings", _matrix),
+                metadatas=_column(table, "metadatas", protocol.json_values),
+                documents=_column(table, "documents", lambda column: column.to_pylist()),
+            )
+        except (pa.ArrowException, KeyError, TypeError, ValueError) as exc:
+            raise self._invalid_answer(operation, exc) from None
 
     def close(self) -> None:
         super().close()
