@@ -56,14 +56,15 @@ import numpy as np
 import pyarrow as pa
 
 from chroma import errors
-from chroma.protocol.operations import ACTION, OPERATIONS, PUT
+from chroma.protocol.operations import ACTION, EXCHANGE, OPERATIONS, PUT
 from chroma.validation import json_loads
 
 CHUNK_BYTES = 4 * 2**20
 """About how many bytes of rows one record batch carries."""
 
-ACTIONS = {name: operation.summary for name, operation in OPERATIONS.items() if operation.flight == ACTION}
-"""The actions (chroma.protocol.operations) and what each does."""
+ACTIONS = {name: operation.summary for name, operation in OPERATIONS.items() if operation.flight in (ACTION, EXCHANGE)}
+"""The actions (chroma.protocol.operations) and what each does. A get or query action answers
+with an Arrow IPC stream (the table its exchange streams), the others with JSON."""
 OPEN_ACTIONS = frozenset(name for name, operation in OPERATIONS.items() if operation.open)
 """Actions served without a token: they reveal no stored data."""
 
@@ -176,3 +177,16 @@ def table_chunks(table: pa.Table) -> list[pa.RecordBatch]:
     """``table`` as record batches of about ``CHUNK_BYTES`` each."""
     bytes_per_row = table.nbytes // table.num_rows if table.num_rows else 1
     return table.to_batches(max_chunksize=rows_per_chunk(bytes_per_row))
+
+
+def ipc_stream(table: pa.Table) -> pa.Buffer:
+    """``table`` as the bytes of an Arrow IPC stream (one message body)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def ipc_table(body: pa.Buffer) -> pa.Table:
+    """The table of an Arrow IPC stream's bytes, not yet validated."""
+    return pa.ipc.open_stream(body).read_all()

@@ -345,3 +345,36 @@ def test_both_serves_http_and_flight_over_one_database(tmp_path, configured):
         status = server.stop()
     assert status == 0, server.output()
     assert server.stdout.read_text().splitlines()[-1] == "chroma server stopped"
+
+
+def test_small_and_streamed_gets_and_queries_answer_alike(fresh, monkeypatch):
+    # A small get or query goes as one action, a larger one as a stream; the answers agree.
+    import chroma.api.arrowflight as flight_client
+
+    _, collection = fresh
+    rng = np.random.default_rng(3)
+    count = 300
+    collection.add(ids=[f"i{n}" for n in range(count)], embeddings=rng.random((count, 16), dtype=np.float32),
+                   metadatas=[{"n": n, "half": n < count // 2} for n in range(count)],
+                   documents=[f"text {n} " + "\u00e9" * (n % 5) for n in range(count)])
+    queries = rng.random((3, 16), dtype=np.float32)
+    full = ["embeddings", "metadatas", "documents", "distances"]
+    calls = {
+        "query": lambda: collection.query(query_embeddings=queries, n_results=7, where={"half": True}, include=full),
+        "query of one": lambda: collection.query(query_embeddings=queries[:1], n_results=3),
+        "get by ids": lambda: collection.get(ids=["i5", "absent", "i299", "i0"], include=full[:3]),
+    }
+    answers = {}
+    default = flight_client.SMALL_ROWS
+    for small_rows in (default, 0):  # 0: everything streams
+        monkeypatch.setattr(flight_client, "SMALL_ROWS", small_rows)
+        answers[small_rows] = {name: call() for name, call in calls.items()}
+    small, streamed = answers[default], answers[0]
+    for name in calls:
+        for field, value in streamed[name].items():
+            if isinstance(value, np.ndarray) or (isinstance(value, list) and value and isinstance(value[0], np.ndarray)):
+                np.testing.assert_array_equal(np.asarray(small[name][field]), np.asarray(value), err_msg=name)
+            else:
+                assert small[name][field] == value, (name, field)
+    assert streamed["get by ids"]["ids"] == ["i5", "i299", "i0"]
+    assert len(streamed["query"]["ids"][0]) == 7

@@ -102,6 +102,10 @@ class ArrowFlight(Remote):
                 return self._action(operation, values)
             if operation.flight == ops.PUT:
                 return self._put(operation, values)
+            if _small(operation, values):
+                body = to_json(values)
+                if len(body) <= SMALL_BODY_BYTES:
+                    return self._small_exchange(operation, values, body)
             return self._exchange(operation, values)
         except (flight.FlightError, pa.ArrowException) as exc:
             raise self._error(exc, operation.name, write=not operation.idempotent) from None
@@ -174,11 +178,27 @@ class ArrowFlight(Remote):
         writer.done_writing()
         table = reader.read_all()
         writer.close()
+        return self._answer(operation, table, batch.num_rows if batch is not None else 0)
+
+    def _small_exchange(self, operation: ops.Operation, values: dict, body: bytes) -> Any:
+        """A get or query sent as one action (``body``: its values as JSON), answered by one
+        message: a stream's setup costs more than a small call's work."""
+        results = list(self._client.do_action(flight.Action(operation.name, body), options=self._options))
+        try:
+            table = protocol.ipc_table(results[0].body)
+        except (IndexError, pa.ArrowException) as exc:
+            raise self._invalid_answer(operation, exc) from None
+        queries = values.get("query_embeddings")
+        return self._answer(operation, table, len(queries) if queries is not None else 0)
+
+    def _answer(self, operation: ops.Operation, table: pa.Table, queries: int) -> Any:
+        """The result of a get or query from the table the server answered (``queries``: how many
+        queries a query asked)."""
         try:
             # a peer's offsets, lengths and UTF-8 are checked before anything reads them
             table.validate(full=True)
             if operation.result == ops.QUERY_RESULT:
-                return _query_result(table, batch.num_rows)
+                return _query_result(table, queries)
             return GetResult(
                 ids=table.column("ids").to_pylist(),
                 embeddings=_column(table, "embeddings", _matrix),
@@ -191,6 +211,27 @@ class ArrowFlight(Remote):
     def close(self) -> None:
         super().close()
         self._client.close()
+
+
+SMALL_ROWS = 1_000
+"""Rows a get by ids, or a query's queries x n_results, may answer at most to go as one action."""
+SMALL_FLOATS = 16_384
+"""Components of the query vectors at most in a query sent as one action (as JSON)."""
+SMALL_BODY_BYTES = 512 * 2**10
+"""Bytes of JSON at most in the body of a get or query sent as one action (long ids stream):
+well within the server's JSON bound (max_json_request_bytes)."""
+
+
+def _small(operation: ops.Operation, values: dict) -> bool:
+    """Whether a get or query is small enough for one action: a get by at most ``SMALL_ROWS`` ids,
+    a query by vectors of at most ``SMALL_ROWS`` answer rows and ``SMALL_FLOATS`` components.
+    The rest (and text queries, of any length) stream."""
+    if operation.result == ops.GET_RESULT:
+        return values["ids"] is not None and len(values["ids"]) <= SMALL_ROWS
+    queries, n_results = values["query_embeddings"], values["n_results"]
+    # no rows: JSON cannot tell an empty (0, d) matrix from one empty vector
+    return (queries is not None and isinstance(n_results, int) and 0 < queries.size <= SMALL_FLOATS
+            and len(queries) * n_results <= SMALL_ROWS)
 
 
 _STREAMED = {"ids": ("ids", protocol.string_column),

@@ -143,6 +143,7 @@ def path_arguments(operation: Operation) -> tuple[str, ...]:
 
 
 def of_flight_action(name: str) -> Optional[Operation]:
-    """The operation a Flight action of that name calls, or None."""
+    """The operation a Flight action of that name calls, or None: every ACTION operation, and the
+    EXCHANGE ones (get, query), which a client sends as an action when the call is small."""
     operation = OPERATIONS.get(name)
-    return operation if operation is not None and operation.flight == ACTION else None
+    return operation if operation is not None and operation.flight in (ACTION, EXCHANGE) else None

@@ -102,6 +102,11 @@ def _collection_id(command: dict) -> str:
     return collection_id
 
 
+def _answer_table(operation: ops.Operation, result: Any) -> pa.Table:
+    """The answer of a get or query as the table its exchange streams."""
+    return _query_table(result) if operation.result == ops.QUERY_RESULT else _get_table(result)
+
+
 def _get_table(result: GetResult) -> pa.Table:
     columns = {"ids": pa.array(result["ids"], type=pa.string())}
     if result["embeddings"] is not None:
@@ -198,8 +203,10 @@ class _Service(flight.FlightServerBase):
             args = protocol.decode_json(body, f"the body of action {name!r}")
             if not isinstance(args, dict):
                 raise errors.InvalidArgument(f"the body of action {name!r} must be a JSON object, got {args!r}")
-            return [flight.Result(to_json(self._in_time(deadline, f"action {name!r}",
-                                                        lambda: self.dispatch(operation, args))))]
+            answer = self._in_time(deadline, f"action {name!r}", lambda: self.dispatch(operation, args))
+            if operation.flight == ops.EXCHANGE:  # a small get or query: its stream's table, in one message
+                return [flight.Result(protocol.ipc_stream(_answer_table(operation, answer)))]
+            return [flight.Result(to_json(answer))]
 
     # streams
     def _command(self, descriptor: flight.FlightDescriptor, operations: tuple[str, ...]) -> dict:
@@ -294,8 +301,7 @@ class _Service(flight.FlightServerBase):
                     if "ids" not in table.column_names:
                         raise errors.InvalidArgument("a get by ids sends a stream with the column 'ids'")
                     values["ids"] = protocol.strings(table.column("ids"), "ids")
-                result = self._in_time(deadline, "get", lambda: self.dispatch(ops.GET, values))
-                out = _get_table(result)
+                out = _answer_table(ops.GET, self._in_time(deadline, "get", lambda: self.dispatch(ops.GET, values)))
             else:
                 self.bounds.check_n_results(command.get("n_results", 10))  # before the stream is read
                 table = self._receive(reader, "query_embeddings", deadline)
@@ -308,8 +314,7 @@ class _Service(flight.FlightServerBase):
                     values["query_embeddings"] = queries
                 else:
                     raise errors.InvalidArgument("a query sends a stream with the column 'embeddings' or 'texts'")
-                result = self._in_time(deadline, "query", lambda: self.dispatch(ops.QUERY, values))
-                out = _query_table(result)
+                out = _answer_table(ops.QUERY, self._in_time(deadline, "query", lambda: self.dispatch(ops.QUERY, values)))
             writer.begin(out.schema)
             for batch in protocol.table_chunks(out):
                 self._check_deadline(deadline, f"sending the answer of {command['op']}")
