@@ -208,6 +208,10 @@ def _row_lengths(values: Any) -> set[int]:
     return {len(row) for row in values if isinstance(row, (Sequence, np.ndarray)) and not isinstance(row, str)}
 
 
+_NOT_NUMBERS = {"b": "true or false values", "U": "strings", "S": "bytes", "c": "complex numbers"}
+"""The numpy kinds of an array of values that are not real numbers, as an error names them."""
+
+
 def embeddings(values: Any, count: Optional[int] = None, what: str = "embeddings") -> np.ndarray:
     """A C-contiguous float32 (n, d) array; a 1-D input is one row.
 
@@ -215,7 +219,12 @@ def embeddings(values: Any, count: Optional[int] = None, what: str = "embeddings
     for anything else that is not finite numbers.
     """
     try:
-        array = np.asarray(values, dtype=np.float32)
+        array = np.asarray(values)
+        if array.dtype.kind in _NOT_NUMBERS:
+            # numpy would read "1.5" or True as a number; what it cannot read keeps numpy's error
+            np.asarray(values, dtype=np.float32)
+            raise TypeError(f"it holds {_NOT_NUMBERS[array.dtype.kind]}")
+        array = array.astype(np.float32, copy=False)
     except (TypeError, ValueError) as exc:
         lengths = _row_lengths(values)
         if len(lengths) > 1:
@@ -285,6 +294,13 @@ def include(values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
         if value not in allowed:
             raise InvalidArgument(f"include: {shown(value)} is not one of {list(allowed)}")
     return tuple(dict.fromkeys(values))
+
+
+def flag(value: Any, what: str) -> bool:
+    """A true-or-false argument: no other value stands for one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgument(f"{what} must be true or false, got {shown(value)}")
+    return bool(value)
 
 
 def count_argument(value: Any, what: str, minimum: int, optional: bool) -> Optional[int]:

@@ -142,6 +142,15 @@ def test_create_with_get_or_create_returns_existing_unchanged(client):
     assert again.count() == 2
 
 
+def test_get_or_create_given_as_a_string_or_a_number_is_rejected(client):
+    client.create_collection("shared")
+    for flag in ("yes", 1, None):
+        with rejected_without_change(InvalidArgument, client):
+            client.create_collection("shared", get_or_create=flag)
+        with rejected_without_change(InvalidArgument, client):
+            client.create_collection("other", get_or_create=flag)
+
+
 def test_get_or_create_creates_a_missing_collection(client):
     created = client.get_or_create_collection("fresh", metadata={"kind": "new"})
     assert created.metadata == {"kind": "new"}

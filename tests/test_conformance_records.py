@@ -216,7 +216,9 @@ NON_FINITE_ROWS = [
     for bad in (math.nan, math.inf, -math.inf)
     for make in (list, np.array)
 ]
-NON_NUMERIC_ROWS = [[["x", "y", "z"]] * 2, [[1.0, None, 2.0]] * 2]
+NON_NUMERIC_ROWS = [[["x", "y", "z"]] * 2, [[1.0, None, 2.0]] * 2,
+                    # no value of another type stands for a number, though numpy would read these
+                    [["5", "5", "5"], ["6", "6", "6"]], [[True, False, True]] * 2, np.ones((2, 3), dtype=bool)]
 OTHER_DIMENSION_ROWS = [
     [[5.0, 5.0], [6.0, 6.0]],
     [[5.0, 5.0, 5.0], [6.0, 6.0, 6.0, 6.0]],

@@ -6,6 +6,7 @@ Every server here is a real ``chroma run`` subprocess (see server_helpers).
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
@@ -268,6 +269,141 @@ def test_raw_json_session_create_add_query(plain):
     assert with_vectors["embeddings"] == [[0.0, 1.0]] and with_vectors["dimension"] == 2
     assert requests.get(f"{base}/collections/{cid}/count").json() == {"count": 2}
     assert requests.get(f"{base}/collections/docs").json()["id"] == cid
+
+
+# --------------------------------------------------------------------------
+# Typed bodies: the schema generated from the operation table, and Local's
+# answer to a value of another type
+# --------------------------------------------------------------------------
+
+
+QUERY = {"query_embeddings": [[1.0, 0.0]]}
+ROW = {"ids": ["x"], "embeddings": [[1.0, 0.0]]}
+WRONG_TYPES = {
+    "n_results the string 10": ("query", {**QUERY, "n_results": "10"},
+                                lambda c: c.query(query_embeddings=[[1.0, 0.0]], n_results="10")),
+    "n_results true": ("query", {**QUERY, "n_results": True},
+                       lambda c: c.query(query_embeddings=[[1.0, 0.0]], n_results=True)),
+    "n_results 2.0": ("query", {**QUERY, "n_results": 2.0},
+                      lambda c: c.query(query_embeddings=[[1.0, 0.0]], n_results=2.0)),
+    "query vector of strings": ("query", {"query_embeddings": [["1", "0"]]},
+                                lambda c: c.query(query_embeddings=[["1", "0"]])),
+    "embedding of true and false": ("add", {"ids": ["x"], "embeddings": [[True, False]]},
+                                    lambda c: c.add(ids=["x"], embeddings=[[True, False]])),
+    "ids a number": ("get", {"ids": 5}, lambda c: c.get(ids=5)),
+    "ids an object": ("delete", {"ids": {"a": 1}}, lambda c: c.delete(ids={"a": 1})),
+    "ids of numbers": ("delete", {"ids": [1, 2]}, lambda c: c.delete(ids=[1, 2])),
+    "include a string": ("get", {"include": "documents"}, lambda c: c.get(include="documents")),
+    "limit the string 1": ("get", {"limit": "1"}, lambda c: c.get(limit="1")),
+    "documents of numbers": ("add", {**ROW, "documents": [5]},
+                             lambda c: c.add(ids=["x"], embeddings=[[1.0, 0.0]], documents=[5])),
+    "metadata value a list": ("add", {**ROW, "metadatas": [{"k": [1]}]},
+                              lambda c: c.add(ids=["x"], embeddings=[[1.0, 0.0]], metadatas=[{"k": [1]}])),
+    "where a list": ("get", {"where": [1]}, lambda c: c.get(where=[1])),
+}
+
+
+@pytest.fixture
+def typed(plain):
+    """The collection "typed" of ``plain``, with one item: its id, and the URL of ``operation``."""
+    from chroma.protocol import operations as ops
+
+    reset(plain)
+    cid = requests.post(f"{plain.url}/api/v1/collections", json={"name": "typed"}).json()["id"]
+    added = requests.post(f"{plain.url}/api/v1/collections/{cid}/add", json={"ids": ["a"], "embeddings": [[0.0, 1.0]]})
+    assert added.status_code == 200, added.text
+    yield cid, lambda operation: plain.url + "/api/v1" + ops.OPERATIONS[operation].http[1].format(collection_id=cid)
+
+
+def body_model(operation: str):
+    from chroma.server.fastapi import BODY_MODELS
+
+    return BODY_MODELS[operation]
+
+
+@pytest.mark.parametrize("operation, body, python", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_value_of_another_type_gets_locals_error(typed, operation, body, python):
+    import pydantic
+
+    cid, url = typed
+    expected = local_error(lambda c: python(c.create_collection("typed")))
+    response = requests.post(url(operation), json=body)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": type(expected).__name__, "message": str(expected)}
+    # the schema /openapi.json publishes refuses it too: nothing converts it
+    with pytest.raises(pydantic.ValidationError):
+        body_model(operation).model_validate_json(json.dumps(body))
+    assert requests.get(url("count")).json() == {"count": 1}
+
+
+def test_get_or_create_the_string_yes(typed):
+    import pydantic
+
+    body = {"name": "typed", "get_or_create": "yes"}
+    expected = local_error(lambda c: c.create_collection("typed", get_or_create="yes"))
+    assert str(expected) == "get_or_create must be true or false, got 'yes'"
+    response = requests.post(typed[1]("create_collection"), json=body)
+    assert response.status_code == 400
+    assert response.json() == {"error": "InvalidArgument", "message": str(expected)}
+    with pytest.raises(pydantic.ValidationError):
+        body_model("create_collection").model_validate_json(json.dumps(body))
+
+
+def test_one_id_as_a_string_is_a_list_of_one(typed):
+    body = {"ids": "a", "include": []}
+    assert requests.post(typed[1]("get"), json=body).json()["ids"] == ["a"]
+    body_model("get").model_validate_json(json.dumps(body))
+
+
+def test_a_field_the_operation_does_not_take_is_refused(typed):
+    import pydantic
+    from chroma import wire
+
+    cid, url = typed
+    misspelt = {**ROW, "metadata": {"k": 1}}
+    for body, headers in [
+        (json.dumps(misspelt).encode(), JSON),
+        (wire.encode({"ids": ["x"], "metadata": {"k": 1}}, {"embeddings": np.ones((1, 2), np.float32)}),
+         {"Content-Type": wire.MEDIA_TYPE}),
+    ]:
+        response = requests.post(url("add"), data=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": "InvalidArgument", "message": (
+            "add got an unexpected argument 'metadata'; it takes ids, embeddings, metadatas, documents, "
+            "embed_missing")}
+    with pytest.raises(pydantic.ValidationError, match="metadata"):
+        body_model("add").model_validate_json(json.dumps(misspelt))
+    typo = requests.post(url("query"), json={**QUERY, "n_result": 1})
+    assert typo.status_code == 400 and "query got an unexpected argument 'n_result'" in typo.json()["message"]
+    elsewhere = requests.post(url("get"), json={"collection_id": cid})  # it travels in the path
+    assert elsewhere.status_code == 400 and "'collection_id'" in elsewhere.json()["message"]
+    assert requests.get(url("count")).json() == {"count": 1}
+
+
+def test_openapi_shows_the_types_of_a_query_body(plain):
+    schema = requests.get(f"{plain.url}/openapi.json").json()
+    body = schema["paths"]["/api/v1/collections/{collection_id}/query"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/QueryRecords"}
+    query = schema["components"]["schemas"]["QueryRecords"]
+    assert query["additionalProperties"] is False
+    fields = query["properties"]
+    assert set(fields) == {"query_embeddings", "query_texts", "n_results", "where", "where_document", "include"}
+    assert {key: fields["n_results"][key] for key in ("type", "minimum", "maximum", "default")} == {
+        "type": "integer", "minimum": 1, "maximum": 2**63 - 1, "default": 10}
+    assert fields["query_embeddings"]["anyOf"] == [
+        {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+        {"type": "array", "items": {"type": "number"}}, {"type": "null"}]
+    assert fields["query_texts"]["anyOf"] == [{"type": "array", "items": {"type": "string"}}, {"type": "string"},
+                                              {"type": "null"}]
+    assert fields["include"]["items"] == {"enum": ["embeddings", "metadatas", "documents", "distances"],
+                                          "type": "string"}
+    assert fields["include"]["default"] == ["metadatas", "documents", "distances"]
+    assert {"type": "object", "additionalProperties": True} in fields["where"]["anyOf"]
+    assert all(field["description"] for field in fields.values())
+    records = schema["components"]["schemas"]["Records"]
+    assert records["required"] == ["ids"] and records["properties"]["embed_missing"] == {
+        "type": "boolean", "default": True, "title": "Embed Missing",
+        "description": records["properties"]["embed_missing"]["description"]}
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from chroma.api.fastapi import FastAPI
 from chroma.api.remote import Remote
 from chroma.config import Settings
 from chroma.protocol import operations as ops
-from chroma.server.fastapi import PREFIX, create_app
+from chroma.server.fastapi import BODY_MODELS, PREFIX, create_app
 
 
 def test_names_are_unique_and_arguments_are_known():
@@ -43,6 +43,31 @@ def test_every_operation_has_its_http_route(app):
         method, path = operation.http
         assert (method, PREFIX + path) in routes, operation.name
         assert operation.idempotent or method != "GET", operation.name
+
+
+def test_every_operation_has_its_http_body_model_and_documentation(app):
+    # An operation needs only its row (and the Local method): the body's model, its fields'
+    # types and descriptions, and the route's documentation all come from the table.
+    schema = app.openapi()
+    components = schema["components"]["schemas"]
+    for operation in ops.OPERATIONS.values():
+        assert operation.summary, operation.name
+        for name in operation.arguments:
+            assert ops.declaration(operation, name).description, (operation.name, name)
+        method, path = operation.http
+        documented = schema["paths"][PREFIX + path][method.lower()]
+        assert documented["description"] == operation.summary, operation.name
+        body = ops.body_arguments(operation)
+        if not body:
+            assert operation.name not in BODY_MODELS and "requestBody" not in documented, operation.name
+            continue
+        assert tuple(BODY_MODELS[operation.name].model_fields) == body, operation.name
+        reference = documented["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        generated = components[reference.rsplit("/", 1)[1]]
+        assert tuple(generated["properties"]) == body, operation.name
+        assert generated["additionalProperties"] is False, operation.name
+        assert all(field.get("type") or field.get("anyOf") for field in generated["properties"].values()), (
+            operation.name, generated)
 
 
 def test_every_operation_has_its_flight_call():

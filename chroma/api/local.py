@@ -126,6 +126,7 @@ class Local(API):
     ) -> Collection:
         validation.collection_name(name)
         metadata = validation.collection_metadata(metadata)
+        get_or_create = validation.flag(get_or_create, "get_or_create")
         try:
             record = self._db.create_collection(name, metadata)
         except errors.CollectionExists:
@@ -251,8 +252,7 @@ class Local(API):
         without embeddings are embedded here by the default model when it is on, unless the client
         said ``embed_missing=false`` (its collection's ``embedding_function="none"``). A body
         without the field (curl) asks for the model. In-process callers embed in their Collection."""
-        if not isinstance(embed_missing, bool):
-            raise errors.InvalidArgument(f"embed_missing must be true or false, got {embed_missing!r}")
+        embed_missing = validation.flag(embed_missing, "embed_missing")
         getattr(self, f"_{operation}")(collection_id, ids, embeddings, metadatas, documents,
                                        embed_missing=embed_missing)
 

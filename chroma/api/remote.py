@@ -138,8 +138,8 @@ class Remote(API):
     def create_collection(self, name: str, metadata: Optional[dict] = None, get_or_create: bool = False,
                           embedding_function: Optional[EmbeddingFunction] = None) -> Collection:
         metadata = self._creation(name, metadata)
-        data = self._call(ops.CREATE_COLLECTION, {"name": name, "metadata": metadata,
-                                                  "get_or_create": bool(get_or_create)})
+        get_or_create = validation.flag(get_or_create, "get_or_create")
+        data = self._call(ops.CREATE_COLLECTION, {"name": name, "metadata": metadata, "get_or_create": get_or_create})
         return self._collection(data, embedding_function)
 
     def get_collection(self, name: str, embedding_function: Optional[EmbeddingFunction] = None) -> Collection:

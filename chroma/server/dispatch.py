@@ -67,10 +67,10 @@ class Dispatch:
             if isinstance(result, tuple):  # modify: the new name and metadata
                 return {"id": arguments[0], "name": result[0], "metadata": result[1]}
             return collection(result)
+        if operation.result == ops.COLLECTIONS:
+            return [collection(found) for found in result]
         if operation.field is not None:
             return {operation.field: result}
-        if operation is ops.LIST_COLLECTIONS:
-            return [collection(found) for found in result]
         return result
 
     def _check(self, operation: ops.Operation, arguments: list) -> None:

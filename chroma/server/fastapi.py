@@ -1,39 +1,19 @@
 """``chroma.server.FastAPI``: the local API as a JSON REST API under ``/api/v1``.
 
 The server always runs :class:`chroma.api.local.Local` over the configured
-``chroma.DB`` (``db_impl``), whatever ``api_impl`` says. Each route parses its
-JSON body and calls the Local method the Python API calls, passing the values
-through unchanged, so validation, error classes and messages are Local's own.
+``chroma.DB`` (``db_impl``), whatever ``api_impl`` says. Its routes are the rows of
+:mod:`chroma.protocol.operations`: each row's ``http`` is its method and path under
+``/api/v1`` (``{collection_id}`` a UUID, ``{name}`` a collection's name), and a body is
+an object of the row's other arguments. The body schemas in ``/openapi.json`` (interactive
+docs at ``/docs``) are generated from the table's declarations: strict types, no other
+field. Each route passes the values through unchanged to the Local method the Python API
+calls, so validation, error classes and messages are Local's own; ``"10"`` is not 10.
 The server adds only its safety bounds (``auth_token``, ``max_request_bytes``,
 ``max_json_request_bytes``, ``max_batch_size``, ``max_n_results``, ``max_response_rows``, ``cors_origins``;
 see :class:`chroma.config.Settings` and docs/limits.md).
 
 Errors come back as ``{"error": "<chroma.errors class name>", "message": "..."}``
-with the status :mod:`chroma.protocol.error_map` gives the class. Interactive docs are at ``/docs``, the
-OpenAPI schema at ``/openapi.json``.
-
-Routes (``{id}`` is a collection's UUID, ``{name}`` its name)::
-
-    GET    /api/v1/heartbeat                 {"heartbeat": <ns>}      (no token needed)
-    GET    /api/v1/version                   {"version": "0.1.0"}
-    GET    /api/v1/limits                    {"max_request_bytes", "max_json_request_bytes", "max_batch_size",
-                                              "max_n_results", "max_response_rows", "max_embedding_tokens"}
-    GET    /api/v1/ready                     {"writable", "problem", "store", "collections", "loaded_collections",
-                                              "loaded_items", "version"}  (503 when not writable)
-    GET    /api/v1/collections               [collection, ...]
-    POST   /api/v1/collections               {name, metadata?, get_or_create?} -> collection
-    GET    /api/v1/collections/{name}        collection
-    DELETE /api/v1/collections/{name}        {}
-    PUT    /api/v1/collections/{id}          {name?, metadata?} -> collection (modify)
-    GET    /api/v1/collections/{id}/count    {"count": n}
-    POST   /api/v1/collections/{id}/add      {ids, embeddings?, metadatas?, documents?} -> {}
-    POST   /api/v1/collections/{id}/upsert   (as add)
-    POST   /api/v1/collections/{id}/update   (as add)
-    POST   /api/v1/collections/{id}/delete   {ids?, where?, where_document?} -> {}
-    POST   /api/v1/collections/{id}/get      {ids?, where?, where_document?, limit?, offset?, include?} -> GetResult
-    POST   /api/v1/collections/{id}/query    {query_embeddings | query_texts, n_results?, where?, where_document?, include?}
-                                             -> QueryResult
-    POST   /api/v1/reset                     {}
+with the status :mod:`chroma.protocol.error_map` gives the class.
 
 A collection is ``{"id", "name", "metadata"}``. Results carry embeddings as
 lists of lists plus ``"dimension"`` (the embeddings' width, also when there
@@ -50,12 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import json
 import logging
 import re
 import socket
-from typing import Any, Callable, Optional
+import typing
+from typing import Annotated, Any, Callable, Optional
 
 import numpy as np
 import uvicorn
@@ -65,7 +45,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import chroma
@@ -78,6 +58,7 @@ from chroma.server import Server
 from chroma.server.bounds import Bounds, token_matches, unauthorized
 from chroma.server.calls import RunningCalls, cut_off_error
 from chroma.server.dispatch import Dispatch
+from chroma.types import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -86,75 +67,76 @@ OPEN_PATHS = frozenset({PREFIX + operation.http[1] for operation in ops.OPERATIO
                        | {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 """Paths served without a token: they reveal no stored data."""
 
-_ANY = "Any JSON value; passed unchanged to the Python API, which validates it."
 CALL_THREADS = 40
 """Threads running the routes' work: a call in the core releases the GIL, so calls of several
 clients run on several cores at once."""
 
 
 # --------------------------------------------------------------------------
-# Request bodies. Fields are loosely typed on purpose: the Python API checks
-# them, so a bad value gets the same error class and message as in Python.
+# Request bodies, generated from the table's argument declarations: strict (a
+# value of another type is refused, never converted) and closed (no other
+# field), as the server reads them (see _reader).
 # --------------------------------------------------------------------------
 
 
-class CreateCollection(BaseModel):
-    name: Any = Field(None, description="3-63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit.")
-    metadata: Any = Field(None, description="Collection metadata (str/int/float/bool values; hnsw:* index settings).")
-    get_or_create: Any = Field(False, description="Return the existing collection instead of a 409 CollectionExists.")
+_STRICT = ConfigDict(strict=True, extra="forbid")
 
 
-class ModifyCollection(BaseModel):
-    name: Any = Field(None, description="New name, or null to keep it.")
-    metadata: Any = Field(None, description="Replacement metadata, or null to keep it.")
+def _admits_none(annotation: Any) -> bool:
+    return annotation is Any or type(None) in typing.get_args(annotation)
 
 
-class Records(BaseModel):
-    ids: Any = Field(None, description="Non-empty list of distinct string ids.")
-    embeddings: Any = Field(None, description="List of lists of numbers, one per id (null rows: keep the vector).")
-    metadatas: Any = Field(None, description="List of metadata objects (or null), one per id.")
-    documents: Any = Field(None, description="List of strings (or null), one per id.")
-    embed_missing: Any = Field(True, description="Whether the server's default model embeds documents given "
-                                                 "without embeddings (false: store them as documents only).")
+def _body_field(operation: ops.Operation, name: str) -> tuple[Any, Any]:
+    """The model field of the operation's argument ``name``: its declared type (an int within
+    its bounds), its default, its description; required when it has no default and null is
+    not one of its values."""
+    declared = ops.declaration(operation, name)
+    annotation = declared.type
+    if declared.minimum is not None:
+        bounded = Annotated[int, Field(ge=declared.minimum, le=validation.INT64_MAX)]
+        annotation = Optional[bounded] if _admits_none(annotation) else bounded
+    default = dict(operation.defaults).get(name)
+    if isinstance(default, tuple):
+        default = list(default)
+    if default is None and not _admits_none(declared.type):
+        default = ...
+    return annotation, Field(default, description=declared.description)
 
 
-class DeleteRecords(BaseModel):
-    ids: Any = Field(None, description="Ids to delete (unknown ids are ignored).")
-    where: Any = Field(None, description="Metadata filter ($eq $ne $gt $gte $lt $lte $in $nin $and $or).")
-    where_document: Any = Field(None, description="Document filter ($contains $not_contains $and $or).")
+def _body_models() -> dict[str, type[BaseModel]]:
+    """The body model of every operation that takes a body, by operation name; operations that
+    name one schema share its model (their bodies must agree)."""
+    made: dict[str, type[BaseModel]] = {}
+    models: dict[str, type[BaseModel]] = {}
+    for operation in ops.OPERATIONS.values():
+        names = ops.body_arguments(operation)
+        if not names:
+            continue
+        schema = ops.body_schema(operation)
+        model = create_model(schema, __config__=_STRICT,
+                             **{name: _body_field(operation, name) for name in names})
+        if schema in made and made[schema].model_json_schema() != model.model_json_schema():
+            raise ValueError(f"{operation.name} names the body {schema!r} of another operation but takes "
+                             "other arguments")
+        models[operation.name] = made.setdefault(schema, model)
+    return models
 
 
-class GetRecords(BaseModel):
-    ids: Any = Field(None, description="Ids to fetch, in this order; null for all (insertion order).")
-    where: Any = Field(None, description="Metadata filter.")
-    where_document: Any = Field(None, description="Document filter.")
-    limit: Any = Field(None, description="Most items to return (int >= 0) or null.")
-    offset: Any = Field(None, description="Items to skip (int >= 0) or null.")
-    include: Any = Field(["metadatas", "documents"], description="Subset of embeddings, metadatas, documents.")
-
-
-class QueryRecords(BaseModel):
-    query_embeddings: Any = Field(None, description="List of query vectors (a single vector is one query).")
-    query_texts: Any = Field(None, description="Instead of query_embeddings: texts the server's default "
-                             "embedding model embeds (a single string is one query).")
-    n_results: Any = Field(10, description="Results per query (int >= 1, at most max_n_results).")
-    where: Any = Field(None, description="Metadata filter.")
-    where_document: Any = Field(None, description="Document filter.")
-    include: Any = Field(["metadatas", "documents", "distances"],
-                         description="Subset of embeddings, metadatas, documents, distances.")
+BODY_MODELS = _body_models()
+"""The request body of each operation that takes one, by name (``/openapi.json`` shows them)."""
 
 
 # Response shapes, for the documentation only (responses are written directly).
 class CollectionOut(BaseModel):
     id: str
     name: str
-    metadata: Optional[dict]
+    metadata: Optional[Metadata]
 
 
 class GetResultOut(BaseModel):
     ids: list[str]
     embeddings: Optional[list[list[float]]]
-    metadatas: Optional[list[Optional[dict]]]
+    metadatas: Optional[list[Optional[Metadata]]]
     documents: Optional[list[Optional[str]]]
     dimension: Optional[int] = Field(description="Width of the embeddings (also with no rows), null if not included.")
 
@@ -162,10 +144,15 @@ class GetResultOut(BaseModel):
 class QueryResultOut(BaseModel):
     ids: list[list[str]]
     embeddings: Optional[list[list[list[float]]]]
-    metadatas: Optional[list[list[Optional[dict]]]]
+    metadatas: Optional[list[list[Optional[Metadata]]]]
     documents: Optional[list[list[Optional[str]]]]
     distances: Optional[list[list[float]]]
     dimension: Optional[int] = Field(description="Width of the embeddings, null if not included.")
+
+
+_ANSWERS: dict[str, Any] = {ops.COLLECTION: CollectionOut, ops.COLLECTIONS: list[CollectionOut],
+                            ops.GET_RESULT: GetResultOut, ops.QUERY_RESULT: QueryResultOut}
+"""The documented answer of each result kind that has a model."""
 
 
 class ErrorOut(BaseModel):
@@ -181,7 +168,6 @@ _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 
 # --------------------------------------------------------------------------
 
 
-BODY_MODELS = (CreateCollection, ModifyCollection, Records, DeleteRecords, GetRecords, QueryRecords)
 NOT_AN_OBJECT = "the request body must be a JSON object sent with 'Content-Type: application/json'"
 
 
@@ -195,13 +181,18 @@ def _body_documentation(model: type[BaseModel]) -> dict:
     }}}
 
 
-def _reader(model: type[BaseModel], bounds: Bounds) -> Callable[[Request], Any]:
-    """Reads the request body as ``model``'s fields, from JSON or from the binary frame (whose
-    declared rows are checked against ``max_batch_size`` before any is built).
+def _reader(operation: ops.Operation, bounds: Bounds) -> Callable[[Request], Any]:
+    """Reads the request body, JSON or the binary frame (whose declared rows are checked against
+    ``max_batch_size`` before any is built), as the operation's arguments.
 
-    Every field is ``Any``, so the model would only fill in defaults and drop unknown keys:
-    that is done here without building it, and the values reach Local unchanged."""
-    defaults = {name: field.get_default(call_default_factory=True) for name, field in model.model_fields.items()}
+    Nothing here converts or checks a value: Local checks every one, as it does for the Python
+    API and the other transports, so a bad value's answer is Local's class and message (a model
+    validation would give its own message, and walk every float of a JSON write once more). The
+    strict model says what Local takes; tests/test_fastapi_server.py keeps the two in agreement.
+    A field that is not one of the operation's arguments is refused, as the model's
+    ``extra="forbid"`` says; an argument left out gets its default in the dispatch."""
+    taken = ops.body_arguments(operation)
+    known = frozenset(taken)
 
     async def read(request: Request) -> dict:
         raw = await request.body()
@@ -218,16 +209,29 @@ def _reader(model: type[BaseModel], bounds: Bounds) -> Callable[[Request], Any]:
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT} (or {wire.MEDIA_TYPE}), got Content-Type {media_type!r}")
         if not isinstance(data, dict):
             raise errors.InvalidArgument(f"{NOT_AN_OBJECT}, got {type(data).__name__}")
-        return {name: data[name] if name in data else copy.copy(default) for name, default in defaults.items()}
+        if not known.issuperset(data):
+            unknown = next(name for name in data if name not in known)
+            raise errors.InvalidArgument(f"{operation.name} got an unexpected argument {unknown!r}; "
+                                         f"it takes {', '.join(taken)}")
+        return data
 
     return read
 
 
-def _path_parameter(name: str, schema: dict) -> dict:
-    """The OpenAPI description of the path parameter ``name``, as FastAPI writes it for an
-    endpoint argument (the routes take only the request, so FastAPI does not see it)."""
+def _path_parameter(operation: ops.Operation, name: str, schema: dict) -> dict:
+    """The OpenAPI description of the operation's path parameter ``name``, as FastAPI writes it
+    for an endpoint argument (the routes take only the request, so FastAPI does not see it)."""
     return {"in": "path", "name": name, "required": True,
+            "description": ops.declaration(operation, name).description,
             "schema": {"title": name.replace("_", " ").title(), **schema}}
+
+
+def _tag(operation: ops.Operation) -> str:
+    """The operation's group in the documentation, by its path."""
+    path = operation.http[1]
+    if path.startswith("/collections/{collection_id}/"):
+        return "records"
+    return "collections" if path.startswith("/collections") else "server"
 
 
 _PATH_SCHEMAS = {"uuid": {}, "path": {"type": "string"}}
@@ -430,28 +434,6 @@ def _encoded(operation: ops.Operation, request: Request, result: Any) -> Respons
     return _json(result, status)
 
 
-_DOCUMENTATION: dict[str, tuple[Optional[type[BaseModel]], str, Any]] = {
-    "heartbeat": (None, "server", None),
-    "version": (None, "server", None),
-    "limits": (None, "server", None),
-    "ready": (None, "server", None),
-    "reset": (None, "server", None),
-    "list_collections": (None, "collections", list[CollectionOut]),
-    "create_collection": (CreateCollection, "collections", CollectionOut),
-    "get_collection": (None, "collections", CollectionOut),
-    "delete_collection": (None, "collections", None),
-    "modify": (ModifyCollection, "collections", CollectionOut),
-    "count": (None, "records", None),
-    "add": (Records, "records", None),
-    "upsert": (Records, "records", None),
-    "update": (Records, "records", None),
-    "delete": (DeleteRecords, "records", None),
-    "get": (GetRecords, "records", GetResultOut),
-    "query": (QueryRecords, "records", QueryResultOut),
-}
-"""Per operation, for HTTP: the body's model, the documentation's tag and the answer's model."""
-
-
 # --------------------------------------------------------------------------
 # The app
 # --------------------------------------------------------------------------
@@ -468,6 +450,8 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
         version=chroma.__version__,
         description=(
             "The chroma embedding database over HTTP. Every route calls the same method as the Python API. "
+            "Bodies are strict: a value is never converted (`\"10\"` is not 10), a field the route does not "
+            "take is refused, and a bad value gets the Python API's error. "
             "Errors: `{\"error\": \"<chroma.errors class>\", \"message\": ...}` with status 400 (InvalidArgument), "
             "401 (Unauthorized), 403 (ResetDisabled), 404 (CollectionNotFound, IDNotFoundError), "
             "409 (CollectionExists, DuplicateIDError), 413 (PayloadTooLarge), 504 (DeadlineExceeded). "
@@ -513,19 +497,19 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
         """Registers the operation's route at ``PREFIX`` + its path (``collection_id`` a UUID, ``name`` any rest).
 
         Its work runs on one of ``threads``, counted as a running call, with the values of the
-        path's parameters and the body's fields (read as its model's, from JSON or the binary
-        frame). FastAPI sees a route that takes only the request: its dependency and validation
-        machinery, and the thread hand-off of anyio, cost more per call than the work of a small
-        query, and the fields are Any (Local checks them)."""
+        path's parameters and the body's fields (JSON or the binary frame). FastAPI sees a route
+        that takes only the request: its dependency and validation machinery, and the thread
+        hand-off of anyio, cost more per call than the work of a small query, and Local checks
+        the fields."""
         method, path = operation.http
         path = path.replace("{collection_id}", "{collection_id:uuid}").replace("{name}", "{name:path}")
-        body, tag, answer = _DOCUMENTATION[operation.name]
+        body = BODY_MODELS.get(operation.name)
         extra = _body_documentation(body) if body is not None else {}
-        parameters = [_path_parameter(name, _PATH_SCHEMAS[convertor])
+        parameters = [_path_parameter(operation, name, _PATH_SCHEMAS[convertor])
                       for name, convertor in re.findall(r"{(\w+):(\w+)}", path)]
         if parameters:
             extra["parameters"] = parameters
-        read = _reader(body, bounds) if body is not None else None
+        read = _reader(operation, bounds) if body is not None else None
 
         async def call(request: Request) -> Response:
             values = {name: str(value) for name, value in request.path_params.items()}
@@ -535,8 +519,9 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
 
         call.__name__ = call.__qualname__ = operation.name
         call.__doc__ = operation.summary
+        answer = _ANSWERS.get(operation.result)
         responses = {200: {"model": answer}, **_ERRORS} if answer is not None else _ERRORS
-        app.api_route(PREFIX + path, methods=[method], openapi_extra=extra or None, tags=[tag],
+        app.api_route(PREFIX + path, methods=[method], openapi_extra=extra or None, tags=[_tag(operation)],
                       responses=responses)(call)
 
     def openapi() -> dict:
@@ -546,7 +531,7 @@ def create_app(api: Local, settings: Settings, calls: Optional[RunningCalls] = N
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in BODY_MODELS:
+            for model in dict.fromkeys(BODY_MODELS.values()):
                 components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
             app.openapi_schema = schema
         return app.openapi_schema
