@@ -343,7 +343,8 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if state.metadata is None:
-                    state.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id))
+                    state.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id),
+                                                                 rows=len(state.ids))
                     heap.give_back(len(state.ids))  # the chunks' dicts are gone
         return state.metadata
 
@@ -353,7 +354,7 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the texts load what the DB holds: no queued update may apply again
                 if state.texts is None:
-                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id))
+                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id), rows=len(state.ids))
                     heap.give_back(len(state.ids))  # the chunks' strings are gone
         return state.texts
 

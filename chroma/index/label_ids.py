@@ -155,8 +155,11 @@ class _Arrays:
                               for at in range(0, len(rows), _HASH_CHUNK)])
         sort = np.argsort(new, kind="stable")
         new, rows = new[sort], rows[sort]
-        at = np.searchsorted(hashes, new)
-        hashes, order = np.insert(hashes, at, new), np.insert(order, at, rows)
+        if len(hashes):
+            at = np.searchsorted(hashes, new)
+            hashes, order = np.insert(hashes, at, new), np.insert(order, at, rows)
+        else:  # the first lookup by id: nothing to merge into, so no copies of all of them
+            hashes, order = new, rows
         self.by_id = (hashes, order, size)
         heap.give_back(len(rows))  # the decoded ids and the arrays replaced
         return hashes, order
