@@ -79,8 +79,8 @@ def batch_of(first: int, count: int) -> tuple[list[str], np.ndarray, list[dict],
 
 def index_parts(index: Any) -> dict[str, int]:
     """The HNSW index's bytes by part, from its layout (``csrc/hnsw.h``: chunks of 4,096 nodes,
-    each node a block of header, level-0 links and vector, an int8 copy and 24 bytes of label,
-    flags and row code; upper-level links apart)."""
+    each node a block of header, level-0 links and vector and 24 bytes of label, flags and row
+    code; upper-level links apart; an int8 copy per node once an exact search took two passes)."""
     core = getattr(index, "_core", None)
     if core is None or not hasattr(core, "_slots"):
         return {"index (not HNSW)": 0}
@@ -94,7 +94,7 @@ def index_parts(index: Any) -> dict[str, int]:
     return {
         "index: vectors": nodes * 4 * dim,
         "index: headers, links, padding": nodes * (block - 4 * dim) + upper,
-        "index: int8 copy": nodes * code,
+        "index: int8 copy": nodes * code if getattr(core, "_codes", True) else 0,
         "index: labels, flags, row codes": nodes * 24,
     }
 

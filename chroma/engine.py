@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from chroma import errors, validation
+from chroma import errors, heap, validation
 from chroma.db import DB, CollectionRecord, IndexSnapshot, Records, WriteResult
 from chroma.filters import Clause, Contains, Logical, reads_document, split_documents
 from chroma.index import Index, Persistent
@@ -82,7 +82,7 @@ class Engine:
         with self._write_lock:
             state = self._states.get(collection_id)
             if state is not None:
-                self._behind_step(collection_id, state, lambda: state.apply_write(result))
+                self._behind_step(collection_id, state, lambda: state.apply_write(result), len(result.labels))
             elif load_if_absent:
                 self._step(collection_id, lambda: self._load(self._db.get_collection_by_id(collection_id)))
 
@@ -91,7 +91,7 @@ class Engine:
         with self._write_lock:
             state = self._states.get(collection_id)
             if state is not None:
-                self._behind_step(collection_id, state, lambda: state.apply_delete(labels))
+                self._behind_step(collection_id, state, lambda: state.apply_delete(labels), len(labels))
 
     def dropped(self, drop: Callable[[], str]) -> None:
         """Runs ``drop`` (a collection's deletion in the DB, returning its id) and forgets the
@@ -239,12 +239,14 @@ class Engine:
             warnings.warn(f"derived state (vector index) of collection {collection_id} dropped, rebuilt on next use: "
                           f"{exc!r}", RuntimeWarning, stacklevel=5)
 
-    def _behind_step(self, collection_id: str, state: CachedCollection, step: Callable[[], None]) -> None:
-        """Queues ``step`` on ``state`` (call under the write lock). A state dropped meanwhile is
-        skipped: it is reloaded from the DB, this change included."""
+    def _behind_step(self, collection_id: str, state: CachedCollection, step: Callable[[], None],
+                     items: int) -> None:
+        """Queues ``step`` over ``items`` items on ``state`` (call under the write lock). A state
+        dropped meanwhile is skipped: it is reloaded from the DB, this change included."""
         def run() -> None:
             if self._states.get(collection_id) is state:
                 self._step(collection_id, step)
+                heap.give_back(items)
 
         self._behind.submit(run)
 
@@ -285,6 +287,7 @@ class Engine:
             state.apply_settings(metadata)  # a saved file or snapshot may predate a modify()
             if snapshot is not None:
                 self._catch_up(record.id)  # the batches committed after the snapshot was taken
+        heap.give_back(len(labels))
         return state
 
     def _built(self, record: CollectionRecord, params: dict) -> Index:
@@ -340,7 +343,9 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the columns load what the DB holds: no queued update may apply again
                 if state.metadata is None:
-                    state.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id))
+                    state.metadata = MetadataColumns.from_chunks(self._db.load_metadata(collection_id),
+                                                                 rows=len(state.ids))
+                    heap.give_back(len(state.ids))  # the chunks' dicts are gone
         return state.metadata
 
     def _texts(self, collection_id: str, state: CachedCollection) -> ItemTexts:
@@ -349,7 +354,8 @@ class Engine:
             with self._collection_locks.hold(collection_id), self._write_lock:
                 self._settle()  # the texts load what the DB holds: no queued update may apply again
                 if state.texts is None:
-                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id))
+                    state.texts = ItemTexts.from_chunks(self._db.load_texts(collection_id), rows=len(state.ids))
+                    heap.give_back(len(state.ids))  # the chunks' strings are gone
         return state.texts
 
     def _records(self, collection_id: str, state: CachedCollection, labels: np.ndarray,

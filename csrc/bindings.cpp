@@ -485,6 +485,7 @@ PYBIND11_MODULE(_core, m) {
             py::arg("queries"), py::arg("k"), py::arg("allowed") = py::none(), py::arg("ef") = py::none(),
             py::arg("num_threads") = 0, py::arg("_plan") = py::none())
         .def_property_readonly("_slots", &HnswIndex::slots)
+        .def_property_readonly("_codes", &HnswIndex::has_codes)
         .def("save", &HnswIndex::save, py::arg("path"), py::call_guard<py::gil_scoped_release>(),
              "Write the index to path atomically (temporary file, fsync, rename).")
         .def_static(

@@ -9,8 +9,10 @@
 // so that expanding a node touches its links and, a few lines later, the
 // vectors it points to. Upper-level lists (count + M ids per level) are a
 // separate small allocation per node, as only ~1/M of nodes have any. Before
-// its blocks a chunk packs its nodes' labels, flags and int8 copies of the
-// vectors (for exact search, below).
+// its blocks a chunk packs its nodes' labels and flags. The int8 copies of the
+// vectors (for exact search, below) are arrays of their own per chunk, made by
+// the first exact search that takes two passes and kept current from then on:
+// an index that never answers such a search does not pay their memory.
 //
 // Distances. A node's unvisited neighbours are gathered first and their
 // distances computed in one call of the horizontal SIMD kernel
@@ -162,19 +164,39 @@ struct IndexIOError : std::runtime_error {
 // 64-bit checksum over 8-byte words. Each step is a bijection of the state
 // for a fixed word and of the word for a fixed state, so any change confined
 // to one word (any number of flipped bits in it) always changes the result.
-inline uint64_t checksum(const char* p, size_t n, uint64_t h = 0x243f6a8885a308d3ull) {
-    constexpr uint64_t kMul = 0x9fb21c651e98df25ull;  // odd
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        std::memcpy(&w, p + i, 8);
-        h = (h ^ w) * kMul;
-        h ^= h >> 29;
+// Fed in pieces, so that a file is checksummed as it is written.
+class Checksum {
+   public:
+    explicit Checksum(uint64_t seed = 0x243f6a8885a308d3ull) : h_(seed) {}
+    // Whole words only: n is a multiple of 8.
+    void words(const char* p, size_t n) {
+        for (size_t i = 0; i + 8 <= n; i += 8) {
+            uint64_t w;
+            std::memcpy(&w, p + i, 8);
+            h_ = (h_ ^ w) * kMul;
+            h_ ^= h_ >> 29;
+        }
+        bytes_ += n;
     }
-    uint64_t tail = 0;
-    std::memcpy(&tail, p + i, n - i);
-    h = (h ^ tail ^ (uint64_t(n) << 56)) * kMul;
-    return h ^ (h >> 32);
+    // The last piece, of any length.
+    uint64_t finish(const char* p, size_t n) {
+        const size_t whole = n & ~size_t(7);
+        words(p, whole);
+        uint64_t tail = 0;
+        std::memcpy(&tail, p + whole, n - whole);
+        bytes_ += n - whole;
+        const uint64_t h = (h_ ^ tail ^ (uint64_t(bytes_) << 56)) * kMul;
+        return h ^ (h >> 32);
+    }
+
+   private:
+    static constexpr uint64_t kMul = 0x9fb21c651e98df25ull;  // odd
+    uint64_t h_;
+    size_t bytes_ = 0;
+};
+
+inline uint64_t checksum(const char* p, size_t n, uint64_t h = 0x243f6a8885a308d3ull) {
+    return Checksum(h).finish(p, n);
 }
 
 // Default ef for searches: measured to give recall@10 >= 0.95 on both
@@ -218,6 +240,8 @@ class HnswIndex {
         prefetch_lines_ = std::min<size_t>(kPrefetchLines, (4 * dim_ + 63) / 64);
         chunks_.reset(static_cast<std::atomic<char*>*>(std::calloc(kMaxChunks, sizeof(std::atomic<char*>))));
         if (!chunks_) throw std::bad_alloc();
+        code_chunks_.reset(static_cast<std::atomic<int8_t*>*>(std::calloc(kMaxChunks, sizeof(std::atomic<int8_t*>))));
+        if (!code_chunks_) throw std::bad_alloc();
     }
 
     ~HnswIndex() {
@@ -227,6 +251,7 @@ class HnswIndex {
             char* p = chunks_.get()[c].load();
             if (!p) break;
             std::free(p);
+            std::free(code_chunks_.get()[c].load());
         }
     }
 
@@ -246,6 +271,8 @@ class HnswIndex {
     size_t size() const { return live_.load(); }
     // Slots ever allocated (live, deleted awaiting reuse, or being inserted).
     size_t slots() const { return count_.load(); }
+    // Whether the int8 copies of the vectors exist (see codes()).
+    bool has_codes() const { return codes_on_.load(); }
 
     bool contains(int64_t label) const {
         std::shared_lock<std::shared_mutex> lk(label_mu_);
@@ -345,6 +372,11 @@ class HnswIndex {
         if (reranked) std::fill(reranked, reranked + m, size_t(0));
         const bool exact = plan == Plan::Exact || plan == Plan::Scan ||
                            (plan == Plan::Auto && use_exact(ncand, live, walk_ef, group, m));
+        if (exact && plan != Plan::Scan && use_two_pass(ncand) && !codes_on_.load(std::memory_order_acquire)) {
+            lk.unlock();  // making them takes mu_ exclusively
+            make_codes();
+            lk.lock();
+        }
         Candidates cand;
         std::once_flag cand_once;
         auto candidates = [&]() -> const Candidates& {
@@ -446,27 +478,23 @@ class HnswIndex {
         h.entry = entry_.load();
         h.nfree = free_.size();
         for (uint32_t id = 0; id < n; ++id) h.upper_words += size_t(head(id).level) * (1 + M_);
-        std::vector<char> payload(payload_size(n, dim_, M0_, h.upper_words, h.nfree));
-        char* w = payload.data();
-        auto put = [&w](const void* src, size_t bytes) {
-            std::memcpy(w, src, bytes);
-            w += bytes;
-        };
-        for (uint32_t id = 0; id < n; ++id) put(&label(id), 8);
+        h.payload_bytes = payload_size(n, dim_, M0_, h.upper_words, h.nfree);
+        // Streamed: a payload built in memory first would double the index's memory while saving.
+        AtomicFile out(path, sizeof(h));
+        for (uint32_t id = 0; id < n; ++id) out.put(&label(id), 8);
         for (uint32_t id = 0; id < n; ++id) {
             const uint32_t v = hidden(id).load();
-            put(&v, 4);
+            out.put(&v, 4);
         }
-        for (uint32_t id = 0; id < n; ++id) put(&head(id).level, 4);
-        for (uint32_t id = 0; id < n; ++id) put(list(id, 0), 4 * (1 + M0_));
-        for (uint32_t id = 0; id < n; ++id) put(vec(id), 4 * dim_);
+        for (uint32_t id = 0; id < n; ++id) out.put(&head(id).level, 4);
+        for (uint32_t id = 0; id < n; ++id) out.put(list(id, 0), 4 * (1 + M0_));
+        for (uint32_t id = 0; id < n; ++id) out.put(vec(id), 4 * dim_);
         for (uint32_t id = 0; id < n; ++id)
-            if (head(id).level > 0) put(head(id).upper, 4 * size_t(head(id).level) * (1 + M_));
-        put(free_.data(), 4 * free_.size());
-        h.payload_bytes = payload.size();
-        h.payload_sum = checksum(payload.data(), payload.size());
+            if (head(id).level > 0) out.put(head(id).upper, 4 * size_t(head(id).level) * (1 + M_));
+        out.put(free_.data(), 4 * free_.size());
+        h.payload_sum = out.payload_checksum();
         h.header_sum = checksum(reinterpret_cast<const char*>(&h), offsetof(FileHeader, header_sum));
-        write_atomically(path, h, payload);
+        out.commit(&h, sizeof(h));
     }
 
     // Reads a file written by save() in one read and checks it completely
@@ -575,11 +603,8 @@ class HnswIndex {
             const uint32_t* lst = x.list(id, 0);
             for (uint32_t j = 1; j <= lst[0]; ++j) ++x.head(lst[j]).in_links;
         }
-        // The int8 copies are derived from the vectors, not stored in the file.
-        const size_t tasks = std::max<size_t>(1, std::min<size_t>(n / 4096, 4 * ThreadPool::instance().concurrency()));
-        ThreadPool::instance().run(tasks, [&](size_t t, size_t) {
-            for (size_t id = n * t / tasks; id < n * (t + 1) / tasks; ++id) x.store_codes(uint32_t(id));
-        });
+        // The int8 copies are derived from the vectors, not stored in the file: the first
+        // exact search of two passes makes them.
         x.live_.store(h.live);
         x.entry_.store(h.entry);
         return index;
@@ -605,29 +630,94 @@ class HnswIndex {
         return data;
     }
 
-    static void write_atomically(const std::string& path, const FileHeader& h, const std::vector<char>& payload) {
-        const std::string tmp = path + ".tmp";
-        const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) throw IndexIOError("cannot write '" + tmp + "': " + std::strerror(errno));
-        auto write_all = [&](const char* p, size_t n) {
-            while (n) {
-                const ssize_t k = ::write(fd, p, n);
+    // A file written beside `path` and renamed over it once complete and flushed: the payload
+    // streams through a buffer (checksummed on the way) after room for the header, which is
+    // written last, when its checksums are known.
+    class AtomicFile {
+       public:
+        AtomicFile(const std::string& path, size_t header_bytes)
+            : path_(path), tmp_(path + ".tmp"), buf_(kBuffer) {
+            fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd_ < 0) throw IndexIOError("cannot write '" + tmp_ + "': " + std::strerror(errno));
+            if (::lseek(fd_, off_t(header_bytes), SEEK_SET) < 0) {
+                const int err = errno;
+                ::close(fd_);
+                std::remove(tmp_.c_str());
+                throw IndexIOError("cannot write '" + tmp_ + "': " + std::strerror(err));
+            }
+        }
+        ~AtomicFile() {
+            if (fd_ >= 0) {
+                ::close(fd_);
+                std::remove(tmp_.c_str());
+            }
+        }
+        AtomicFile(const AtomicFile&) = delete;
+        AtomicFile& operator=(const AtomicFile&) = delete;
+
+        void put(const void* src, size_t bytes) {
+            const char* p = static_cast<const char*>(src);
+            while (bytes) {
+                const size_t k = std::min(bytes, kBuffer - used_);
+                std::memcpy(buf_.data() + used_, p, k);
+                used_ += k;
+                p += k;
+                bytes -= k;
+                if (used_ == kBuffer) {
+                    sum_.words(buf_.data(), used_);
+                    write_all(buf_.data(), used_);
+                    used_ = 0;
+                }
+            }
+        }
+        // Writes what is buffered; the checksum of everything put.
+        uint64_t payload_checksum() {
+            const uint64_t sum = sum_.finish(buf_.data(), used_);
+            write_all(buf_.data(), used_);
+            used_ = 0;
+            return sum;
+        }
+        // Writes the header at the start, flushes, and renames the file over `path`.
+        void commit(const void* header, size_t bytes) {
+            const char* p = static_cast<const char*>(header);
+            for (off_t at = 0; bytes;) {
+                const ssize_t k = ::pwrite(fd_, p, bytes, at);
                 if (k < 0 && errno == EINTR) continue;
-                if (k <= 0) return false;
+                if (k <= 0) fail(k < 0 ? errno : EIO);
+                p += k;
+                at += k;
+                bytes -= size_t(k);
+            }
+            if (::fsync(fd_) != 0) fail(errno);
+            const int fd = fd_;
+            fd_ = -1;
+            if (::close(fd) != 0 || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+                const int err = errno;
+                std::remove(tmp_.c_str());
+                throw IndexIOError("cannot write '" + path_ + "': " + std::strerror(err));
+            }
+        }
+
+       private:
+        static constexpr size_t kBuffer = size_t(1) << 20;  // a multiple of the checksum's word
+        void write_all(const char* p, size_t n) {
+            while (n) {
+                const ssize_t k = ::write(fd_, p, n);
+                if (k < 0 && errno == EINTR) continue;
+                if (k <= 0) fail(k < 0 ? errno : EIO);
                 p += k;
                 n -= size_t(k);
             }
-            return true;
-        };
-        const bool ok = write_all(reinterpret_cast<const char*>(&h), sizeof(h)) &&
-                        write_all(payload.data(), payload.size()) && ::fsync(fd) == 0;
-        const int err = errno;
-        ::close(fd);
-        if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-            std::remove(tmp.c_str());
-            throw IndexIOError("cannot write '" + path + "': " + std::strerror(ok ? errno : err));
         }
-    }
+        [[noreturn]] void fail(int err) {
+            throw IndexIOError("cannot write '" + path_ + "': " + std::strerror(err));
+        }
+        std::string path_, tmp_;
+        std::vector<char> buf_;
+        size_t used_ = 0;
+        Checksum sum_;
+        int fd_ = -1;
+    };
 
     static constexpr size_t kHeader = 32;
     static constexpr size_t kScanGroup = 16;  // rows of exact search prefetched together
@@ -729,16 +819,41 @@ class HnswIndex {
     char* chunk(uint32_t id) const {
         return chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire);
     }
-    // Then the int8 copies of the chunk's vectors (quantized_table.h), row
-    // after row in slot order, so an exact search over many allowed nodes
-    // reads them in ascending order from one compact region; then the blocks.
+    // Then the blocks. The int8 copies of a chunk's vectors (quantized_table.h)
+    // are an array beside it, row after row in slot order, so an exact search
+    // over many allowed nodes reads them in ascending order from one compact
+    // region; null until make_codes().
     size_t code_bytes() const { return 2 * ((dim_ + 1) / 2); }
-    size_t chunk_bytes() const { return kChunkPrefix + kChunkNodes * (code_bytes() + block_); }
+    size_t chunk_bytes() const { return kChunkPrefix + kChunkNodes * block_; }
     int8_t* codes(uint32_t id) const {
-        return reinterpret_cast<int8_t*>(chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * code_bytes());
+        int8_t* c = code_chunks_.get()[id >> kChunkShift].load(std::memory_order_acquire);
+        return c ? c + size_t(id & (kChunkNodes - 1)) * code_bytes() : nullptr;
     }
     char* node(uint32_t id) const {
-        return chunk(id) + kChunkPrefix + kChunkNodes * code_bytes() + size_t(id & (kChunkNodes - 1)) * block_;
+        return chunk(id) + kChunkPrefix + size_t(id & (kChunkNodes - 1)) * block_;
+    }
+    // Called with label_mu_ held exclusively, or before the index is shared.
+    void allocate_codes(size_t c) const {
+        if (code_chunks_.get()[c].load()) return;
+        auto* p = static_cast<int8_t*>(std::aligned_alloc(64, kChunkNodes * code_bytes()));
+        if (!p) throw std::bad_alloc();
+        code_chunks_.get()[c].store(p, std::memory_order_release);
+    }
+    // The int8 copies of every live vector; from then on every stored vector gets its own.
+    // Exclusive (no search or write runs meanwhile), so it is made once, whole.
+    void make_codes() const {
+        std::unique_lock<std::shared_mutex> lk(mu_);
+        std::unique_lock<std::shared_mutex> lk2(label_mu_);  // no chunk is added meanwhile
+        if (codes_on_.load()) return;
+        const uint32_t n = count_.load();
+        for (size_t c = 0; c < kMaxChunks && chunks_.get()[c].load(); ++c) allocate_codes(c);
+        const size_t tasks = std::max<size_t>(1, std::min<size_t>(n / 4096, 4 * ThreadPool::instance().concurrency()));
+        ThreadPool::instance().run(tasks, [&](size_t t, size_t) {
+            // a hidden slot is deleted (never a candidate) or not yet stored (store_vector makes its copy)
+            for (size_t id = n * t / tasks; id < n * (t + 1) / tasks; ++id)
+                if (visible(uint32_t(id))) store_codes(uint32_t(id));
+        });
+        codes_on_.store(true, std::memory_order_release);
     }
     int64_t& label(uint32_t id) const {
         return reinterpret_cast<int64_t*>(chunk(id))[id & (kChunkNodes - 1)];
@@ -782,6 +897,7 @@ class HnswIndex {
                 char* p = static_cast<char*>(std::aligned_alloc(64, chunk_bytes()));
                 if (!p) throw std::bad_alloc();
                 chunks_.get()[c].store(p, std::memory_order_release);
+                if (codes_on_.load()) allocate_codes(c);
             }
             Header& h = head(id);
             h.level = random_level(lab);
@@ -817,7 +933,7 @@ class HnswIndex {
             normalize(vec(id), src);
         else
             std::memcpy(vec(id), src, dim_ * sizeof(float));
-        store_codes(id);
+        if (codes_on_.load(std::memory_order_acquire)) store_codes(id);
     }
     void store_codes(uint32_t id) const { row_code(id) = quantize_row(vec(id), dim_, codes(id)); }
 
@@ -1165,7 +1281,8 @@ class HnswIndex {
                       size_t* reranked) const {
         std::vector<long>& got = s.got;
         got.assign(n, -1);
-        if (two_pass && use_two_pass(c.size())) {
+        // without the int8 copies (a walk that fell back to exact search), the float scan answers
+        if (two_pass && use_two_pass(c.size()) && codes_on_.load(std::memory_order_acquire)) {
             s.qptrs.resize(n);
             for (size_t i = 0; i < n; ++i) s.qptrs[i] = q + i * dim_;
             two_pass_rows(K, walk_metric_, dim_, c.rows(), s.qptrs.data(), n, k, s.two_pass, ol, od,
@@ -1233,6 +1350,8 @@ class HnswIndex {
         void operator()(void* p) const { std::free(p); }
     };
     std::unique_ptr<std::atomic<char*>, FreeDeleter> chunks_;
+    std::unique_ptr<std::atomic<int8_t*>, FreeDeleter> code_chunks_;  // per chunk, see codes()
+    mutable std::atomic<bool> codes_on_{false};
     std::atomic<uint32_t> count_{0};
     std::atomic<size_t> live_{0};
     std::atomic<uint64_t> entry_{kNoEntry};

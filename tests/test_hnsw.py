@@ -237,6 +237,56 @@ def test_save_load_round_trip(tmp_path, saved, data):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.bin"]
 
 
+def test_index_of_several_megabytes_round_trips(tmp_path):
+    # a file several times the size of any buffer that writes it
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4000, 128)).astype(np.float32)
+    index = HnswIndex(128, "l2", {"hnsw:M": 16})
+    index.add(np.arange(4000), vectors)
+    index.remove(np.arange(0, 4000, 11))
+    path = tmp_path / "big.bin"
+    index.save(path)
+    assert path.stat().st_size > 2 * 2**20
+    loaded = HnswIndex.load(path)
+    np.testing.assert_array_equal(loaded.labels(), index.labels())
+    for plan in ("graph", "exact"):
+        a = index._core.search(vectors[:20], 10, _plan=plan)
+        b = loaded._core.search(vectors[:20], 10, _plan=plan)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    loaded.save(tmp_path / "again.bin")
+    assert (tmp_path / "again.bin").read_bytes() == path.read_bytes()
+
+
+def test_writes_before_and_after_the_first_two_pass_search(tmp_path):
+    # 128 dims and thousands of rows: exact search takes two passes over the int8 copies
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(9000, 128)).astype(np.float32)
+    index = _core.HnswIndex(128, "l2", M=8)
+    index.add(np.arange(3000), vectors[:3000])
+    assert not index._codes  # no exact search yet: no int8 copies
+    queries = vectors[:3000:300] + 0.1
+
+    def same_as_scan() -> None:
+        exact = index.search(queries, 10, _plan="exact")
+        scan = index.search(queries, 10, _plan="scan")
+        np.testing.assert_array_equal(exact[0], scan[0])
+        np.testing.assert_allclose(exact[1], scan[1], rtol=1e-5)
+
+    same_as_scan()
+    assert index._codes
+    index.add(np.arange(3000, 9000), vectors[3000:])  # new chunks
+    index.add(np.arange(0, 3000, 3), vectors[6000:7000])  # vectors replaced in place
+    index.remove(np.arange(1, 3000, 3))
+    index.add(np.arange(20000, 20500), vectors[7000:7500])  # deleted slots reused
+    same_as_scan()
+    path = tmp_path / "index.bin"
+    index.save(str(path))
+    loaded = _core.HnswIndex.load(str(path))
+    assert not loaded._codes
+    np.testing.assert_array_equal(loaded.search(queries, 10, _plan="exact")[0], index.search(queries, 10, _plan="scan")[0])
+
+
 def load_bytes(tmp_path, raw: bytes) -> None:
     path = tmp_path / "fuzzed.bin"
     path.write_bytes(raw)

@@ -53,3 +53,14 @@ def test_agrees_with_a_dict_through_updates_removes_and_compactions(seed, monkey
         assert got_documents == [model[label][0] for label in present]
         assert got_metadatas == [model[label][1] for label in present]
         assert len(texts) == len(model)
+
+
+def test_chunks_of_a_stated_count_then_more_items():
+    chunks = [(np.arange(0, 5), [f"d{i}" for i in range(5)], ['{"k":%d}' % i for i in range(5)]),
+              (np.arange(5, 8), [f"d{i}" for i in range(5, 8)], [None, '{"k":6}', '{"k":7}'])]
+    texts = ItemTexts.from_chunks(chunks, rows=8)
+    texts.store(np.array([8, 9]), ["d8", None], [{"k": 8}, {"k": 9}])
+    found, documents, metadatas = texts.read(np.arange(10), True, True)
+    assert found.all() and len(texts) == 10
+    assert documents == [f"d{i}" for i in range(9)] + [None]
+    assert metadatas == [{"k": i} for i in range(5)] + [None] + [{"k": i} for i in range(6, 10)]

@@ -171,3 +171,23 @@ def test_a_failed_index_update_drops_the_derived_state_and_the_next_query_reload
         collection.count()  # a read waits for the queued update
     assert local._engine.loaded(collection.id) is None
     assert collection.query(query_embeddings=[[1.0, 0.0]], n_results=2, include=[])["ids"] == [["b", "a"]]
+
+
+def test_batches_of_thousands_with_reads_between_them(local):
+    # big enough that each derived update and each load hands memory back
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(6000, 128)).astype(np.float32)
+    collection = local.create_collection("bulk")
+    for first in range(0, 6000, 2000):
+        rows = range(first, first + 2000)
+        collection.add(ids=[f"b{i}" for i in rows], embeddings=vectors[first : first + 2000],
+                       metadatas=[{"odd": i % 2} for i in rows], documents=[f"doc {i}" for i in rows])
+        got = collection.query(query_embeddings=vectors[first + 1 : first + 2] + 0.001, n_results=5,
+                               where={"odd": 1})
+        assert got["ids"][0][0] == f"b{first + 1}" and len(got["ids"][0]) == 5
+        assert got["documents"] == [[f"doc {item[1:]}" for item in got["ids"][0]]]
+        assert got["metadatas"] == [[{"odd": 1}] * 5]
+    collection.delete(ids=[f"b{i}" for i in range(0, 6000, 2)])
+    assert collection.count() == 3000
+    assert collection.get(ids=["b2", "b3"])["ids"] == ["b3"]
+    assert collection.get(ids=["b5999"], include=["metadatas"])["metadatas"] == [{"odd": 1}]

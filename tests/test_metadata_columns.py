@@ -138,3 +138,12 @@ def test_the_metadata_loads_in_bounded_chunks():
             db.load_metadata("no-such-collection")
     finally:
         db.close()
+
+
+def test_chunks_of_a_stated_count_then_more_items():
+    chunks = [(np.arange(0, 4), [{"k": i} for i in range(4)]), (np.arange(4, 6), [{"k": 4}, {"s": "x"}])]
+    columns = MetadataColumns.from_chunks(chunks, rows=6)
+    columns.replace(np.array([6, 7]), [{"k": 6}, {"k": 7, "s": "x"}])
+    assert sorted(columns.matching(parse_where({"k": {"$gte": 3}})).tolist()) == [3, 4, 6, 7]
+    assert sorted(columns.matching(parse_where({"s": "x"})).tolist()) == [5, 7]
+    assert len(columns) == 8

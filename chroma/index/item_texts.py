@@ -69,11 +69,17 @@ class ItemTexts:
         return cls.from_chunks([(labels, documents, metadata_json)])
 
     @classmethod
-    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[str]], Sequence[Optional[str]]]]
-                    ) -> "ItemTexts":
+    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[str]], Sequence[Optional[str]]]],
+                    rows: int = 0) -> "ItemTexts":
         """A store of the ``(labels, documents, metadata JSON)`` of each chunk in turn (see
-        ``DB.load_texts``), so that only one chunk of texts exists as Python strings at a time."""
+        ``DB.load_texts``), so that only one chunk of texts exists as Python strings at a time.
+        ``rows``: how many the chunks hold, if known; the arrays are then made at that size once,
+        rather than doubled as they fill (the old and new copies both held, and slack after)."""
         texts = cls()
+        if rows > len(texts._labels):
+            texts._labels = _grown(texts._labels, rows, 0)
+            texts._starts = _grown(texts._starts, rows, 0)
+            texts._lengths = _grown(texts._lengths, rows, _DEAD)
         for labels, documents, metadata_json in chunks:
             texts._append_rows(np.asarray(labels, dtype=np.int64), [documents, metadata_json])
         texts._reindex()

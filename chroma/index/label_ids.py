@@ -20,13 +20,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from chroma import heap
+
 _FOLD_AT_LEAST = 4096
 """Deleted entries kept before the arrays are rebuilt without them, however few are alive."""
 _INITIAL_CAPACITY = 1024
 _GATHER_AT_LEAST = 64
 """Ids read at once from which one gather and one decode beat a decode per id."""
-_HASH_CHUNK = 65_536
-"""Ids decoded at a time to hash them (so no str per item exists at once)."""
+_HASH_CHUNK = 8_192
+"""Ids decoded at a time to hash them, or their bytes moved at a time in a rebuild: a gather
+makes two int64 indexes per byte of the chunk's ids besides a str per id, so a chunk of 65,536
+ids of 7 bytes made a transient of about 10 MB, which set the process's peak at the first get
+by id (``bench_vs_chromadb.py``, 100,000 items)."""
 
 
 class _Arrays:
@@ -150,9 +155,13 @@ class _Arrays:
                               for at in range(0, len(rows), _HASH_CHUNK)])
         sort = np.argsort(new, kind="stable")
         new, rows = new[sort], rows[sort]
-        at = np.searchsorted(hashes, new)
-        hashes, order = np.insert(hashes, at, new), np.insert(order, at, rows)
+        if len(hashes):
+            at = np.searchsorted(hashes, new)
+            hashes, order = np.insert(hashes, at, new), np.insert(order, at, rows)
+        else:  # the first lookup by id: nothing to merge into, so no copies of all of them
+            hashes, order = new, rows
         self.by_id = (hashes, order, size)
+        heap.give_back(len(rows))  # the decoded ids and the arrays replaced
         return hashes, order
 
 

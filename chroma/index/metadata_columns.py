@@ -140,10 +140,15 @@ class MetadataColumns:
         self.replace(labels, metadatas)
 
     @classmethod
-    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[dict]]]]) -> "MetadataColumns":
+    def from_chunks(cls, chunks: Iterable[tuple[np.ndarray, Sequence[Optional[dict]]]],
+                    rows: int = 0) -> "MetadataColumns":
         """Columns holding the ``(labels, metadatas)`` of each chunk in turn, so that only one
-        chunk of metadata dicts exists at a time (see ``DB.load_metadata``)."""
+        chunk of metadata dicts exists at a time (see ``DB.load_metadata``). ``rows``: how many
+        items the chunks hold at most, if known; the arrays are then made at that size once,
+        rather than doubled as they fill."""
         columns = cls()
+        if rows > len(columns._labels):
+            columns._rewrite(np.arange(0), rows)
         for labels, metadatas in chunks:
             columns.replace(labels, metadatas)
         return columns
