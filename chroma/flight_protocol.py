@@ -39,6 +39,12 @@ result row answers).
   "n_results", "where", "where_document", "include"}``; the client sends the
   query ``embeddings`` and reads back one row per result, ``query`` and
   ``ids`` plus the included columns, nearest first within each query.
+- get and query are actions too: the body is the JSON object of the call's
+  arguments (``ids``, ``query_embeddings`` as lists), the one result the
+  bytes of an Arrow IPC stream of the table the exchange would send back.
+  The Python client sends a get by at most 1,000 ids, and a query of at most
+  1,000 answer rows, that way (one message each way; a stream costs its
+  setup), and streams the rest.
 
 The width of the ``embeddings`` type is the dimension also when no row comes
 back. Errors are Flight errors of the kind :mod:`chroma.protocol.error_map` gives
