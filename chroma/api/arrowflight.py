@@ -111,12 +111,18 @@ class ArrowFlight(Remote):
             raise self._error(exc, operation.name, write=not operation.idempotent) from None
 
     def _action(self, operation: ops.Operation, values: dict) -> Any:
-        data = to_json(values)
-        results = list(self._client.do_action(flight.Action(operation.name, data), options=self._options))
+        body = self._action_result(operation, to_json(values))
         try:
-            return json.loads(results[0].body.to_pybytes())
-        except (IndexError, ValueError) as exc:
+            return json.loads(body.to_pybytes())
+        except ValueError as exc:
             raise self._invalid_answer(operation, exc) from None
+
+    def _action_result(self, operation: ops.Operation, body: bytes) -> pa.Buffer:
+        """The body of the one result the action ``operation`` answers to ``body``."""
+        results = list(self._client.do_action(flight.Action(operation.name, body), options=self._options))
+        if not results:
+            raise self._invalid_answer(operation, ValueError("no result"))
+        return results[0].body
 
     def _invalid_answer(self, operation: ops.Operation, exc: Exception) -> errors.ChromaError:
         return errors.ChromaError(f"the Flight server at {self._url} answered {operation.name} with something "
@@ -183,10 +189,10 @@ class ArrowFlight(Remote):
     def _small_exchange(self, operation: ops.Operation, values: dict, body: bytes) -> Any:
         """A get or query sent as one action (``body``: its values as JSON), answered by one
         message: a stream's setup costs more than a small call's work."""
-        results = list(self._client.do_action(flight.Action(operation.name, body), options=self._options))
+        answer = self._action_result(operation, body)  # a Flight error goes to _call's map
         try:
-            table = protocol.ipc_table(results[0].body)
-        except (IndexError, pa.ArrowException) as exc:
+            table = protocol.ipc_table(answer)
+        except pa.ArrowException as exc:
             raise self._invalid_answer(operation, exc) from None
         queries = values.get("query_embeddings")
         return self._answer(operation, table, len(queries) if queries is not None else 0)
